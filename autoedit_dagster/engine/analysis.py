@@ -1,0 +1,214 @@
+"""The one decode pass: per-frame loudness, scene change, motion and subject, as a polars table.
+
+ffmpeg decodes the file once and streams two pipes: small RGB frames (`AnalysisSettings.width`
+wide) on stdout and 16 kHz mono PCM on a second descriptor. Python keeps only the previous frame
+and one row of numbers per frame, so memory does not grow with the video's length beyond
+that per-frame table.
+"""
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import polars as pl
+
+from . import ffmpeg_io
+from .config import AnalysisSettings
+from .errors import CorruptMedia, FFmpegFailed
+from .media_info import MediaInfo
+from .subjects import locate_subject
+
+SIGNATURE_SIDE = 16
+SILENT_DB = -100.0
+
+ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
+    "frame": pl.UInt32(),
+    "time": pl.Float64(),
+    "luma": pl.Float32(),
+    "scene_score": pl.Float32(),
+    "motion": pl.Float32(),
+    "signature": pl.Binary(),
+    "subject_cx": pl.Float32(),
+    "subject_cy": pl.Float32(),
+    "subject_w": pl.Float32(),
+    "subject_h": pl.Float32(),
+    "subject_kind": pl.Utf8(),
+    "audio_db": pl.Float32(),
+}
+"""One row per frame at the source's average rate. Subject columns are in displayed source
+pixels and set only on sampled frames; `audio_db` is the RMS level (dBFS) of the audio under the
+frame, null when the file has no sound; `signature` is a 16x16 grayscale thumbnail for comparing
+frames far apart (flashes, dissolves) without decoding again."""
+
+
+def analysis_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int]:
+    width = min(settings.width, info.width - info.width % 2) or 2
+    height = max(2, round(width * info.height / info.width / 2) * 2)
+    return width, height
+
+
+class _AudioLevels(threading.Thread):
+    """Reads s16 mono PCM from a pipe and sums energy per video-frame window."""
+
+    def __init__(self, fd: int, rate: int, fps: Fraction) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.rate, self.fps = fd, rate, fps
+        self.energy: list[float] = []
+        self.counts: list[int] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._read()
+        except BaseException as exc:
+            self.error = exc
+
+    def _read(self) -> None:
+        done = 0
+        num, den = self.fps.numerator, self.fps.denominator
+        with os.fdopen(self.fd, "rb", buffering=0) as pipe:
+            carry = b""
+            while chunk := pipe.read(1 << 16):
+                chunk = carry + chunk
+                usable = len(chunk) - len(chunk) % 2
+                carry = chunk[usable:]
+                samples = np.frombuffer(chunk[:usable], dtype="<i2").astype(np.float64)
+                if not len(samples):
+                    continue
+                window = (np.arange(done, done + len(samples), dtype=np.int64) * num) // (self.rate * den)
+                first = int(window[0])
+                sums = np.bincount(window - first, weights=samples * samples)
+                counts = np.bincount(window - first)
+                grow = first + len(sums) - len(self.energy)
+                if grow > 0:
+                    self.energy.extend([0.0] * grow)
+                    self.counts.extend([0] * grow)
+                for i, (s, c) in enumerate(zip(sums, counts, strict=True)):
+                    self.energy[first + i] += float(s)
+                    self.counts[first + i] += int(c)
+                done += len(samples)
+
+    def levels(self, frames: int) -> np.ndarray:
+        energy = np.zeros(frames)
+        counts = np.zeros(frames)
+        n = min(frames, len(self.energy))
+        energy[:n], counts[:n] = self.energy[:n], self.counts[:n]
+        rms = np.sqrt(np.divide(energy, np.maximum(counts, 1))) / 32768.0
+        db = 20 * np.log10(np.maximum(rms, 1e-5))
+        return np.where(counts > 0, db, SILENT_DB).astype(np.float32)
+
+
+def _command(info: MediaInfo, settings: AnalysisSettings, audio_fd: int | None) -> list[str]:
+    width, height = analysis_size(info, settings)
+    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=bilinear,format=rgb24[v]"
+    outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1"]
+    if audio_fd is not None:
+        graph += f";[0:a:0]aresample={settings.audio_rate},aformat=sample_fmts=s16:channel_layouts=mono[a]"
+        outputs += ["-map", "[a]", "-f", "s16le", f"pipe:{audio_fd}"]
+    return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path),
+            "-filter_complex", graph, *outputs]  # fmt: skip
+
+
+def analyze(
+    info: MediaInfo,
+    settings: AnalysisSettings | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> pl.DataFrame:
+    """Decode `info.path` once and return the per-frame analysis table (`ANALYSIS_SCHEMA`)."""
+    settings = settings or AnalysisSettings()
+    if not info.has_video:
+        raise CorruptMedia(f"{Path(info.path).name}: no video stream to analyse")
+    width, height = analysis_size(info, settings)
+    fps = info.fps_exact
+    scale_x, scale_y = info.width / width, info.height / height
+    frame_bytes = width * height * 3
+
+    audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
+    cmd = _command(info, settings, audio_write)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        pass_fds=(audio_write,) if audio_write is not None else (),
+    )  # fmt: skip
+    audio: _AudioLevels | None = None
+    if audio_write is not None and audio_read is not None:
+        os.close(audio_write)
+        audio = _AudioLevels(audio_read, settings.audio_rate, fps)
+        audio.start()
+    stderr_chunks: list[bytes] = []
+    drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+    drain.start()
+
+    rows: dict[str, list] = {name: [] for name in ANALYSIS_SCHEMA if name != "audio_db"}
+    sample_every = max(1, round(float(fps) / settings.subject_fps))
+    expected = max(1, info.frame_count)
+    buffer = bytearray(frame_bytes)
+    view = memoryview(buffer)
+    prev_hsv: np.ndarray | None = None
+    prev_gray: np.ndarray | None = None
+    index = 0
+    try:
+        assert proc.stdout is not None
+        while True:
+            got = 0
+            while got < frame_bytes and (n := proc.stdout.readinto(view[got:])):
+                got += n
+            if got < frame_bytes:
+                break
+            rgb = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
+            if prev_hsv is None or prev_gray is None:
+                scene, motion = 0.0, 0.0
+            else:
+                # ContentDetector's measure: mean |ΔH|, |ΔS|, |ΔV| averaged, on a 0-255 scale.
+                scene = sum(cv2.mean(cv2.absdiff(hsv, prev_hsv))[:3]) / 3.0
+                motion = float(cv2.mean(cv2.absdiff(gray, prev_gray))[0])
+            rows["frame"].append(index)
+            rows["time"].append(float(index / fps))
+            rows["luma"].append(float(cv2.mean(gray)[0]))
+            rows["scene_score"].append(scene)
+            rows["motion"].append(motion)
+            rows["signature"].append(
+                cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+            )
+            if index % sample_every == 0:
+                subject = locate_subject(gray, prev_gray)
+                rows["subject_cx"].append(subject.cx * scale_x)
+                rows["subject_cy"].append(subject.cy * scale_y)
+                rows["subject_w"].append(subject.w * scale_x)
+                rows["subject_h"].append(subject.h * scale_y)
+                rows["subject_kind"].append(subject.kind)
+            else:
+                for name in ("subject_cx", "subject_cy", "subject_w", "subject_h", "subject_kind"):
+                    rows[name].append(None)
+            prev_hsv, prev_gray = hsv, gray
+            index += 1
+            if on_progress and index % 50 == 0:
+                on_progress(min(1.0, index / expected))
+    finally:
+        if proc.stdout:
+            proc.stdout.close()
+        proc.wait()
+        drain.join()
+        if audio is not None:
+            audio.join()
+    stderr = b"".join(stderr_chunks).decode("utf-8", "replace")
+    if proc.returncode != 0 and index == 0:
+        if err := ffmpeg_io.media_error_from_stderr(stderr, info.path):
+            raise err
+        raise FFmpegFailed(cmd, proc.returncode, stderr)
+    if index == 0:
+        raise CorruptMedia(f"{Path(info.path).name}: no video frame could be decoded")
+    if audio is not None and audio.error is not None:
+        raise audio.error
+    table = pl.DataFrame(rows, schema={k: v for k, v in ANALYSIS_SCHEMA.items() if k != "audio_db"})
+    levels = audio.levels(index) if audio is not None else [None] * index
+    table = table.with_columns(pl.Series("audio_db", levels, dtype=pl.Float32))
+    if on_progress:
+        on_progress(1.0)
+    return table

@@ -1,0 +1,121 @@
+"""Settings for every stage of the engine, one pydantic model per concern, with documented defaults.
+
+These are plain values: the CLI uses the defaults, the Dagster assets expose them as run config.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class InputLimits(BaseModel):
+    """Refuse hostile or absurd uploads before decoding a single frame."""
+
+    max_file_bytes: int = Field(default=8 * 1024**3, description="Largest input file accepted (bytes).")
+    max_duration_s: float = Field(default=4 * 3600.0, description="Longest input accepted (seconds).")
+    max_width: int = Field(default=7680, description="Widest displayed frame accepted (pixels).")
+    max_height: int = Field(default=7680, description="Tallest displayed frame accepted (pixels).")
+    max_fps: float = Field(default=240.0, description="Highest frame rate accepted.")
+
+
+class AnalysisSettings(BaseModel):
+    """The one decode pass: how small the frames are and how often subjects are looked for."""
+
+    width: int = Field(default=256, ge=64, le=1280, description="Width of analysis frames (pixels).")
+    audio_rate: int = Field(default=16000, description="Sample rate of the mono analysis audio (Hz).")
+    subject_fps: float = Field(
+        default=3.0, gt=0, description="How many frames per second are searched for faces/subjects."
+    )
+
+
+class SilenceSettings(BaseModel):
+    """Which stretches of the audio are dead air worth cutting."""
+
+    threshold_db: float = Field(
+        default=12.0, description="A frame is loud when this many dB above the file's noise floor."
+    )
+    min_threshold_dbfs: float = Field(
+        default=-50.0, description="Never call a frame loud below this absolute level (dBFS)."
+    )
+    margin_before_s: float = Field(default=0.2, ge=0, description="Sound kept before each loud stretch.")
+    margin_after_s: float = Field(default=0.2, ge=0, description="Sound kept after each loud stretch.")
+    min_silence_s: float = Field(default=0.3, ge=0, description="Shorter silences (after margins) stay.")
+    min_clip_s: float = Field(default=0.2, ge=0, description="Shorter loud stretches are dropped as noise.")
+
+
+class ShotSettings(BaseModel):
+    """Hard cuts and gradual transitions from the per-frame scene scores."""
+
+    cut_threshold: float = Field(
+        default=27.0, description="Content change (0-255 scale, HSV) that can be a hard cut."
+    )
+    adaptive_ratio: float = Field(
+        default=3.0, description="A cut's score must also be this many times its neighbourhood's."
+    )
+    min_shot_frames: int = Field(default=8, ge=1, description="No two boundaries closer than this.")
+    flash_window_frames: int = Field(
+        default=6, description="A change that returns to the old picture within this many frames is a flash."
+    )
+    gradual_threshold: float = Field(
+        default=22.0, description="Accumulated change across a slow transition that makes it a boundary."
+    )
+    gradual_min_frames: int = Field(default=6, description="Shortest dissolve or fade considered.")
+
+
+class ReframeSettings(BaseModel):
+    """How the crop window follows the subject (stationary / panning / tracking, as AutoFlip)."""
+
+    stationary_tolerance: float = Field(
+        default=0.08, description="Subject moving less than this fraction of the width: camera stays still."
+    )
+    panning_tolerance: float = Field(
+        default=0.05, description="Subject path within this of a straight line: one steady pan."
+    )
+    max_velocity: float = Field(default=0.6, description="Fastest crop move, in crop widths per second.")
+    max_acceleration: float = Field(default=1.5, description="Crop acceleration limit, crop widths per s².")
+    smoothing_s: float = Field(default=0.4, description="Time constant of the tracking smoother (seconds).")
+
+
+class EditProfile(BaseModel):
+    """One deliverable: output geometry, whether it is reframed, loudness and encoding."""
+
+    name: str
+    aspect: tuple[int, int] | None = Field(description="Output aspect (w, h); None keeps the source's.")
+    width: int | None = Field(description="Output width; None keeps the source size (yoko).")
+    height: int | None = Field(description="Output height; None keeps the source size (yoko).")
+    loudness_lufs: float = Field(default=-14.0, description="Integrated loudness target (LUFS).")
+    true_peak_dbtp: float = Field(default=-1.0, description="True-peak ceiling (dBTP).")
+    loudness_range_lu: float = Field(default=11.0, description="Loudness range target (LU).")
+    video_codec: Literal["libx264"] = "libx264"
+    preset: str = Field(default="veryfast", description="x264 speed preset.")
+    crf: int = Field(default=21, ge=0, le=51, description="x264 constant rate factor.")
+    audio_bitrate: str = Field(default="160k", description="AAC bitrate.")
+    audio_rate: int = Field(default=48000, description="Output sample rate (Hz).")
+
+    @property
+    def reframes(self) -> bool:
+        return self.aspect is not None
+
+
+PROFILES: dict[str, EditProfile] = {
+    "tate": EditProfile(name="tate", aspect=(9, 16), width=1080, height=1920),
+    "square": EditProfile(name="square", aspect=(1, 1), width=1080, height=1080),
+    "yoko": EditProfile(name="yoko", aspect=None, width=None, height=None),
+}
+
+
+def get_profile(name: str) -> EditProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+class EditSettings(BaseModel):
+    """Everything one edit needs, with defaults; the unit the CLI and the assets pass around."""
+
+    limits: InputLimits = InputLimits()
+    analysis: AnalysisSettings = AnalysisSettings()
+    silence: SilenceSettings = SilenceSettings()
+    shots: ShotSettings = ShotSettings()
+    reframe: ReframeSettings = ReframeSettings()

@@ -1,0 +1,101 @@
+"""Safe invocation of ffmpeg and ffprobe.
+
+Every call is an argument list (never a shell). Inputs are opened as `file:<absolute path>`, so a
+name starting with `-` or holding `:` is never read as an option or a protocol, and only a fixed
+list of container demuxers and the `file`/`pipe` protocols are allowed: an HLS playlist or a
+concat script saved as `.mp4` is refused instead of making ffmpeg read other files or the network.
+"""
+
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import CorruptMedia, FFmpegFailed, MediaError, UnsafeMedia, UnsupportedMedia
+
+FFMPEG = os.environ.get("AUTOEDIT_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("AUTOEDIT_FFPROBE", "ffprobe")
+
+# Demuxers of real media containers. Playlists (hls, dash), scripts (concat, ffmetadata), image
+# sequences (image2) and devices are left out on purpose: each can name other inputs.
+ALLOWED_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,mxf,mpeg,asf,ogg,wav,mp3,aac,h264,hevc,"
+    "m4v,yuv4mpegpipe"
+)
+# Demuxers that read other resources named inside the file.
+_REFERENCING_DEMUXERS = {"hls", "applehttp", "dash", "concat", "ffmetadata", "image2", "mpl2", "tee"}
+
+LOG_ARGS = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def input_args(path: str | Path) -> list[str]:
+    """Arguments that open one local media file, restricted to plain containers and local I/O."""
+    return [
+        "-protocol_whitelist", "file,pipe",
+        "-format_whitelist", ALLOWED_DEMUXERS,
+        "-i", f"file:{Path(path).resolve()}",
+    ]  # fmt: skip
+
+
+def media_error_from_stderr(stderr: str, path: str | Path) -> MediaError | None:
+    """Turn what ffmpeg/ffprobe said about an input into a typed, one-line error, if it is one."""
+    name = Path(path).name
+    refused = re.search(r"\[(\w+) @ [^\]]+\] Format not on whitelist", stderr)
+    if refused:
+        demuxer = refused.group(1)
+        if demuxer in _REFERENCING_DEMUXERS:
+            return UnsafeMedia(f"{name}: a {demuxer} file names other inputs; refused for safety")
+        return UnsupportedMedia(f"{name}: container '{demuxer}' is not an accepted video format")
+    if "moov atom not found" in stderr:
+        return CorruptMedia(f"{name}: truncated or incomplete MP4 (no moov atom)")
+    if "Invalid data found when processing input" in stderr or "could not find codec parameters" in stderr:
+        return CorruptMedia(f"{name}: not a media file ffmpeg can read")
+    if "is not in allowed_segment_extensions" in stderr or "not on whitelist" in stderr:
+        return UnsafeMedia(f"{name}: refers to other resources; refused for safety")
+    return None
+
+
+def run(args: list[str], *, timeout: float | None = None, media: str | Path | None = None) -> str:
+    """Run one ffmpeg/ffprobe command to completion and return its stdout.
+
+    Errors about `media` become typed `MediaError`s; anything else is `FFmpegFailed`.
+    """
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        if media is not None and (err := media_error_from_stderr(proc.stderr, media)):
+            raise err
+        raise FFmpegFailed(args, proc.returncode, proc.stderr)
+    return proc.stdout
+
+
+def parse_progress(lines: Iterator[str], total_s: float, on_progress: Callable[[float], None]) -> None:
+    """Feed `on_progress` a 0..1 fraction from ffmpeg's `-progress` key=value stream."""
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        if key == "out_time_us" and value.lstrip("-").isdigit() and total_s > 0:
+            on_progress(min(1.0, max(0.0, int(value) / 1e6 / total_s)))
+        elif key == "progress" and value == "end":
+            on_progress(1.0)
+
+
+def run_with_progress(
+    args: list[str], total_s: float, on_progress: Callable[[float], None] | None, *, media: str | Path
+) -> None:
+    """Run an ffmpeg command that writes files, reporting progress through `-progress pipe:1`."""
+    cmd = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        # stderr is drained by a thread so a chatty ffmpeg can never block on a full pipe.
+        err_chunks: list[str] = []
+        drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+        drain.start()
+        parse_progress(iter(proc.stdout.readline, ""), total_s, on_progress or (lambda _f: None))
+        proc.wait()
+        drain.join()
+    if proc.returncode != 0:
+        stderr = "".join(err_chunks)
+        if err := media_error_from_stderr(stderr, media):
+            raise err
+        raise FFmpegFailed(cmd, proc.returncode, stderr)

@@ -1,0 +1,82 @@
+"""The edit as data: which source frames are kept, and where the crop window sits on each.
+
+Frame numbers are exact (0-based, at the source's average rate `fps`); seconds are derived.
+A `Timeline` is what the renderer, the previews and the editor exports all read.
+"""
+
+from fractions import Fraction
+
+from pydantic import BaseModel, Field, model_validator
+
+
+class FrameRange(BaseModel):
+    """Source frames [start, end): `end` is exclusive."""
+
+    start: int = Field(ge=0)
+    end: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FrameRange":
+        if self.end <= self.start:
+            raise ValueError(f"empty frame range [{self.start}, {self.end})")
+        return self
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    def seconds(self, fps: Fraction) -> tuple[float, float]:
+        return float(self.start / fps), float(self.end / fps)
+
+
+class CropKey(BaseModel):
+    """From source `frame` on (until the next key), the crop window's top-left corner."""
+
+    frame: int = Field(ge=0)
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+
+
+class Timeline(BaseModel):
+    """Kept source ranges, the crop path over them, and the output geometry of one profile."""
+
+    source: str = Field(description="Path or URI of the source media.")
+    profile: str
+    fps: str = Field(description="Exact frame rate as a fraction, e.g. '30000/1001'.")
+    frame_count: int = Field(description="Frames in the source at `fps`.")
+    source_width: int
+    source_height: int
+    has_audio: bool
+    output_width: int
+    output_height: int
+    crop_width: int | None = Field(default=None, description="Crop size in source pixels; None: no crop.")
+    crop_height: int | None = None
+    ranges: list[FrameRange]
+    crop: list[CropKey] = Field(default_factory=list, description="Crop keyframes, ascending by frame.")
+
+    @property
+    def fps_exact(self) -> Fraction:
+        return Fraction(self.fps)
+
+    @property
+    def output_frames(self) -> int:
+        return sum(r.frames for r in self.ranges)
+
+    @property
+    def output_duration(self) -> float:
+        return float(self.output_frames / self.fps_exact)
+
+    @property
+    def source_duration(self) -> float:
+        return float(self.frame_count / self.fps_exact)
+
+    def crop_at(self, frame: int) -> tuple[int, int] | None:
+        """Top-left corner of the crop on source `frame`, or None when there is no crop."""
+        if self.crop_width is None or not self.crop:
+            return None
+        x, y = self.crop[0].x, self.crop[0].y
+        for key in self.crop:
+            if key.frame > frame:
+                break
+            x, y = key.x, key.y
+        return x, y
