@@ -7,6 +7,7 @@ that per-frame table.
 """
 
 import os
+import queue
 import subprocess
 import threading
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from . import ffmpeg_io
 from .config import AnalysisSettings
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import MediaInfo
-from .subjects import locate_subject
+from .subjects import Subject, locate_subject
 
 SIGNATURE_SIDE = 16
 SILENT_DB = -100.0
@@ -103,9 +104,32 @@ class _AudioLevels(threading.Thread):
         return np.where(counts > 0, db, SILENT_DB).astype(np.float32)
 
 
+class _SubjectFinder(threading.Thread):
+    """Looks for subjects on sampled frames off the decode loop (OpenCV releases the GIL).
+
+    The queue is small, so a slow detector slows reading (back-pressure) instead of piling up
+    frames in memory.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None] | None] = queue.Queue(maxsize=8)
+        self.found: dict[int, Subject] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                index, gray, previous = job
+                try:
+                    self.found[index] = locate_subject(gray, previous)
+                except BaseException as exc:
+                    self.error = exc
+
+
 def _command(info: MediaInfo, settings: AnalysisSettings, audio_fd: int | None) -> list[str]:
     width, height = analysis_size(info, settings)
-    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=bilinear,format=rgb24[v]"
+    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=fast_bilinear,format=rgb24[v]"
     outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1"]
     if audio_fd is not None:
         graph += f";[0:a:0]aresample={settings.audio_rate},aformat=sample_fmts=s16:channel_layouts=mono[a]"
@@ -143,7 +167,9 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    rows: dict[str, list] = {name: [] for name in ANALYSIS_SCHEMA if name != "audio_db"}
+    rows: dict[str, list] = {name: [] for name in ("frame", "time", "luma", "scene_score", "motion", "signature")}
+    finder = _SubjectFinder()
+    finder.start()
     sample_every = max(1, round(float(fps) / settings.subject_fps))
     expected = max(1, info.frame_count)
     buffer = bytearray(frame_bytes)
@@ -177,15 +203,7 @@ def analyze(
                 cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
             )
             if index % sample_every == 0:
-                subject = locate_subject(gray, prev_gray)
-                rows["subject_cx"].append(subject.cx * scale_x)
-                rows["subject_cy"].append(subject.cy * scale_y)
-                rows["subject_w"].append(subject.w * scale_x)
-                rows["subject_h"].append(subject.h * scale_y)
-                rows["subject_kind"].append(subject.kind)
-            else:
-                for name in ("subject_cx", "subject_cy", "subject_w", "subject_h", "subject_kind"):
-                    rows[name].append(None)
+                finder.jobs.put((index, gray, prev_gray))
             prev_hsv, prev_gray = hsv, gray
             index += 1
             if on_progress and index % 50 == 0:
@@ -195,6 +213,8 @@ def analyze(
             proc.stdout.close()
         proc.wait()
         drain.join()
+        finder.jobs.put(None)
+        finder.join()
         if audio is not None:
             audio.join()
     stderr = b"".join(stderr_chunks).decode("utf-8", "replace")
@@ -204,11 +224,23 @@ def analyze(
         raise FFmpegFailed(cmd, proc.returncode, stderr)
     if index == 0:
         raise CorruptMedia(f"{Path(info.path).name}: no video frame could be decoded")
-    if audio is not None and audio.error is not None:
-        raise audio.error
-    table = pl.DataFrame(rows, schema={k: v for k, v in ANALYSIS_SCHEMA.items() if k != "audio_db"})
+    for worker in (audio, finder):
+        if worker is not None and worker.error is not None:
+            raise worker.error
+    subjects = [finder.found.get(i) for i in range(index)]
     levels = audio.levels(index) if audio is not None else [None] * index
-    table = table.with_columns(pl.Series("audio_db", levels, dtype=pl.Float32))
+    table = pl.DataFrame(
+        {
+            **rows,
+            "subject_cx": [s.cx * scale_x if s else None for s in subjects],
+            "subject_cy": [s.cy * scale_y if s else None for s in subjects],
+            "subject_w": [s.w * scale_x if s else None for s in subjects],
+            "subject_h": [s.h * scale_y if s else None for s in subjects],
+            "subject_kind": [s.kind if s else None for s in subjects],
+            "audio_db": levels,
+        },
+        schema=ANALYSIS_SCHEMA,
+    )
     if on_progress:
         on_progress(1.0)
     return table

@@ -24,7 +24,7 @@ class AnalysisSettings(BaseModel):
     width: int = Field(default=256, ge=64, le=1280, description="Width of analysis frames (pixels).")
     audio_rate: int = Field(default=16000, description="Sample rate of the mono analysis audio (Hz).")
     subject_fps: float = Field(
-        default=3.0, gt=0, description="How many frames per second are searched for faces/subjects."
+        default=2.0, gt=0, description="How many frames per second are searched for faces/subjects."
     )
 
 
@@ -41,39 +41,95 @@ class SilenceSettings(BaseModel):
     margin_after_s: float = Field(default=0.2, ge=0, description="Sound kept after each loud stretch.")
     min_silence_s: float = Field(default=0.3, ge=0, description="Shorter silences (after margins) stay.")
     min_clip_s: float = Field(default=0.2, ge=0, description="Shorter loud stretches are dropped as noise.")
+    floor_percentile: float = Field(
+        default=10.0, gt=0, lt=100, description="Percentile of the frame levels taken as the noise floor."
+    )
 
 
 class ShotSettings(BaseModel):
     """Hard cuts and gradual transitions from the per-frame scene scores."""
 
-    cut_threshold: float = Field(
-        default=27.0, description="Content change (0-255 scale, HSV) that can be a hard cut."
-    )
+    cut_threshold: float = Field(default=27.0, description="Content change (0-255 scale, HSV) that can be a hard cut.")
     adaptive_ratio: float = Field(
         default=3.0, description="A cut's score must also be this many times its neighbourhood's."
+    )
+    min_cut_score: float = Field(
+        default=15.0,
+        description="Weaker changes (down to this) are cuts only if the gray picture jumps as abruptly.",
     )
     min_shot_frames: int = Field(default=8, ge=1, description="No two boundaries closer than this.")
     flash_window_frames: int = Field(
         default=6, description="A change that returns to the old picture within this many frames is a flash."
     )
     gradual_threshold: float = Field(
-        default=22.0, description="Accumulated change across a slow transition that makes it a boundary."
+        default=22.0,
+        description="Change across a dissolve or fade that makes it a boundary (mean gray difference, "
+        "0-255, between the pictures before and after).",
     )
     gradual_min_frames: int = Field(default=6, description="Shortest dissolve or fade considered.")
+    adaptive_window_frames: int = Field(
+        default=2, ge=1, description="Frames each side averaged as a cut's neighbourhood (AdaptiveDetector)."
+    )
+    flash_similarity: float = Field(
+        default=0.5, description="Before and after a flash differ by less than this fraction of its jump."
+    )
+    dark_luma: float = Field(
+        default=24.0,
+        description="Next to frames darker than this (0-255) hue is noise: a cut needs a gray jump.",
+    )
+    gradual_step_margin: float = Field(
+        default=0.5,
+        description="Change per frame (gray levels) above the shots' own motion that marks a transition.",
+    )
+    gradual_linearity: float = Field(
+        default=0.5, description="Net change over summed per-frame change a transition needs (1 = straight)."
+    )
+    gradual_context_s: float = Field(
+        default=2.0, gt=0, description="Seconds each side over which the shots' own motion is measured."
+    )
 
 
 class ReframeSettings(BaseModel):
-    """How the crop window follows the subject (stationary / panning / tracking, as AutoFlip)."""
+    """How the crop window follows the subject (stationary / panning / tracking, as AutoFlip).
+
+    Distances are fractions of the crop window's width and speeds are crop widths per second, on
+    both axes, so one setting looks the same on screen whatever the source size or aspect.
+    """
 
     stationary_tolerance: float = Field(
-        default=0.08, description="Subject moving less than this fraction of the width: camera stays still."
+        default=0.25,
+        ge=0,
+        description="Subject path spanning at most this (crop widths) in a shot: a fixed window.",
     )
     panning_tolerance: float = Field(
-        default=0.05, description="Subject path within this of a straight line: one steady pan."
+        default=0.12,
+        ge=0,
+        description="Subject path within this (crop widths) of a straight line: one steady pan.",
     )
-    max_velocity: float = Field(default=0.6, description="Fastest crop move, in crop widths per second.")
-    max_acceleration: float = Field(default=1.5, description="Crop acceleration limit, crop widths per s².")
-    smoothing_s: float = Field(default=0.4, description="Time constant of the tracking smoother (seconds).")
+    deadband: float = Field(
+        default=0.08,
+        ge=0,
+        description="While tracking, subject wobble within this (crop widths) is ignored: no jitter.",
+    )
+    keep_margin: float = Field(
+        default=0.3,
+        ge=0,
+        le=0.45,
+        description="Subject centre kept this far (crop sizes) inside the window's edge, or half its box.",
+    )
+    max_velocity: float = Field(default=1.0, gt=0, description="Fastest crop move, in crop widths per second.")
+    max_acceleration: float = Field(default=2.0, gt=0, description="Crop acceleration limit, crop widths per s².")
+    smoothing_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="Gaussian sigma (seconds) rounding off the tracking path's changes of pace.",
+    )
+    min_face_share: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Share of a shot's sampled frames with a face above which saliency samples are ignored.",
+    )
 
 
 class EditProfile(BaseModel):

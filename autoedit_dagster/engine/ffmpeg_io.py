@@ -21,8 +21,7 @@ FFPROBE = os.environ.get("AUTOEDIT_FFPROBE", "ffprobe")
 # Demuxers of real media containers. Playlists (hls, dash), scripts (concat, ffmetadata), image
 # sequences (image2) and devices are left out on purpose: each can name other inputs.
 ALLOWED_DEMUXERS = (
-    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,mxf,mpeg,asf,ogg,wav,mp3,aac,h264,hevc,"
-    "m4v,yuv4mpegpipe"
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,mxf,mpeg,asf,ogg,wav,mp3,aac,h264,hevc,m4v,yuv4mpegpipe"
 )
 # Demuxers that read other resources named inside the file.
 _REFERENCING_DEMUXERS = {"hls", "applehttp", "dash", "concat", "ffmetadata", "image2", "mpl2", "tee"}
@@ -39,6 +38,29 @@ def input_args(path: str | Path) -> list[str]:
     ]  # fmt: skip
 
 
+# Text formats that make ffmpeg open other resources. Some are only recognised by ffmpeg with
+# particular tags, so a file that starts like one is refused outright rather than left to probing.
+_PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"[playlist]", b"<smil")
+
+
+def sniff_unsafe(path: str | Path) -> MediaError | None:
+    """An `UnsafeMedia` error if the file's first bytes are a playlist or script, else None."""
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    for magic in _PLAYLIST_MAGIC:
+        if head[: len(magic)].lower() == magic.lower():
+            kind = magic.decode().strip("#<?[]")
+            return UnsafeMedia(f"{Path(path).name}: a {kind} text file can name other inputs; refused for safety")
+    return None
+
+
+def _looks_like_iso_media(path: str | Path) -> bool:
+    # Every MP4/MOV starts with a box: 4 bytes of size, then a 4-letter type such as ftyp.
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return len(head) == 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
+
+
 def media_error_from_stderr(stderr: str, path: str | Path) -> MediaError | None:
     """Turn what ffmpeg/ffprobe said about an input into a typed, one-line error, if it is one."""
     name = Path(path).name
@@ -49,6 +71,8 @@ def media_error_from_stderr(stderr: str, path: str | Path) -> MediaError | None:
             return UnsafeMedia(f"{name}: a {demuxer} file names other inputs; refused for safety")
         return UnsupportedMedia(f"{name}: container '{demuxer}' is not an accepted video format")
     if "moov atom not found" in stderr:
+        if not _looks_like_iso_media(path):
+            return CorruptMedia(f"{name}: not a media file ffmpeg can read")
         return CorruptMedia(f"{name}: truncated or incomplete MP4 (no moov atom)")
     if "Invalid data found when processing input" in stderr or "could not find codec parameters" in stderr:
         return CorruptMedia(f"{name}: not a media file ffmpeg can read")

@@ -24,7 +24,7 @@ class MediaInfo(BaseModel):
     height: int = Field(default=0, description="Displayed height, after rotation.")
     coded_width: int = 0
     coded_height: int = 0
-    rotation: int = Field(default=0, description="Clockwise display rotation in degrees (0/90/180/270).")
+    rotation: int = Field(default=0, description="Display rotation in degrees (0/90/180/270), as ffprobe reports it.")
     fps: float = Field(default=0.0, description="Average frame rate; the analysis and render rate.")
     fps_fraction: str = Field(default="0/1", description="The same rate as an exact fraction.")
     variable_frame_rate: bool = False
@@ -55,9 +55,10 @@ def _rotation(stream: dict) -> int:
         if "rotation" in side:
             degrees = float(side["rotation"])
     if not degrees and "rotate" in stream.get("tags", {}):
-        degrees = -float(stream["tags"]["rotate"])
-    # ffprobe reports the display matrix counter-clockwise; people (and phones) say clockwise.
-    return int(round(-degrees / 90.0)) * 90 % 360
+        degrees = float(stream["tags"]["rotate"])
+    # Only the quarter turn matters here (it swaps width and height); ffmpeg itself applies it
+    # when decoding, so every later stage sees upright frames.
+    return round(degrees / 90.0) * 90 % 360
 
 
 def _float(value: object, default: float = 0.0) -> float:
@@ -85,6 +86,8 @@ def probe(path: str | Path, limits: InputLimits | None = None) -> MediaInfo:
         raise CorruptMedia(f"{file.name}: empty file (0 bytes)")
     if size > limits.max_file_bytes:
         raise MediaTooLarge(f"{file.name}: {size} bytes is over the {limits.max_file_bytes}-byte limit")
+    if unsafe := ffmpeg_io.sniff_unsafe(file):
+        raise unsafe
     out = ffmpeg_io.run(
         [ffmpeg_io.FFPROBE, "-hide_banner", "-v", "error", "-show_format", "-show_streams",
          "-of", "json", *ffmpeg_io.input_args(file)],

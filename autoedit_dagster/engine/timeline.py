@@ -80,3 +80,17 @@ class Timeline(BaseModel):
                 break
             x, y = key.x, key.y
         return x, y
+
+
+def crop_keys(xs: list[int], ys: list[int], frames: list[int]) -> list[CropKey]:
+    """Keyframes for a per-frame crop path: one key wherever the window moves."""
+    keys: list[CropKey] = []
+    for frame, x, y in zip(frames, xs, ys, strict=True):
+        if not keys or keys[-1].x != x or keys[-1].y != y:
+            keys.append(CropKey(frame=frame, x=x, y=y))
+    return keys
+
+
+def even(value: float) -> int:
+    """Round down to an even number of pixels (4:2:0 video needs even sizes), at least 2."""
+    return max(2, int(value) - int(value) % 2)

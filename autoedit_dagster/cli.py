@@ -1,0 +1,153 @@
+"""`autoedit`: the engine from the command line.
+
+    autoedit probe IN [--json]
+    autoedit analyze IN --json
+    autoedit edit IN -o OUT [--profile tate|square|yoko] [--export fcpxml,fcp7,edl,otio,json]
+                            [--timeline-png PATH]
+
+Exit status: 0 on success, 2 on bad input (one line on stderr, no traceback), 1 on an internal
+error. Environment: AUTOEDIT_FFMPEG / AUTOEDIT_FFPROBE name other ffmpeg binaries.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .engine.config import PROFILES, EditSettings, get_profile
+from .engine.errors import MediaError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+class _ProgressBar:
+    """A one-line progress bar on a TTY; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = ""
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        filled = int(fraction * 30)
+        line = f"\r{stage:>8} [{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:5.1f}%"
+        if line != self.last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self.last = line
+
+    def close(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\n")
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .engine.media_info import probe
+
+    info = probe(args.input, EditSettings().limits)
+    if args.json:
+        print(info.model_dump_json(indent=2))
+        return 0
+    video = (
+        f"{info.video_codec} {info.width}x{info.height} @ {info.fps:.3f} fps"
+        + (" (variable)" if info.variable_frame_rate else "")
+        + (f", rotated {info.rotation}°" if info.rotation else "")
+        if info.has_video
+        else "none"
+    )
+    audio = f"{info.audio_codec} {info.audio_channels} ch @ {info.audio_sample_rate} Hz" if info.has_audio else "none"
+    print(f"{info.path}\n  container {info.container}, {info.duration:.3f} s, {info.size_bytes} bytes")
+    print(f"  video     {video}\n  audio     {audio}")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .engine.pipeline import analysis_summary, analyze_source, plan_crop
+
+    bar = _ProgressBar(sys.stderr.isatty())
+    source = analyze_source(args.input, on_progress=bar)
+    bar.close()
+    summary = analysis_summary(source, plan_crop(source, get_profile(args.profile)))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{summary['duration']:.2f} s at {summary['fps']:.3f} fps: {len(summary['shots'])} shot boundaries, "
+            f"{len(summary['speech'])} kept ranges"
+        )
+    return 0
+
+
+def _cmd_edit(args: argparse.Namespace) -> int:
+    from .engine.exports import EXPORT_SUFFIXES
+    from .engine.pipeline import edit
+
+    source, output = Path(args.input), Path(args.output)
+    if output.resolve() == source.resolve():
+        raise MediaError(f"{output}: output would overwrite the input; choose another -o")
+    exports = [x.strip() for x in args.export.split(",") if x.strip()] if args.export else []
+    unknown = sorted(set(exports) - set(EXPORT_SUFFIXES))
+    if unknown:
+        print(
+            f"autoedit: error: unknown export {', '.join(unknown)}; choose from {','.join(EXPORT_SUFFIXES)}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    bar = _ProgressBar(sys.stderr.isatty())
+    result = edit(source, output, args.profile, exports=exports, timeline_png_path=args.timeline_png, on_progress=bar)
+    bar.close()
+    print(
+        f"{result.output}: {result.output_duration:.2f} s of {result.source_duration:.2f} s kept "
+        f"({result.kept_ranges} ranges, {result.shots} shots, profile {result.profile})"
+    )
+    for fmt, path in result.exports.items():
+        print(f"  {fmt}: {path}")
+    if result.timeline_png:
+        print(f"  timeline: {result.timeline_png}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoedit", description="Automatic video editing: cut dead air, reframe.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("probe", help="describe a media file")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true", help="print MediaInfo as JSON")
+    p.set_defaults(run=_cmd_probe)
+
+    a = sub.add_parser("analyze", help="one decode pass: shots, speech, crop path")
+    a.add_argument("input")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--profile", default="tate", choices=[n for n, p in PROFILES.items() if p.aspect])
+    a.set_defaults(run=_cmd_analyze)
+
+    e = sub.add_parser("edit", help="cut, reframe, normalise and render")
+    e.add_argument("input")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--profile", default="tate", choices=list(PROFILES))
+    e.add_argument("--export", default="", help="comma list of fcpxml,fcp7,edl,otio,json")
+    e.add_argument("--timeline-png", default=None, metavar="PATH")
+    e.set_defaults(run=_cmd_edit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MediaError as exc:
+        print(f"autoedit: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("autoedit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for people; the type says where to look
+        print(f"autoedit: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The whole edit, stage by stage: probe, analyse once, plan, render, export.
+
+Each stage is a plain function so the CLI runs them in a row and the Dagster assets run them
+one asset at a time, with the same results.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel
+
+from .analysis import analyze
+from .config import EditProfile, EditSettings, get_profile
+from .exports import export_all
+from .media_info import MediaInfo, check_editable, probe
+from .previews import timeline_png
+from .reframe import crop_path_records, plan_reframe
+from .render import RenderResult, render
+from .shots import ShotBoundary, detect_shots, shot_ranges
+from .speech import ranges_to_seconds, speech_segments
+from .timeline import FrameRange, Timeline, crop_keys, even
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SourceAnalysis:
+    """What one decode pass tells about a source: the frame table and what is derived from it."""
+
+    info: MediaInfo
+    frames: pl.DataFrame
+    speech: list[FrameRange]
+    shots: list[ShotBoundary]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def analyze_source(
+    path: str | Path, settings: EditSettings | None = None, on_progress: Progress | None = None
+) -> SourceAnalysis:
+    """Probe, validate and analyse `path` in one decode pass."""
+    settings = settings or EditSettings()
+    started = time.perf_counter()
+    info = probe(path, settings.limits)
+    check_editable(info, settings.limits)
+    frames = analyze(info, settings.analysis, lambda f: on_progress("analyse", f) if on_progress else None)
+    decoded = time.perf_counter()
+    speech = speech_segments(frames, info.fps_exact, settings.silence)
+    shots = detect_shots(frames, info.fps_exact, settings.shots)
+    return SourceAnalysis(
+        info, frames, speech, shots,
+        timings={"decode_s": decoded - started, "detect_s": time.perf_counter() - decoded},
+    )  # fmt: skip
+
+
+def plan_crop(
+    source: SourceAnalysis, profile: EditProfile, settings: EditSettings | None = None
+) -> pl.DataFrame | None:
+    """The per-frame crop window for a reframing profile; None for a profile that keeps the frame."""
+    if profile.aspect is None:
+        return None
+    settings = settings or EditSettings()
+    info = source.info
+    ranges = shot_ranges(source.shots, source.frames.height)
+    return plan_reframe(
+        source.frames, info.width, info.height, info.fps_exact, ranges, profile.aspect, settings.reframe
+    )
+
+
+def build_timeline(
+    source: SourceAnalysis, profile: EditProfile, crop_path: pl.DataFrame | None, uri: str | None = None
+) -> Timeline:
+    """Kept ranges, crop keys and output geometry of one profile's edit."""
+    info = source.info
+    if profile.width and profile.height:
+        out_w, out_h = profile.width, profile.height
+    else:
+        out_w, out_h = even(info.width), even(info.height)
+    keys, crop_w, crop_h = [], None, None
+    if crop_path is not None and crop_path.height:
+        crop_w, crop_h = int(crop_path["w"][0]), int(crop_path["h"][0])
+        keys = crop_keys(crop_path["x"].to_list(), crop_path["y"].to_list(), crop_path["frame"].to_list())
+    return Timeline(
+        source=uri or str(Path(info.path).resolve()),
+        profile=profile.name,
+        fps=info.fps_fraction,
+        frame_count=source.frames.height,
+        source_width=info.width,
+        source_height=info.height,
+        has_audio=info.has_audio,
+        output_width=out_w,
+        output_height=out_h,
+        crop_width=crop_w,
+        crop_height=crop_h,
+        ranges=source.speech,
+        crop=keys,
+    )
+
+
+def analysis_summary(source: SourceAnalysis, crop_path: pl.DataFrame | None) -> dict:
+    """The JSON object `autoedit analyze --json` prints (its keys are relied on)."""
+    info = source.info
+    return {
+        "duration": source.frames.height / float(info.fps_exact),
+        "fps": info.fps,
+        "frames": source.frames.height,
+        "width": info.width,
+        "height": info.height,
+        "has_audio": info.has_audio,
+        "shots": [{"time": s.time, "frame": s.frame, "kind": s.kind} for s in source.shots],
+        "speech": [list(r) for r in ranges_to_seconds(source.speech, info.fps_exact)],
+        "crop_path": crop_path_records(crop_path) if crop_path is not None else [],
+    }
+
+
+class EditResult(BaseModel):
+    """What `edit` produced, for the CLI's summary and the Dagster metadata."""
+
+    output: str
+    profile: str
+    source_duration: float
+    output_duration: float
+    kept_ranges: int
+    shots: int
+    exports: dict[str, str]
+    timeline_png: str | None
+    render: RenderResult
+    timings: dict[str, float]
+
+
+def edit(
+    source_path: str | Path,
+    output: str | Path,
+    profile: str | EditProfile = "tate",
+    settings: EditSettings | None = None,
+    exports: list[str] | None = None,
+    timeline_png_path: str | Path | None = None,
+    on_progress: Progress | None = None,
+) -> EditResult:
+    """Edit `source_path` into `output` for one profile, with optional exports and timeline PNG."""
+    settings = settings or EditSettings()
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    output = Path(output)
+    source = analyze_source(source_path, settings, on_progress)
+    crop_path = plan_crop(source, prof, settings)
+    timeline = build_timeline(source, prof, crop_path)
+    started = time.perf_counter()
+    result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
+    timings = {**source.timings, "render_s": time.perf_counter() - started}
+    written = export_all(timeline, exports or [], output.with_suffix("")) if exports else {}
+    png = None
+    if timeline_png_path is not None:
+        png = timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
+    return EditResult(
+        output=str(output),
+        profile=prof.name,
+        source_duration=timeline.source_duration,
+        output_duration=timeline.output_duration,
+        kept_ranges=len(timeline.ranges),
+        shots=len(source.shots) + 1,
+        exports={k: str(v) for k, v in written.items()},
+        timeline_png=str(png) if png else None,
+        render=result,
+        timings=timings,
+    )

@@ -1,0 +1,486 @@
+"""MediaStore: one storage API for uploads, intermediates and renders, on a local folder or S3.
+
+Keys are relative, `/`-separated and identical on both backends (DESIGN.md layout):
+``uploads/...``, ``work/<video_id>/...``, ``renders/<video_id>/<profile>/...``,
+``quarantine/<video_id>.json``, ``catalog/videos.parquet``. Writes are atomic: a reader never
+sees a half-written object at a final key (local: temp file + ``os.replace``; S3: an object
+only becomes visible once its single PUT or multipart upload completes).
+
+Environment read (only by :func:`media_store_from_env`, the one place that chooses the store,
+and by boto3's own configuration chain):
+
+- ``AUTOEDIT_STORAGE``: a folder path, or ``s3://bucket/prefix``. Default: ``.storage/`` in
+  the repository root (git-ignored).
+- ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``: an S3-compatible endpoint (MinIO, moto). Passed
+  explicitly by :func:`media_store_from_env`; boto3 also honours them when ``endpoint_url`` is unset.
+- ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_PROFILE``,
+  ``AWS_REGION`` / ``AWS_DEFAULT_REGION``: boto3's standard credential and region chain.
+"""
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+# Producers own these: the pipeline only reads uploads/ and only ever adds renders.
+PROTECTED_PREFIXES = ("uploads/", "renders/")
+
+# Our own in-flight temp files start with this (hidden, so the upload sensor ignores them too).
+TMP_PREFIX = ".autoedit-tmp-"
+
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object in the store, as listed or stat'ed."""
+
+    key: str
+    size: int
+    # S3: the object's ETag (unquoted). Local: size and mtime in ns, which changes with content.
+    etag: str
+    # Epoch seconds. Local: the later of mtime and ctime, so a file moved (or `cp -p`'d) into
+    # uploads/ with an old mtime still looks new; S3: LastModified.
+    mtime: float
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative key, else raise ValueError (no `..`, no absolute paths)."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("empty storage key")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"unsafe storage key: {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"unsafe storage key: {key!r}")
+    return key
+
+
+def _check_prefix(prefix: str) -> str:
+    # A listing prefix may be empty or end with "/" (a folder); its other parts must be safe.
+    if prefix:
+        check_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+def check_deletable_prefix(prefix: str) -> str:
+    """Refuse prefixes that are, contain or sit inside uploads/ or renders/ (and non-folder prefixes)."""
+    if not prefix.endswith("/"):
+        # "work/abc" would also match "work/abcdef/": only whole folders are deleted.
+        raise ValueError(f"delete_prefix needs a folder prefix ending in '/': {prefix!r}")
+    _check_prefix(prefix)
+    for protected in PROTECTED_PREFIXES:
+        if prefix.startswith(protected) or protected.startswith(prefix):
+            raise PermissionError(f"refusing to delete {prefix!r}: {protected} is never deleted")
+    return prefix
+
+
+class MediaStore(dg.ConfigurableResource):
+    """Where uploads, intermediates and renders live: a local folder or an S3 bucket."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """A URI for humans and logs: `file:///...` locally, `s3://bucket/...` on S3."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> StoredObject:
+        """Size, etag and mtime of `key`; FileNotFoundError when absent."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object; FileNotFoundError when absent. For media use `local_copy`."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Atomically create or replace `key`."""
+
+    @abstractmethod
+    def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        """Atomically publish a local file at `key` (S3: multipart above the threshold)."""
+
+    @abstractmethod
+    def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
+        """Copy `key` to `local_path` (atomically on the local side) and return the path."""
+
+    @abstractmethod
+    def local_copy(self, key: str) -> contextlib.AbstractContextManager[Path]:
+        """A local path to read `key` from: the real file locally, a temp download on S3.
+
+        Treat it as read-only: locally it is the stored file itself.
+        """
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under the folder `prefix`; returns the count. Refuses uploads/, renders/."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Objects whose key starts with `prefix`, streamed page by page (order not guaranteed)."""
+
+    @abstractmethod
+    def key_from_uri(self, uri_or_key: str) -> str:
+        """The key for one of this store's URIs (a bare key is returned unchanged)."""
+
+
+# ----------------------------------------------------------------------------------------- local
+
+
+class LocalMediaStore(MediaStore):
+    """Media and tables under a local folder (the embedded default)."""
+
+    root: str = Field(description="Folder holding uploads/, work/, renders/, quarantine/ and catalog/.")
+
+    def _root(self) -> Path:
+        return Path(self.root).expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self._root().joinpath(*check_key(key).split("/"))
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def key_from_uri(self, uri_or_key: str) -> str:
+        if uri_or_key.startswith("file://"):
+            path = Path(unquote(urlparse(uri_or_key).path))
+            return path.relative_to(self._root()).as_posix()
+        return check_key(uri_or_key)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def _stored(self, key: str, st: os.stat_result) -> StoredObject:
+        return StoredObject(
+            key=key,
+            size=st.st_size,
+            etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+            mtime=max(st.st_mtime, st.st_ctime),
+        )
+
+    def stat(self, key: str) -> StoredObject:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such object: {self.uri(key)}")
+        return self._stored(key, path.stat())
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def _atomic_write(self, path: Path, write: Callable[[IO[bytes]], None]) -> None:
+        # The temp file sits beside the target so os.replace is a same-filesystem rename.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # mkstemp creates 0600; published files must stay readable by the webserver/other users.
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._atomic_write(self._path(key), lambda handle: handle.write(data))
+
+    def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        def copy(handle: IO[bytes]) -> None:
+            with open(local_path, "rb") as source:
+                shutil.copyfileobj(source, handle, length=8 * _MB)
+
+        self._atomic_write(self._path(key), copy)
+
+    def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
+        source = self._path(key)
+        if not source.is_file():
+            raise FileNotFoundError(f"no such object: {self.uri(key)}")
+        target = Path(local_path)
+
+        def copy(handle: IO[bytes]) -> None:
+            with source.open("rb") as reader:
+                shutil.copyfileobj(reader, handle, length=8 * _MB)
+
+        self._atomic_write(target, copy)
+        return target
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        path = self._path(self.key_from_uri(key))
+        if not path.is_file():
+            raise FileNotFoundError(f"no such object: {path}")
+        yield path
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = self._path(check_deletable_prefix(prefix).rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for item in folder.rglob("*") if item.is_file())
+        shutil.rmtree(folder)
+        return count
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        _check_prefix(prefix)
+        root = self._root()
+        # Walk only the deepest folder the prefix names; the rest of the prefix filters names.
+        start = root.joinpath(*prefix.rpartition("/")[0].split("/")) if "/" in prefix else root
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(TMP_PREFIX):
+                    continue
+                path = Path(dirpath, name)
+                key = path.relative_to(root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # removed between walk and stat
+                    continue
+                yield self._stored(key, st)
+
+
+# -------------------------------------------------------------------------------------------- S3
+
+
+@functools.cache
+def _shared_data_loader() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_component("data_loader")
+
+
+def _boto3_session() -> Any:
+    """A fresh boto3 session (credentials resolved anew) sharing one parsed-model cache.
+
+    Resources are rebuilt for every sensor tick and run; re-reading botocore's service JSON
+    each time costs ~0.3 s, sharing the loader ~0.03 s.
+    """
+    import boto3
+    import botocore.session
+
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_data_loader())
+    return boto3.session.Session(botocore_session=core)
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code")
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class S3MediaStore(MediaStore):
+    """Media and tables under s3://bucket/prefix (any S3-compatible endpoint)."""
+
+    bucket: str = Field(description="Bucket holding uploads/, work/ and renders/.")
+    prefix: str = Field(default="", description="Key prefix inside the bucket.")
+    endpoint_url: str | None = Field(
+        default=None,
+        description="Set for MinIO or other S3-compatible stores; unset, boto3 honours AWS_ENDPOINT_URL.",
+    )
+    region_name: str | None = Field(default=None, description="Region; unset, boto3's chain decides.")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="'auto' uses path-style URLs whenever a non-AWS endpoint is in use (MinIO needs it).",
+    )
+    max_attempts: int = Field(
+        default=6, description="Attempts per S3 call, first included (standard mode: backoff + jitter)."
+    )
+    multipart_threshold_mb: int = Field(default=64, description="Uploads at least this big go multipart.")
+    multipart_chunksize_mb: int = Field(default=16, description="Part size of multipart uploads (>= 5).")
+    max_concurrency: int = Field(default=4, description="Parallel part transfers per file.")
+    page_size: int = Field(default=1000, description="Keys per ListObjectsV2 page.")
+
+    _client: Any = PrivateAttr(default=None)
+
+    def _s3(self) -> Any:
+        # Built lazily and cached: boto3 clients are thread-safe, and building one costs ~50 ms.
+        if self._client is None:
+            from botocore.config import Config
+
+            def build(style: str) -> Any:
+                config = Config(
+                    retries={"mode": "standard", "total_max_attempts": self.max_attempts},
+                    connect_timeout=10,
+                    read_timeout=60,
+                    s3={"addressing_style": style},
+                )
+                return _boto3_session().client(
+                    "s3", endpoint_url=self.endpoint_url, region_name=self.region_name, config=config
+                )
+
+            client = build("auto" if self.addressing_style == "auto" else self.addressing_style)
+            # An endpoint from AWS_ENDPOINT_URL or ~/.aws/config is only known after boto3 resolved
+            # it; S3-compatible servers addressed by host name need path-style URLs.
+            if self.addressing_style == "auto" and "amazonaws.com" not in client.meta.endpoint_url:
+                client = build("path")
+            self._client = client
+        return self._client
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=self.multipart_threshold_mb * _MB,
+            multipart_chunksize=max(5, self.multipart_chunksize_mb) * _MB,
+            max_concurrency=self.max_concurrency,
+        )
+
+    def _full(self, key: str) -> str:
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{key}" if prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(check_key(key))}"
+
+    def key_from_uri(self, uri_or_key: str) -> str:
+        if uri_or_key.startswith("s3://"):
+            base = f"s3://{self.bucket}/{self._full('')}"
+            if not uri_or_key.startswith(base):
+                raise ValueError(f"{uri_or_key} is outside {base}")
+            return check_key(uri_or_key[len(base) :])
+        return check_key(uri_or_key)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._s3().head_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+        except ClientError as error:
+            if _is_missing(error):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def stat(self, key: str) -> StoredObject:
+        head = self._head(key)
+        if head is None:
+            raise FileNotFoundError(f"no such object: {self.uri(key)}")
+        return StoredObject(
+            key=key,
+            size=int(head["ContentLength"]),
+            etag=head["ETag"].strip('"'),
+            mtime=head["LastModified"].timestamp(),
+        )
+
+    def read_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._s3().get_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+        except ClientError as error:
+            if _is_missing(error):
+                raise FileNotFoundError(f"no such object: {self.uri(key)}") from error
+            raise
+        return response["Body"].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        # A single PUT is atomic: the key shows the old object until the new one is complete.
+        self._s3().put_object(Bucket=self.bucket, Key=self._full(check_key(key)), Body=data)
+
+    def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
+        # The transfer manager goes multipart above the threshold; the object is published only by
+        # CompleteMultipartUpload, and a failed upload is aborted, so no partial object appears.
+        self._s3().upload_file(
+            os.fspath(local_path), self.bucket, self._full(check_key(key)), Config=self._transfer_config()
+        )
+
+    def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
+        from botocore.exceptions import ClientError
+
+        target = Path(local_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=".tmp")
+        os.close(fd)
+        try:
+            self._s3().download_file(self.bucket, self._full(check_key(key)), tmp, Config=self._transfer_config())
+            os.replace(tmp, target)
+        except ClientError as error:
+            if _is_missing(error):
+                raise FileNotFoundError(f"no such object: {self.uri(key)}") from error
+            raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return target
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        key = self.key_from_uri(key)
+        with tempfile.TemporaryDirectory(prefix="autoedit-") as folder:
+            # Keep the file name: ffmpeg and friends look at the extension.
+            yield self.get_file(key, Path(folder) / PurePosixPath(key).name)
+
+    def delete_prefix(self, prefix: str) -> int:
+        check_deletable_prefix(prefix)
+        client = self._s3()
+        count = 0
+        batch: list[dict[str, str]] = []
+        for item in self.list(prefix):
+            batch.append({"Key": self._full(item.key)})
+            if len(batch) == 1000:  # DeleteObjects takes at most 1000 keys
+                client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                count += len(batch)
+                batch = []
+        if batch:
+            client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            count += len(batch)
+        return count
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        _check_prefix(prefix)
+        strip = len(self._full(""))
+        paginator = self._s3().get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=self._full(prefix), PaginationConfig={"PageSize": self.page_size}
+        )
+        for page in pages:
+            for item in page.get("Contents", ()):
+                yield StoredObject(
+                    key=item["Key"][strip:],
+                    size=int(item["Size"]),
+                    etag=item["ETag"].strip('"'),
+                    mtime=item["LastModified"].timestamp(),
+                )
+
+
+# ------------------------------------------------------------------------------------- selection
+
+
+def default_storage_root() -> Path:
+    """`.storage/` in the repository root (git-ignored); in the working directory when installed."""
+    repo = Path(__file__).resolve().parents[2]
+    base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+    return base / ".storage"
+
+
+def media_store_from_env(value: str | None = None) -> MediaStore:
+    """The store named by `value` (else `AUTOEDIT_STORAGE`): a folder path or `s3://bucket/prefix`."""
+    value = value if value is not None else os.environ.get("AUTOEDIT_STORAGE", "")
+    value = value.strip()
+    if not value:
+        return LocalMediaStore(root=str(default_storage_root()))
+    if value.startswith("s3://"):
+        parsed = urlparse(value)
+        if not parsed.netloc:
+            raise ValueError(f"AUTOEDIT_STORAGE={value!r}: expected s3://bucket[/prefix]")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        return S3MediaStore(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=endpoint)
+    if value.startswith("file://"):
+        value = unquote(urlparse(value).path)
+    return LocalMediaStore(root=str(Path(value).expanduser().resolve()))

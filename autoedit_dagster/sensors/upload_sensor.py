@@ -1,0 +1,344 @@
+"""Upload sensor (new files under `uploads/` -> `videos` partitions and runs) and quarantine sensor.
+
+Each tick lists `uploads/` through the MediaStore (paginated), keeps only finished video files,
+and returns a `SensorResult` with one `RunRequest` per new upload (``run_key =
+"<video_id>:<etag>"``), the `videos` partitions to add, and the new cursor. It never mutates the
+instance; the daemon applies the result, and its run-key de-duplication is the backstop if the
+cursor is ever reset.
+
+Cursor (JSON, bounded by the uploads of the last `late_arrival_seconds`, not by the archive):
+
+- ``wm``: a high-water mark ``[mtime, key]``; every candidate at or before it, in (mtime, key)
+  order, is handled. It only advances over a handled prefix and never past
+  ``now - late_arrival_seconds``, so an object listed late (S3 reports a multipart upload's
+  *start* time) is still seen.
+- ``done``: 12-hex digests of (key, etag) handled after the mark, for the tail that cannot be
+  folded into it yet.
+- ``pending``: ``{key: [size, mtime]}`` of files seen still settling (too young, or changed since
+  the previous tick).
+
+The quarantine sensor (a run-failure sensor) writes ``quarantine/<video_id>.json`` with the
+reason a video's run failed; the upload itself is never touched.
+
+Reads no environment variables: storage comes from the `store` resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+import dagster as dg
+
+from autoedit_dagster.partitions import is_video_id, video_id_for_upload, videos
+from autoedit_dagster.resources.media_store import MediaStore, StoredObject
+
+UPLOADS_PREFIX = "uploads/"
+
+# Case-insensitive; what ffmpeg reads and cameras, phones and editors write.
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".flv",
+        ".mts", ".m2ts", ".ts", ".mpg", ".mpeg", ".3gp", ".3g2", ".mxf", ".ogv", ".dv",
+    }
+)  # fmt: skip
+# Browsers, rsync, FTP/SFTP clients and editors write these before renaming to the final name.
+PARTIAL_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
+
+TAG_VIDEO_ID = "autoedit/video_id"
+TAG_UPLOAD_KEY = "autoedit/upload_key"
+TAG_UPLOAD_ETAG = "autoedit/upload_etag"
+
+RunRequestFn = Callable[[StoredObject, str], Sequence[dg.RunRequest]]
+
+
+def is_video_upload(key: str) -> bool:
+    """True for a finished video file: no hidden/temporary names, a video extension."""
+    relative = key[len(UPLOADS_PREFIX) :] if key.startswith(UPLOADS_PREFIX) else key
+    parts = PurePosixPath(relative).parts
+    # Hidden folders too (.sync/, .Trash/): sync tools stage files there.
+    if not parts or any(part.startswith((".", "~")) for part in parts):
+        return False
+    name = parts[-1].lower()
+    if name.endswith(PARTIAL_SUFFIXES):
+        return False
+    return PurePosixPath(name).suffix in VIDEO_EXTENSIONS
+
+
+def _order(obj: StoredObject) -> tuple[float, str]:
+    return (obj.mtime, obj.key)
+
+
+def _digest(obj: StoredObject) -> str:
+    return hashlib.sha1(f"{obj.key}\0{obj.etag}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+@dataclass
+class UploadCursor:
+    """The sensor's memory between ticks (see the module docstring)."""
+
+    watermark: tuple[float, str] | None = None
+    done: set[str] = field(default_factory=set)
+    pending: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": 1,
+                "wm": list(self.watermark) if self.watermark else None,
+                "done": sorted(self.done),
+                "pending": {key: list(value) for key, value in sorted(self.pending.items())},
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> UploadCursor:
+        """Parse a cursor; an empty or unreadable one starts over (run keys prevent duplicates)."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            mark = data.get("wm")
+            return cls(
+                watermark=(float(mark[0]), str(mark[1])) if mark else None,
+                done={str(item) for item in data.get("done", ())},
+                pending={str(k): (int(v[0]), float(v[1])) for k, v in data.get("pending", {}).items()},
+            )
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """What one tick decided: uploads to request now, the next cursor, and what was held back."""
+
+    requests: list[StoredObject]
+    cursor: UploadCursor
+    waiting: int  # still settling
+    deferred: int  # ready but over the per-tick cap
+
+
+def plan_uploads(
+    objects: Iterable[StoredObject],
+    cursor: UploadCursor,
+    *,
+    now: float,
+    max_runs: int,
+    settle_seconds: float,
+    late_arrival_seconds: float,
+) -> UploadPlan:
+    """Decide one tick: pure, so the cursor rules are testable without Dagster."""
+    mark = cursor.watermark
+    fresh = sorted(
+        (obj for obj in objects if is_video_upload(obj.key) and (mark is None or _order(obj) > mark)),
+        key=_order,
+    )
+    ready: list[StoredObject] = []
+    waiting: list[StoredObject] = []
+    for obj in fresh:
+        if _digest(obj) in cursor.done:
+            continue
+        seen = cursor.pending.get(obj.key)
+        growing = now - obj.mtime < settle_seconds or (seen is not None and seen != (obj.size, obj.mtime))
+        (waiting if growing else ready).append(obj)
+    requests = ready[: max(0, max_runs)]
+    handled = cursor.done | {_digest(obj) for obj in requests}
+
+    # Fold the handled prefix into the mark, but keep a late-arrival window behind `now`.
+    horizon = now - late_arrival_seconds
+    new_mark = mark
+    for obj in fresh:
+        if obj.mtime > horizon or _digest(obj) not in handled:
+            break
+        new_mark = _order(obj)
+    done = {
+        digest for obj in fresh if (new_mark is None or _order(obj) > new_mark) and (digest := _digest(obj)) in handled
+    }
+    pending = {obj.key: (obj.size, obj.mtime) for obj in waiting}
+    return UploadPlan(
+        requests=requests,
+        cursor=UploadCursor(watermark=new_mark, done=done, pending=pending),
+        waiting=len(waiting),
+        deferred=len(ready) - len(requests),
+    )
+
+
+def default_run_requests(upload: StoredObject, video_id: str) -> Sequence[dg.RunRequest]:
+    """One run of the target job for the upload's `videos` partition."""
+    return [
+        dg.RunRequest(
+            partition_key=video_id,
+            run_key=f"{video_id}:{upload.etag}",
+            tags={TAG_VIDEO_ID: video_id, TAG_UPLOAD_KEY: upload.key, TAG_UPLOAD_ETAG: upload.etag},
+        )
+    ]
+
+
+def _existing_partitions(instance: dg.DagsterInstance, ids: Sequence[str]) -> set[str]:
+    # A few ids: one indexed lookup each. A big first tick over an archive: one query for all.
+    if len(ids) <= 50:
+        return {video_id for video_id in ids if instance.has_dynamic_partition(videos.name, video_id)}
+    return set(instance.get_dynamic_partitions(videos.name)) & set(ids)
+
+
+def build_upload_sensor(
+    job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition | str,
+    *,
+    name: str = "upload_sensor",
+    minimum_interval_seconds: int = 10,
+    max_runs_per_tick: int = 20,
+    settle_seconds: float = 5.0,
+    late_arrival_seconds: float = 3600.0,
+    run_requests_for: RunRequestFn = default_run_requests,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+    clock: Callable[[], float] = time.time,
+) -> dg.SensorDefinition:
+    """A sensor turning new files under `uploads/` into `videos` partitions and runs of `job`.
+
+    `job` (or its name) must be partitioned by `videos`, unless `run_requests_for` builds other
+    requests (e.g. one per profile). `settle_seconds`: a file younger than this, or whose size or
+    mtime changed since the last tick, waits. `clock` exists for tests.
+    """
+    target = {"job_name": job} if isinstance(job, str) else {"job": job}
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=(
+            f"Requests a run per new video under uploads/ (at most {max_runs_per_tick} per tick); "
+            "ignores hidden, partial and still-growing files."
+        ),
+        **target,
+    )
+    def upload_sensor(context: dg.SensorEvaluationContext, store: MediaStore) -> dg.SensorResult:
+        plan = plan_uploads(
+            store.list(UPLOADS_PREFIX),
+            UploadCursor.from_json(context.cursor),
+            now=clock(),
+            max_runs=max_runs_per_tick,
+            settle_seconds=settle_seconds,
+            late_arrival_seconds=late_arrival_seconds,
+        )
+        run_requests: list[dg.RunRequest] = []
+        ids: list[str] = []
+        for upload in plan.requests:
+            video_id = video_id_for_upload(upload.key)
+            run_requests.extend(run_requests_for(upload, video_id))
+            if video_id not in ids:
+                ids.append(video_id)
+        # Read-only check: a re-uploaded file (new etag) reuses its partition.
+        existing = _existing_partitions(context.instance, ids)
+        new_ids = [video_id for video_id in ids if video_id not in existing]
+        if plan.waiting or plan.deferred:
+            context.log.info(f"{plan.waiting} upload(s) still settling, {plan.deferred} deferred to next tick")
+        return dg.SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[videos.build_add_request(new_ids)] if new_ids else [],
+            cursor=plan.cursor.to_json(),
+            skip_reason=None if run_requests else "no new finished uploads",
+        )
+
+    return upload_sensor
+
+
+# ---------------------------------------------------------------------------------- quarantine
+
+# Where a run names its video: our own tag first, then Dagster's partition tags.
+_VIDEO_TAGS = (TAG_VIDEO_ID, "dagster/partition/videos", "dagster/partition/video", "dagster/partition")
+
+
+def video_id_for_run(tags: Mapping[str, str]) -> str | None:
+    """The video a run worked on, from its tags; None for runs not about exactly one video."""
+    for tag in _VIDEO_TAGS:
+        value = tags.get(tag)
+        # Validated: the id becomes a key under quarantine/, a crafted tag must not escape it.
+        if value and is_video_id(value):
+            return value
+    return None
+
+
+def _user_error(error: object) -> tuple[str, str]:
+    """(class name, message) of the user's exception inside Dagster's step-error wrappers."""
+    while getattr(error, "cls_name", "").startswith("Dagster") and getattr(error, "cause", None):
+        error = error.cause  # type: ignore[attr-defined]
+    cls_name = getattr(error, "cls_name", "") or ""
+    message = (getattr(error, "message", "") or "").strip()
+    # The message is traceback's "package.module.Class: text"; keep the text.
+    head, sep, rest = message.partition(": ")
+    if sep and cls_name and head.rsplit(".", 1)[-1] == cls_name:
+        message = rest
+    return cls_name, message
+
+
+def _find_upload(store: MediaStore, video_id: str) -> str | None:
+    # Runs launched from the UI or a backfill carry no upload tag; failures are rare enough
+    # that one listing of uploads/ to map the id back is fine.
+    for obj in store.list(UPLOADS_PREFIX):
+        if video_id_for_upload(obj.key) == video_id:
+            return obj.key
+    return None
+
+
+def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, now: datetime) -> dict | None:
+    """The JSON written to quarantine/<video_id>.json for a failed run (None if no single video)."""
+    run = context.dagster_run
+    video_id = video_id_for_run(run.tags)
+    if video_id is None:
+        return None
+    upload_key = run.tags.get(TAG_UPLOAD_KEY) or _find_upload(store, video_id)
+    steps = []
+    for event in context.get_step_failure_events():
+        data = event.event_specific_data
+        error_class, message = _user_error(getattr(data, "error", None))
+        steps.append({"step": event.step_key, "error_class": error_class, "message": message})
+    first = steps[0] if steps else None
+    return {
+        "video_id": video_id,
+        "upload_key": upload_key,
+        "upload_uri": store.uri(upload_key) if upload_key else None,
+        "run_id": run.run_id,
+        "job_name": run.job_name,
+        "reason": f"{first['error_class']}: {first['message']}" if first else context.failure_event.message,
+        "run_message": context.failure_event.message,
+        "steps": steps,
+        "failed_at": now.isoformat(timespec="seconds"),
+    }
+
+
+def build_quarantine_sensor(
+    *,
+    name: str = "quarantine_sensor",
+    monitored_jobs: Sequence[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] | None = None,
+    minimum_interval_seconds: int = 10,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
+    """A run-failure sensor writing quarantine/<video_id>.json; uploads are never touched.
+
+    `monitored_jobs` defaults to every job in the code location.
+    """
+
+    @dg.run_failure_sensor(
+        name=name,
+        monitored_jobs=monitored_jobs,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description="Records why a video's run failed in quarantine/<video_id>.json.",
+    )
+    def quarantine_sensor(context: dg.RunFailureSensorContext, store: MediaStore) -> None:
+        record = quarantine_record(context, store, datetime.now(UTC))
+        if record is None:
+            context.log.info(f"run {context.dagster_run.run_id} is not about one video; nothing quarantined")
+            return
+        key = f"quarantine/{record['video_id']}.json"
+        store.write_bytes(key, json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"))
+        context.log.info(f"quarantined {record['video_id']}: {record['reason']}")
+
+    return quarantine_sensor

@@ -1,0 +1,315 @@
+"""`make bench`: quality and speed of the engine, measured on clips with known ground truth.
+
+Writes bench/RESULTS.md. Needs the `bench` extra (PySceneDetect, psutil) and, for the speed
+runs, the 10-minute Big Buck Bunny from the moviepy 2.2.1 sdist (fetched into bench/media/,
+never committed). BENCH_QUICK=1 skips the long-file runs.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from autoedit_dagster.engine.config import EditSettings, get_profile
+from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, plan_crop
+from autoedit_dagster.engine.render import render
+from autoedit_dagster.engine.timeline import FrameRange
+from tests.media_factory import ffmpeg, moving_subject_clip, shots_clip, talk_clip
+
+HERE = Path(__file__).resolve().parent
+MEDIA = HERE / "media"
+BBB = MEDIA / "bbb.mp4"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+
+
+def fetch_bbb() -> Path:
+    """The full 10-minute Big Buck Bunny (720p24 with sound) from the moviepy 2.2.1 sdist."""
+    if BBB.exists():
+        return BBB
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+             "moviepy==2.2.1", "-d", tmp], check=True,
+        )  # fmt: skip
+        sdist = next(Path(tmp).glob("moviepy-2.2.1.tar.gz"))
+        member = "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+        with tarfile.open(sdist) as tar:
+            tar.extract(member, tmp, filter="data")
+        with zipfile.ZipFile(Path(tmp) / member) as zf:
+            BBB.write_bytes(zf.read("moviepy_10_minutes/resources/bbb.mp4"))
+    return BBB
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def overlap(ranges: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(e, end) - max(s, start)) for s, e in ranges)
+
+
+# --- speech -------------------------------------------------------------------------------------
+
+
+def bench_speech(work: Path) -> dict:
+    pauses = [0.3, 0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 3.5, 4.0, 0.4, 1.0]
+    phrases = [f"This is sentence number {i + 1} of the silence test." for i in range(len(pauses) + 1)]
+    clip = talk_clip(work / "talk.mp4", phrases, pauses, noise=0.003, lead=1.0)
+    source = analyze_source(clip.path)
+    fps = source.info.fps_exact
+    kept = [(r.start / fps, r.end / fps) for r in source.speech]
+    kept_f = [(float(a), float(b)) for a, b in kept]
+    speech_total = sum(e - s for s, e in clip.speech)
+    speech_kept = sum(overlap(kept_f, s, e) for s, e in clip.speech)
+    silences = (
+        [(0.0, clip.speech[0][0])]
+        + [(clip.speech[i][1], clip.speech[i + 1][0]) for i in range(len(clip.speech) - 1)]
+        + [(clip.speech[-1][1], clip.duration)]
+    )
+    silence_total = sum(e - s for s, e in silences)
+    silence_kept = sum(overlap(kept_f, s, e) for s, e in silences)
+    settings = EditSettings().silence
+    margins = settings.margin_before_s + settings.margin_after_s
+    beyond_margins = sum(max(0.0, (e - s) - margins) for s, e in silences)
+    return {
+        "pauses_s": pauses,
+        "speech_kept": speech_kept / speech_total,
+        "silence_removed": 1 - silence_kept / silence_total,
+        "silence_removed_beyond_margins": (silence_total - silence_kept) / beyond_margins,
+    }
+
+
+# --- shots --------------------------------------------------------------------------------------
+
+
+def f1(found: list[int], truth: list[int], tolerance: int = 2) -> dict:
+    unmatched = list(truth)
+    tp = 0
+    for frame in found:
+        hit = next((t for t in unmatched if abs(t - frame) <= tolerance), None)
+        if hit is not None:
+            unmatched.remove(hit)
+            tp += 1
+    precision = tp / len(found) if found else 1.0
+    recall = tp / len(truth) if truth else 1.0
+    score = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": score, "found": len(found), "truth": len(truth)}
+
+
+def scenedetect_cuts(path: Path) -> tuple[float, list[int]]:
+    from scenedetect import ContentDetector, detect
+
+    seconds, scenes = timed(detect, str(path), ContentDetector())
+    frames = []
+    for start, _end in scenes[1:]:
+        frames.append(start.frame_num if hasattr(start, "frame_num") else start.get_frames())
+    return seconds, frames
+
+
+def bbb_shuffle(work: Path, pieces: int = 16) -> tuple[Path, list[int]]:
+    """Two-second pieces from far-apart places of Big Buck Bunny, joined: the joins are cuts."""
+    starts = np.linspace(20, 560, pieces)
+    inputs, graph = [], ""
+    for i, start in enumerate(starts):
+        inputs += ["-ss", f"{start:.2f}", "-t", "2", "-i", str(BBB)]
+        graph += f"[{i}:v]setpts=PTS-STARTPTS,fps=24,trim=end_frame=48[v{i}];"
+    graph += "".join(f"[v{i}]" for i in range(pieces)) + f"concat=n={pieces}:v=1:a=0[v]"
+    out = work / "bbb_shuffle.mp4"
+    ffmpeg(*inputs, "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", str(out))
+    return out, [48 * i for i in range(1, pieces)]
+
+
+def flash_clip(work: Path) -> Path:
+    """One steady shot with three camera flashes (2-3 white frames each)."""
+    out = work / "flash.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=640x360:r=25:d=8",
+           "-vf", "eq=brightness=0.9:enable='between(n,50,51)+between(n,100,102)+between(n,150,151)'",
+           "-c:v", "libx264", "-preset", "veryfast", str(out))  # fmt: skip
+    return out
+
+
+def bench_shots(work: Path) -> dict:
+    results = {}
+    synthetic = work / "shots.mp4"
+    lengths = [37, 52, 29, 61, 44, 33, 70, 41, 26, 58, 47, 35]
+    truth = shots_clip(synthetic, lengths, size="640x360")
+    clips = {"synthetic (12 shots)": (synthetic, truth)}
+    if BBB.exists():
+        clips["bbb shuffle (16 pieces)"] = bbb_shuffle(work)
+    for name, (path, truth) in clips.items():
+        ours = [s.frame for s in analyze_source(path).shots if s.kind == "cut"]
+        _, theirs = scenedetect_cuts(path)
+        results[name] = {"autoedit": f1(ours, truth), "scenedetect": f1(theirs, truth)}
+    flashes = flash_clip(work)
+    results["flash (3 flashes, no cut)"] = {
+        "autoedit_false_cuts": len([s for s in analyze_source(flashes).shots if s.kind == "cut"]),
+        "scenedetect_false_cuts": len(scenedetect_cuts(flashes)[1]),
+    }
+    return results
+
+
+# --- reframe ------------------------------------------------------------------------------------
+
+
+def bench_reframe(work: Path) -> dict:
+    path = work / "moving.mp4"
+    truth = moving_subject_clip(path, seconds=10)
+    source = analyze_source(path)
+    crop = plan_crop(source, get_profile("tate"))
+    assert crop is not None
+    inside = 0
+    for (cx, cy), row in zip(truth, crop.iter_rows(named=True), strict=False):
+        inside += row["x"] <= cx <= row["x"] + row["w"] and row["y"] <= cy <= row["y"] + row["h"]
+    return {"frames": len(truth), "subject_centre_inside": inside / len(truth)}
+
+
+# --- speed --------------------------------------------------------------------------------------
+
+
+class PeakRss(threading.Thread):
+    """Samples the summed RSS of a process tree (Python plus its ffmpeg children)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sampler = PeakRss(proc.pid)
+    sampler.start()
+    _, err = proc.communicate()
+    sampler.running = False
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed: {err}")
+    return time.perf_counter() - start, sampler.peak
+
+
+def bench_analysis_speed() -> dict:
+    decode_s, _ = timed(subprocess.run, ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(BBB),
+                                          "-f", "null", "-"], check=True)  # fmt: skip
+    analysis_s, source = timed(analyze_source, BBB)
+    scenedetect_s, _ = scenedetect_cuts(BBB)
+    return {
+        "file": "Big Buck Bunny, 596 s, 1280x720 24 fps, AAC",
+        "decode_only_s": decode_s,
+        "autoedit_analysis_s": analysis_s,
+        "ratio_to_decode": analysis_s / decode_s,
+        "scenedetect_content_detector_s": scenedetect_s,
+        "frames": source.frames.height,  # type: ignore[attr-defined]
+    }
+
+
+def bench_render_speed(work: Path) -> dict:
+    clip = work / "bbb60.mp4"
+    ffmpeg("-ss", "60", "-t", "60", "-i", str(BBB), "-c", "copy", str(clip))
+    profile = get_profile("tate")
+    source = analyze_source(clip)
+    # A fixed cut list (every other 5 s) so both commands do exactly the same work.
+    fps = source.info.fps_exact
+    source.speech = [FrameRange(start=int(s * fps), end=int((s + 5) * fps)) for s in range(0, 60, 10)]
+    timeline = build_timeline(source, profile, plan_crop(source, profile))
+    ours_s, result = timed(render, timeline, work / "ours.mp4", profile)
+    x = timeline.crop[0].x if timeline.crop else 0
+    cw, ch = timeline.crop_width, timeline.crop_height
+    parts = "".join(
+        f"[0:v]trim=start_frame={r.start}:end_frame={r.end},setpts=PTS-STARTPTS[v{i}];"
+        f"[0:a]atrim={r.start / fps:.6f}:{r.end / fps:.6f},asetpts=PTS-STARTPTS[a{i}];"
+        for i, r in enumerate(timeline.ranges)
+    )
+    joined = "".join(f"[v{i}][a{i}]" for i in range(len(timeline.ranges)))
+    graph = (
+        f"{parts}{joined}concat=n={len(timeline.ranges)}:v=1:a=1[cv][ca];"
+        f"[cv]crop={cw}:{ch}:{x}:0,scale=1080:1920,setsar=1[v];[ca]loudnorm=I=-14:TP=-1,aresample=48000[a]"
+    )
+    hand = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-filter_complex", graph,
+            "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", profile.preset, "-crf", str(profile.crf),
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", profile.audio_bitrate, "-movflags", "+faststart",
+            str(work / "hand.mp4")]  # fmt: skip
+    hand_s, _ = timed(subprocess.run, hand, check=True)
+    return {
+        "output_s": timeline.output_duration,
+        "autoedit_render_s": ours_s,
+        "hand_written_ffmpeg_s": hand_s,
+        "ratio": ours_s / hand_s,
+        "loudness_pass": result.loudness is not None,  # type: ignore[attr-defined]
+    }
+
+
+def bench_scaling(work: Path) -> list[dict]:
+    long = work / "bbb20min.mp4"
+    listing = work / "twice.txt"
+    listing.write_text(f"file '{BBB}'\nfile '{BBB}'\n")
+    ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(long))
+    rows = []
+    profile = os.environ.get("BENCH_PROFILE", "tate")
+    for minutes in (1, 5, 20):
+        clip = work / f"bbb{minutes}.mp4"
+        ffmpeg("-t", str(minutes * 60), "-i", str(long), "-c", "copy", str(clip))
+        seconds, peak = run_measured(
+            [sys.executable, "-m", "autoedit_dagster.cli", "edit", str(clip), "-o", str(work / f"out{minutes}.mp4"),
+             "--profile", profile]
+        )  # fmt: skip
+        rows.append({"minutes": minutes, "profile": profile, "wall_s": seconds, "peak_rss_mb": peak / 2**20,
+                     "s_per_min": seconds / minutes})  # fmt: skip
+    return rows
+
+
+def write_results(results: dict) -> None:
+    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
+    lines = ["# Benchmark results", "", f"Measured by `make bench` ({machine}), {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+    for section, value in results.items():
+        lines += [f"## {section}", "", "```json", json.dumps(value, indent=2, default=float), "```", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+
+
+def main() -> int:
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not QUICK:
+            fetch_bbb()
+        results["speech (talk clip, pauses 0.3-4 s)"] = bench_speech(work)
+        print(json.dumps(results, indent=1, default=float), flush=True)
+        results["shots (F1 at +-2 frames)"] = bench_shots(work)
+        print(json.dumps(results, indent=1, default=float), flush=True)
+        results["reframe (moving subject, 9:16)"] = bench_reframe(work)
+        write_results(results)
+        if not QUICK:
+            results["analysis speed (10 min 720p)"] = bench_analysis_speed()
+            write_results(results)
+            results["render speed (1 min 720p -> 1080x1920)"] = bench_render_speed(work)
+            write_results(results)
+            results["scaling and memory (autoedit edit)"] = bench_scaling(work)
+    write_results(results)
+    print((HERE / "RESULTS.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Upload sensor against a real local folder and a moto S3 server, through `build_sensor_context`."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from autoedit_dagster.partitions import video_id_for_upload, videos
+from autoedit_dagster.resources import LocalMediaStore, MediaStore
+from autoedit_dagster.resources.media_store import StoredObject
+from autoedit_dagster.sensors import (
+    TAG_UPLOAD_ETAG,
+    TAG_UPLOAD_KEY,
+    TAG_VIDEO_ID,
+    UploadCursor,
+    build_quarantine_sensor,
+    build_upload_sensor,
+    is_video_upload,
+    plan_uploads,
+)
+
+
+@dg.asset(partitions_def=videos)
+def ingested(context: dg.AssetExecutionContext) -> None:
+    """Stands in for the real per-video assets."""
+    context.add_output_metadata({"video": context.partition_key})
+
+
+ingest = dg.define_asset_job("ingest", selection=[ingested])
+
+
+class Clock:
+    """A settable clock: uploads are 'old enough' without sleeping."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+def tick(
+    sensor: dg.SensorDefinition, store: MediaStore, instance: dg.DagsterInstance, cursor: str | None
+) -> dg.SensorResult:
+    context = dg.build_sensor_context(cursor=cursor, instance=instance, resources={"store": store})
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def added(result: dg.SensorResult) -> list[str]:
+    return [key for request in result.dynamic_partitions_requests or [] for key in request.partition_keys]
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+UPLOADS = ["uploads/a.mp4", "uploads/B Roll.MOV", "uploads/day1/c.mkv"]
+IGNORED = [
+    "uploads/notes.txt",
+    "uploads/.hidden.mp4",
+    "uploads/d.mp4.part",
+    "uploads/e.mp4.crdownload",
+    "uploads/~f.mp4",
+    "uploads/g.tmp",
+    "uploads/.sync/h.mp4",
+    "uploads/i.MP4.PART",
+    "work/not-an-upload.mp4",
+    "renders/x/tate/final.mp4",
+]
+
+
+def test_first_tick_requests_one_run_per_finished_video(store: MediaStore, instance: dg.DagsterInstance) -> None:
+    for key in UPLOADS + IGNORED:
+        store.write_bytes(key, b"video bytes " + key.encode())
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    result = tick(sensor, store, instance, None)
+
+    expected = {video_id_for_upload(key): key for key in UPLOADS}
+    assert len(result.run_requests) == 3
+    assert {r.partition_key for r in result.run_requests} == set(expected)
+    for request in result.run_requests:
+        key = expected[request.partition_key]
+        etag = store.stat(key).etag
+        assert request.run_key == f"{request.partition_key}:{etag}"
+        assert request.tags[TAG_UPLOAD_KEY] == key
+        assert request.tags[TAG_VIDEO_ID] == request.partition_key
+        assert request.tags[TAG_UPLOAD_ETAG] == etag
+    assert sorted(added(result)) == sorted(expected)
+    assert result.dynamic_partitions_requests[0].partitions_def_name == "videos"
+    cursor = json.loads(result.cursor)
+    assert cursor["v"] == 1 and len(cursor["done"]) == 3 and cursor["pending"] == {}
+    # Nothing was written to the instance: the daemon applies the result.
+    assert instance.get_dynamic_partitions("videos") == []
+
+    # Idempotent: the next tick with the new cursor finds nothing.
+    again = tick(sensor, store, instance, result.cursor)
+    assert again.run_requests == [] and added(again) == []
+    assert again.skip_reason is not None
+    assert json.loads(again.cursor) == cursor
+
+
+def test_cap_per_tick_defers_the_rest(store: MediaStore, instance: dg.DagsterInstance) -> None:
+    keys = [f"uploads/clip{i}.mp4" for i in range(5)]
+    for key in keys:
+        store.write_bytes(key, key.encode())
+    sensor = build_upload_sensor(ingest, max_runs_per_tick=2, clock=Clock(60))
+    cursor, seen, counts = None, [], []
+    for _ in range(4):
+        result = tick(sensor, store, instance, cursor)
+        cursor = result.cursor
+        counts.append(len(result.run_requests))
+        seen += [r.partition_key for r in result.run_requests]
+    assert counts == [2, 2, 1, 0]
+    assert sorted(seen) == sorted(video_id_for_upload(k) for k in keys)
+
+
+def test_young_uploads_wait_until_settled(store: MediaStore, instance: dg.DagsterInstance) -> None:
+    clock = Clock(0)
+    sensor = build_upload_sensor(ingest, settle_seconds=30, clock=clock)
+    store.write_bytes("uploads/new.mp4", b"x")
+    first = tick(sensor, store, instance, None)
+    assert first.run_requests == []
+    assert list(json.loads(first.cursor)["pending"]) == ["uploads/new.mp4"]
+    clock.offset = 60
+    second = tick(sensor, store, instance, first.cursor)
+    assert [r.tags[TAG_UPLOAD_KEY] for r in second.run_requests] == ["uploads/new.mp4"]
+    assert json.loads(second.cursor)["pending"] == {}
+
+
+def test_growing_local_file_waits_until_unchanged(local_store: LocalMediaStore, instance: dg.DagsterInstance) -> None:
+    path = Path(local_store.root) / "uploads" / "copying.mp4"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x" * 1000)
+    clock = Clock(0)
+    sensor = build_upload_sensor(ingest, settle_seconds=5, clock=clock)
+    cursor = tick(sensor, local_store, instance, None).cursor  # too young
+    with path.open("ab") as handle:  # the copy goes on
+        handle.write(b"y" * 1000)
+    clock.offset = 10
+    growing = tick(sensor, local_store, instance, cursor)
+    assert growing.run_requests == []
+    assert json.loads(growing.cursor)["pending"]["uploads/copying.mp4"][0] == 2000
+    clock.offset = 20  # unchanged since the last tick and old enough
+    done = tick(sensor, local_store, instance, growing.cursor)
+    assert [r.tags[TAG_UPLOAD_KEY] for r in done.run_requests] == ["uploads/copying.mp4"]
+
+
+def test_reupload_gets_a_new_run_but_never_a_second_partition(store: MediaStore, instance: dg.DagsterInstance) -> None:
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    store.write_bytes("uploads/take.mp4", b"first version")
+    first = tick(sensor, store, instance, None)
+    video_id = video_id_for_upload("uploads/take.mp4")
+    assert added(first) == [video_id]
+    instance.add_dynamic_partitions("videos", added(first))  # what the daemon does with the result
+
+    store.write_bytes("uploads/take.mp4", b"second, longer version")
+    second = tick(sensor, store, instance, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [video_id]
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+    assert added(second) == []
+
+    # A lost cursor re-requests the same run key (the daemon drops it) and adds no partition.
+    reset = tick(sensor, store, instance, None)
+    assert [r.run_key for r in reset.run_requests] == [second.run_requests[0].run_key]
+    assert added(reset) == []
+
+
+def test_cursor_stays_small_over_thousands_of_uploads(
+    local_store: LocalMediaStore, instance: dg.DagsterInstance
+) -> None:
+    folder = Path(local_store.root) / "uploads" / "archive"
+    folder.mkdir(parents=True)
+    for i in range(2000):
+        (folder / f"tape{i:04d}.mp4").touch()
+    # An hour and more later: every upload is past the late-arrival window.
+    sensor = build_upload_sensor(ingest, max_runs_per_tick=1000, clock=Clock(7200))
+    first = tick(sensor, local_store, instance, None)
+    second = tick(sensor, local_store, instance, first.cursor)
+    third = tick(sensor, local_store, instance, second.cursor)
+    assert (len(first.run_requests), len(second.run_requests), len(third.run_requests)) == (1000, 1000, 0)
+    assert len({r.partition_key for r in first.run_requests + second.run_requests}) == 2000
+    cursor = json.loads(second.cursor)
+    assert cursor["done"] == [] and cursor["pending"] == {}
+    assert len(second.cursor) < 200
+
+
+def test_file_moved_in_with_an_old_mtime_is_still_seen(
+    local_store: LocalMediaStore, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Regression: `mv` keeps a file's old mtime; a pure-mtime high-water mark skipped it forever."""
+    uploads = Path(local_store.root) / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "first.mp4").write_bytes(b"1")
+    sensor = build_upload_sensor(ingest, clock=Clock(7200))
+    first = tick(sensor, local_store, instance, None)
+    assert json.loads(first.cursor)["wm"] is not None
+
+    outside = tmp_path / "camera-card" / "old.mp4"
+    outside.parent.mkdir()
+    outside.write_bytes(b"shot last year")
+    year_ago = time.time() - 365 * 86400
+    os.utime(outside, (year_ago, year_ago))
+    os.rename(outside, uploads / "old.mp4")
+    second = tick(sensor, local_store, instance, first.cursor)
+    assert [r.tags[TAG_UPLOAD_KEY] for r in second.run_requests] == ["uploads/old.mp4"]
+
+
+def test_late_listed_objects_inside_the_window_are_seen() -> None:
+    """S3 dates a multipart upload by its start: it can be listed after newer objects were handled."""
+    now = 100_000.0
+    early = [StoredObject("uploads/small.mp4", 1, "e1", now - 50)]
+    plan = plan_uploads(early, UploadCursor(), now=now, max_runs=10, settle_seconds=5, late_arrival_seconds=600)
+    assert [o.key for o in plan.requests] == ["uploads/small.mp4"]
+    assert plan.cursor.watermark is None  # inside the window: not folded yet
+
+    big = StoredObject("uploads/big.mp4", 10**10, "e2-900", now - 400)  # started before small.mp4
+    later = plan_uploads(
+        [*early, big], plan.cursor, now=now + 30, max_runs=10, settle_seconds=5, late_arrival_seconds=600
+    )
+    assert [o.key for o in later.requests] == ["uploads/big.mp4"]
+    # Once both age past the window the mark covers them and `done` empties.
+    folded = plan_uploads(
+        [*early, big], later.cursor, now=now + 1000, max_runs=10, settle_seconds=5, late_arrival_seconds=600
+    )
+    assert folded.requests == [] and folded.cursor.done == set()
+    assert folded.cursor.watermark == (now - 50, "uploads/small.mp4")
+
+
+def test_unreadable_cursor_starts_over(local_store: LocalMediaStore, instance: dg.DagsterInstance) -> None:
+    local_store.write_bytes("uploads/a.mp4", b"x")
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    for cursor in ["not json", '{"wm": "oops"}', "[]"]:
+        assert len(tick(sensor, local_store, instance, cursor).run_requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "ok"),
+    [
+        ("uploads/x.mp4", True),
+        ("uploads/X.M4V", True),
+        ("uploads/x.webm", True),
+        ("uploads/x.mts", True),
+        ("uploads/x.ts", True),
+        ("uploads/deep/er/x.avi", True),
+        ("uploads/x.mp4.part", False),
+        ("uploads/x.partial", False),
+        ("uploads/.x.mp4", False),
+        ("uploads/~x.mp4", False),
+        ("uploads/x.jpg", False),
+        ("uploads/x", False),
+        ("uploads/.tmp/x.mp4", False),
+    ],
+)
+def test_upload_filter(key: str, ok: bool) -> None:
+    assert is_video_upload(key) is ok
+
+
+def test_sensor_settings_and_definitions_load(local_store: LocalMediaStore) -> None:
+    sensor = build_upload_sensor(ingest)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds is not None and sensor.minimum_interval_seconds <= 15
+    by_name = build_upload_sensor("ingest", name="upload_sensor_by_name")
+    defs = dg.Definitions(
+        assets=[ingested],
+        jobs=[ingest],
+        sensors=[sensor, by_name, build_quarantine_sensor()],
+        resources={"store": local_store},
+    )
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_sensor_def("upload_sensor").job_name == "ingest"
+    assert defs.resolve_sensor_def("upload_sensor_by_name").job_name == "ingest"
+    assert defs.resolve_sensor_def("quarantine_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_requested_run_executes_for_the_new_partition(s3_store: MediaStore, instance: dg.DagsterInstance) -> None:
+    s3_store.write_bytes("uploads/Street Interview.mp4", b"x")
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    defs = dg.Definitions(assets=[ingested], jobs=[ingest], sensors=[sensor], resources={"store": s3_store})
+    result = tick(sensor, s3_store, instance, None)
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    (request,) = result.run_requests
+    run = defs.resolve_job_def("ingest").execute_in_process(
+        partition_key=request.partition_key, tags=request.tags, instance=instance
+    )
+    assert run.success
+    assert run.dagster_run.tags[TAG_UPLOAD_KEY] == "uploads/Street Interview.mp4"
+    assert instance.get_dynamic_partitions("videos") == [video_id_for_upload("uploads/Street Interview.mp4")]
