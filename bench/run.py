@@ -233,7 +233,7 @@ def bench_render_speed(work: Path) -> dict:
     # A fixed cut list (every other 5 s) so both commands do exactly the same work.
     fps = source.info.fps_exact
     source.speech = [FrameRange(start=int(s * fps), end=int((s + 5) * fps)) for s in range(0, 60, 10)]
-    timeline = build_timeline(source, profile, plan_crop(source, profile))
+    timeline = build_timeline(source.info, source.frames.height, source.speech, profile, plan_crop(source, profile))
     ours_s, result = timed(render, timeline, work / "ours.mp4", profile)
     x = timeline.crop[0].x if timeline.crop else 0
     cw, ch = timeline.crop_width, timeline.crop_height

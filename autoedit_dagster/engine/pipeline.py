@@ -70,10 +70,14 @@ def plan_crop(
 
 
 def build_timeline(
-    source: SourceAnalysis, profile: EditProfile, crop_path: pl.DataFrame | None, uri: str | None = None
+    info: MediaInfo,
+    frame_count: int,
+    keep: list[FrameRange],
+    profile: EditProfile,
+    crop_path: pl.DataFrame | None,
+    uri: str | None = None,
 ) -> Timeline:
-    """Kept ranges, crop keys and output geometry of one profile's edit."""
-    info = source.info
+    """Kept ranges, crop keys and output geometry of one profile's edit of `info`."""
     if profile.width and profile.height:
         out_w, out_h = profile.width, profile.height
     else:
@@ -86,7 +90,7 @@ def build_timeline(
         source=uri or str(Path(info.path).resolve()),
         profile=profile.name,
         fps=info.fps_fraction,
-        frame_count=source.frames.height,
+        frame_count=frame_count,
         source_width=info.width,
         source_height=info.height,
         has_audio=info.has_audio,
@@ -94,7 +98,7 @@ def build_timeline(
         output_height=out_h,
         crop_width=crop_w,
         crop_height=crop_h,
-        ranges=source.speech,
+        ranges=keep,
         crop=keys,
     )
 
@@ -145,7 +149,7 @@ def edit(
     output = Path(output)
     source = analyze_source(source_path, settings, on_progress)
     crop_path = plan_crop(source, prof, settings)
-    timeline = build_timeline(source, prof, crop_path)
+    timeline = build_timeline(source.info, source.frames.height, source.speech, prof, crop_path)
     started = time.perf_counter()
     result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
     timings = {**source.timings, "render_s": time.perf_counter() - started}

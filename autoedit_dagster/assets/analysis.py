@@ -1,0 +1,121 @@
+"""The analysis stage: one decode pass, then speech and shots from its table."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from ..engine.analysis import analyze
+from ..engine.config import AnalysisSettings, ShotSettings, SilenceSettings
+from ..engine.errors import MediaError
+from ..engine.shots import ShotBoundary, detect_shots
+from ..engine.speech import speech_segments as find_speech
+from ..engine.timeline import FrameRange
+from ..models import SourceVideo
+from ..partitions import videos
+from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
+from .config import AnalysisConfig, ShotConfig, SilenceConfig, settings_of
+from .ingest import IO_RETRY, media_failure
+
+SHOTS_SCHEMA = {
+    "frame": pl.Int64, "time": pl.Float64, "kind": pl.Utf8, "score": pl.Float64, "length": pl.Int64,
+    "start": pl.Int64,
+}  # fmt: skip
+
+
+def ranges_table(ranges: list[FrameRange], fps: float) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "start_frame": [r.start for r in ranges],
+            "end_frame": [r.end for r in ranges],
+            "start_s": [r.start / fps for r in ranges],
+            "end_s": [r.end / fps for r in ranges],
+        },
+        schema={"start_frame": pl.Int64, "end_frame": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64},
+    )
+
+
+def table_ranges(table: pl.DataFrame) -> list[FrameRange]:
+    return [FrameRange(start=s, end=e) for s, e in table.select("start_frame", "end_frame").iter_rows()]
+
+
+def shots_table(boundaries: list[ShotBoundary]) -> pl.DataFrame:
+    return pl.DataFrame([b.model_dump() for b in boundaries], schema=SHOTS_SCHEMA)
+
+
+def table_shots(table: pl.DataFrame) -> list[ShotBoundary]:
+    return [ShotBoundary(**row) for row in table.iter_rows(named=True)]
+
+
+@dg.asset(
+    partitions_def=videos,
+    group_name="analysis",
+    io_manager_key=PARQUET_IO_MANAGER_KEY,
+    kinds={"ffmpeg", "polars"},
+    retry_policy=IO_RETRY,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+)
+def media_analysis(
+    context: dg.AssetExecutionContext, config: AnalysisConfig, store: MediaStore, source_video: SourceVideo
+) -> pl.DataFrame:
+    """Per-frame loudness, scene change, motion and subject, from one decode pass."""
+    with store.local_copy(source_video.upload_key) as path:
+        info = source_video.info.model_copy(update={"path": str(Path(path))})
+        try:
+            frames = analyze(info, settings_of(config, AnalysisSettings))
+        except MediaError as exc:
+            raise media_failure(exc, source_video.upload_key) from exc
+    context.add_output_metadata(
+        {
+            "frames": frames.height,
+            "seconds": frames.height / info.fps,
+            "subject_samples": frames["subject_kind"].drop_nulls().len(),
+            "face_samples": (frames["subject_kind"] == "face").sum(),
+        }
+    )
+    return frames
+
+
+@dg.asset(
+    partitions_def=videos,
+    group_name="analysis",
+    io_manager_key=PARQUET_IO_MANAGER_KEY,
+    kinds={"polars"},
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+)
+def speech_segments(
+    context: dg.AssetExecutionContext, config: SilenceConfig, source_video: SourceVideo, media_analysis: pl.DataFrame
+) -> pl.DataFrame:
+    """The source ranges worth keeping: sound above the file's own noise floor, with margins."""
+    fps = source_video.info.fps_exact
+    ranges = find_speech(media_analysis, fps, settings_of(config, SilenceSettings))
+    table = ranges_table(ranges, float(fps))
+    kept = float((table["end_s"] - table["start_s"]).sum())
+    total = media_analysis.height / float(fps)
+    context.add_output_metadata(
+        {"ranges": table.height, "kept_s": kept, "removed_s": total - kept, "kept_ratio": kept / total if total else 1}
+    )
+    return table
+
+
+@dg.asset(
+    partitions_def=videos,
+    group_name="analysis",
+    io_manager_key=PARQUET_IO_MANAGER_KEY,
+    kinds={"polars"},
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+)
+def shots(
+    context: dg.AssetExecutionContext, config: ShotConfig, source_video: SourceVideo, media_analysis: pl.DataFrame
+) -> pl.DataFrame:
+    """Shot boundaries: hard cuts and gradual transitions (dissolves, fades)."""
+    found = detect_shots(media_analysis, source_video.info.fps_exact, settings_of(config, ShotSettings))
+    table = shots_table(found)
+    context.add_output_metadata(
+        {
+            "shots": len(found) + 1,
+            "cuts": sum(b.kind == "cut" for b in found),
+            "gradual": sum(b.kind == "gradual" for b in found),
+        }
+    )
+    return table

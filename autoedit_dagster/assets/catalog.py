@@ -1,0 +1,95 @@
+"""`video_catalog`: one row per video across the archive, read from the store."""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from ..engine.config import PROFILES
+from ..partitions import video_id_for_upload
+from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
+from ..sensors.upload_sensor import is_video_upload
+
+CATALOG_SCHEMA = {
+    "video_id": pl.Utf8,
+    "upload_key": pl.Utf8,
+    "status": pl.Utf8,
+    "source_duration_s": pl.Float64,
+    "output_duration_s": pl.Float64,
+    "seconds_removed": pl.Float64,
+    "shots": pl.Int64,
+    "profiles": pl.List(pl.Utf8),
+    "render_uris": pl.List(pl.Utf8),
+    "reason": pl.Utf8,
+}
+
+
+def build_catalog(store: MediaStore) -> pl.DataFrame:
+    """Status per upload: rendered (with its numbers), quarantined (with the reason) or pending.
+
+    Built from what is in the store (reports beside the renders, quarantine records), so it is
+    right whatever ran where, and costs one listing per prefix, not one Dagster query per video.
+    """
+    reports: dict[str, list[dict]] = {}
+    for obj in store.list("renders/"):
+        if obj.key.endswith("/report.json"):
+            report = json.loads(store.read_bytes(obj.key))
+            reports.setdefault(report["video_id"], []).append(report)
+    quarantined = {}
+    for obj in store.list("quarantine/"):
+        if obj.key.endswith(".json"):
+            record = json.loads(store.read_bytes(obj.key))
+            quarantined[obj.key.removeprefix("quarantine/").removesuffix(".json")] = record
+    rows = []
+    for obj in store.list("uploads/"):
+        if not is_video_upload(obj.key):
+            continue
+        video_id = video_id_for_upload(obj.key)
+        done = sorted(reports.get(video_id, []), key=lambda r: r["profile"])
+        first = done[0] if done else None
+        bad = quarantined.get(video_id)
+        rows.append(
+            {
+                "video_id": video_id,
+                "upload_key": obj.key,
+                "status": "rendered" if done else "quarantined" if bad else "pending",
+                "source_duration_s": first["source_duration"] if first else None,
+                "output_duration_s": first["output_duration"] if first else None,
+                "seconds_removed": first["seconds_removed"] if first else None,
+                "shots": first["shots"] if first else None,
+                "profiles": [r["profile"] for r in done],
+                "render_uris": [r["render_uri"] for r in done],
+                "reason": bad.get("reason") if bad and not done else None,
+            }
+        )
+    return pl.DataFrame(rows, schema=CATALOG_SCHEMA).sort("video_id")
+
+
+def markdown_table(table: pl.DataFrame) -> str:
+    columns = ["video_id", "status", "source_duration_s", "output_duration_s", "shots", "profiles"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in table.select(columns).iter_rows():
+        cells = [", ".join(v) if isinstance(v, list) else f"{v:.1f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    group_name="catalog",
+    io_manager_key=PARQUET_IO_MANAGER_KEY,
+    kinds={"polars"},
+    deps=[dg.AssetKey([name, "edit_report"]) for name in PROFILES],
+)
+def video_catalog(context: dg.AssetExecutionContext, store: MediaStore) -> pl.DataFrame:
+    """One row per uploaded video: status, durations, seconds removed, shots, profiles, output URIs."""
+    table = build_catalog(store)
+    context.add_output_metadata(
+        {
+            "videos": table.height,
+            "rendered": int((table["status"] == "rendered").sum()),
+            "quarantined": int((table["status"] == "quarantined").sum()),
+            "seconds_removed": float(table["seconds_removed"].sum() or 0),
+            "preview": dg.MetadataValue.md(markdown_table(table.head(20))),
+        }
+    )
+    return table

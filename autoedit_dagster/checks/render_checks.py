@@ -1,0 +1,52 @@
+"""Checks on each profile's `render`, measured on the published file.
+
+Blocking (a bad output must not flow into previews, exports and the report): size and aspect,
+duration equal to the timeline's, audio and video within one frame. Warnings: loudness within
+±1 LU of the target, a first frame that is not black.
+"""
+
+import dagster as dg
+
+from ..engine.config import EditProfile
+from ..engine.timeline import Timeline
+from ..engine.verify import evaluate_render, measure_render
+from ..models import RenderOutput
+from ..resources import MediaStore
+
+RENDER_CHECKS = {
+    "size_matches_profile": (True, "Width, height and aspect are the profile's."),
+    "duration_matches_timeline": (True, "The video lasts as long as the kept ranges, within one frame."),
+    "audio_video_in_sync": (True, "Audio and video tracks end within one frame of each other."),
+    "loudness_on_target": (False, "Integrated loudness within ±1 LU of the profile's target."),
+    "first_frame_not_black": (False, "The first frame is not black."),
+}
+
+
+def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
+    render_key = dg.AssetKey([profile.name, "render"])
+    timeline_key = dg.AssetKey([profile.name, "edit_timeline"])
+    specs = [
+        dg.AssetCheckSpec(name, asset=render_key, blocking=blocking, description=text, additional_deps=[timeline_key])
+        for name, (blocking, text) in RENDER_CHECKS.items()
+    ]
+
+    @dg.multi_asset_check(
+        name=f"{profile.name}_render_checks",
+        specs=specs,
+        ins={"render": dg.AssetIn(render_key), "edit_timeline": dg.AssetIn(timeline_key)},
+    )
+    def render_checks(store: MediaStore, render: RenderOutput, edit_timeline: Timeline):
+        """Measure the published render and compare it with the timeline and the profile."""
+        with store.local_copy(render.key) as path:
+            quality = measure_render(path)
+        for outcome in evaluate_render(quality, edit_timeline, profile):
+            yield dg.AssetCheckResult(
+                asset_key=render_key,
+                check_name=outcome.name,
+                passed=outcome.passed,
+                description=outcome.description,
+                metadata=outcome.metadata,
+                severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+            )
+
+    return render_checks

@@ -1,0 +1,42 @@
+"""Jobs: the per-video edit the sensor launches, one per extra profile, and the catalog refresh.
+
+The per-video jobs run in one process: their steps form a chain over the same file, so a
+process per step would add start-up time and parallelise nothing. Many videos run side by side
+as separate runs (the run queue limits how many), or spread over workers with the Celery
+executor in production.
+"""
+
+import dagster as dg
+
+from .engine.config import PROFILES
+from .partitions import videos
+
+DEFAULT_PROFILE = "tate"
+ANALYSIS_GROUPS = ("ingest", "analysis")
+RENDER_RUN_TAGS = {"autoedit/kind": "render"}
+
+video_job = dg.define_asset_job(
+    "video_job",
+    selection=dg.AssetSelection.groups(*ANALYSIS_GROUPS, DEFAULT_PROFILE),
+    partitions_def=videos,
+    executor_def=dg.in_process_executor,
+    tags=RENDER_RUN_TAGS,
+    description=f"Ingest, analyse and render one video in the `{DEFAULT_PROFILE}` profile (the upload sensor's job).",
+)
+
+profile_jobs = {
+    name: dg.define_asset_job(
+        f"{name}_job",
+        selection=dg.AssetSelection.groups(name),
+        partitions_def=videos,
+        executor_def=dg.in_process_executor,
+        tags=RENDER_RUN_TAGS,
+        description=f"Render already-analysed videos in the `{name}` profile (analysis is loaded, not re-run).",
+    )
+    for name in PROFILES
+    if name != DEFAULT_PROFILE
+}
+
+catalog_job = dg.define_asset_job(
+    "catalog_job", selection=dg.AssetSelection.assets("video_catalog"), description="Refresh video_catalog."
+)

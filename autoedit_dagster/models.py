@@ -1,0 +1,57 @@
+"""Values the assets hand each other (stored as JSON by the pydantic IO manager)."""
+
+from pydantic import BaseModel, Field
+
+from .engine.media_info import MediaInfo
+
+
+class SourceVideo(BaseModel):
+    """An accepted upload: where it is, what it is, and its content fingerprint."""
+
+    video_id: str
+    upload_key: str
+    uri: str
+    sha256: str
+    size_bytes: int
+    info: MediaInfo
+
+
+class RenderOutput(BaseModel):
+    """A published render of one profile."""
+
+    video_id: str
+    profile: str
+    key: str = Field(description="Store key of final.mp4.")
+    uri: str
+    output_duration: float
+    command: list[str]
+    integrated_lufs_before: float | None = None
+    render_seconds: float
+
+
+class FileSet(BaseModel):
+    """Files published beside a render (previews, exports), by kind."""
+
+    keys: dict[str, str]
+    uris: dict[str, str]
+
+
+class EditReport(BaseModel):
+    """Per-video, per-profile numbers for people and the catalog."""
+
+    video_id: str
+    profile: str
+    upload_key: str
+    sha256: str
+    source_duration: float
+    output_duration: float
+    seconds_removed: float
+    kept_ratio: float
+    kept_ranges: int
+    shots: int
+    cuts: int
+    gradual_transitions: int
+    render_uri: str
+    exports: dict[str, str]
+    previews: dict[str, str]
+    finished_at: str
