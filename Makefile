@@ -4,7 +4,7 @@ PIP ?= $(PYTHON) -m pip
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP := .install.stamp
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo demo-cli ui test lint bench clean
 
 system-deps:
 	@command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null && command -v espeak-ng >/dev/null || \
@@ -18,8 +18,26 @@ $(STAMP): pyproject.toml
 
 install: system-deps $(STAMP)
 
-demo: install
+# The embedded default: a SQLite instance and a storage folder in the repo (both git-ignored).
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
+STORAGE_DIR := $(CURDIR)/.storage
+DAGSTER_ENV := DAGSTER_HOME=$(DAGSTER_HOME_DIR) AUTOEDIT_STORAGE=$(STORAGE_DIR)
+
+$(DAGSTER_HOME_DIR)/dagster.yaml: deploy/dagster.local.yaml
+	@mkdir -p $(DAGSTER_HOME_DIR)
+	cp deploy/dagster.local.yaml $@
+
+# The sample videos through the real upload sensor and runs; prints results and render paths.
+demo: install $(DAGSTER_HOME_DIR)/dagster.yaml
+	$(DAGSTER_ENV) $(PYTHON) scripts/dagster_demo.py
+
+# The same edits with the engine alone (`autoedit edit`, no Dagster), into demo_out/.
+demo-cli: install
 	$(PYTHON) scripts/demo.py
+
+# The Dagster UI (and daemon) on the same instance and storage: http://127.0.0.1:3000
+ui: install $(DAGSTER_HOME_DIR)/dagster.yaml
+	$(DAGSTER_ENV) $(PYTHON) -m dagster dev -w workspace.yaml -p 3000
 
 test: install
 	$(PYTHON) -m pytest -q

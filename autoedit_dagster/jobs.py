@@ -9,7 +9,6 @@ executor in production.
 import dagster as dg
 
 from .engine.config import PROFILES
-from .partitions import videos
 
 DEFAULT_PROFILE = "tate"
 ANALYSIS_GROUPS = ("ingest", "analysis")
@@ -18,7 +17,6 @@ RENDER_RUN_TAGS = {"autoedit/kind": "render"}
 video_job = dg.define_asset_job(
     "video_job",
     selection=dg.AssetSelection.groups(*ANALYSIS_GROUPS, DEFAULT_PROFILE),
-    partitions_def=videos,
     executor_def=dg.in_process_executor,
     tags=RENDER_RUN_TAGS,
     description=f"Ingest, analyse and render one video in the `{DEFAULT_PROFILE}` profile (the upload sensor's job).",
@@ -28,7 +26,6 @@ profile_jobs = {
     name: dg.define_asset_job(
         f"{name}_job",
         selection=dg.AssetSelection.groups(name),
-        partitions_def=videos,
         executor_def=dg.in_process_executor,
         tags=RENDER_RUN_TAGS,
         description=f"Render already-analysed videos in the `{name}` profile (analysis is loaded, not re-run).",

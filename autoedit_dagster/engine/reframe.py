@@ -2,7 +2,7 @@
 
 Each shot is planned on its own, so the camera can only jump at a cut. Within a shot:
 
-1. The sampled subject centres (analysis.py looks ~3 times a second; faces win over saliency when
+1. The sampled subject centres (analysis.py looks twice a second by default; faces win over saliency when
    a shot has enough of them) lose single-sample detector blips (median of three) and are
    interpolated to every frame.
 2. The shot gets one camera mode, as in Google's AutoFlip:

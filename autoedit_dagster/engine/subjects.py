@@ -54,8 +54,12 @@ def faces_subject(faces: list[Subject]) -> Subject:
     return Subject((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, "face")
 
 
+CONTRAST_FLOOR_PERCENTILE = 90.0
+"""Local contrast up to this percentile of the frame's counts as background and weighs nothing."""
+
+
 def salient_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
-    """Centre of what moves, or of local contrast when nothing moves."""
+    """Centre of what moves, or of what stands out in local contrast when nothing moves."""
     small = cv2.resize(gray, (64, max(2, round(64 * gray.shape[0] / gray.shape[1]))), interpolation=cv2.INTER_AREA)
     weight = None
     if previous is not None:
@@ -67,6 +71,12 @@ def salient_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
     if weight is None:
         blurred = cv2.GaussianBlur(small, (0, 0), 3)
         weight = cv2.absdiff(small, blurred).astype(np.float32)
+        # Texture and compression noise give every pixel a little contrast; summed over the frame it
+        # outweighs a small subject and drags the centroid to the middle. Weigh only what stands out
+        # of the frame's most contrasted tenth (all of it when that tenth is flat).
+        standout = np.maximum(weight - np.percentile(weight, CONTRAST_FLOOR_PERCENTILE), 0)
+        if standout.sum() > 0:
+            weight = standout
     total = float(weight.sum())
     sy, sx = gray.shape[0] / small.shape[0], gray.shape[1] / small.shape[1]
     if total <= 0:

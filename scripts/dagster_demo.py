@@ -1,0 +1,314 @@
+"""`make demo`: the real Dagster pipeline on the embedded default, from nothing to renders.
+
+Starts `dagster-daemon` on the instance in DAGSTER_HOME (unless a daemon, e.g. `make ui`'s, is
+already running on it), puts the sample videos and a generated talk clip into
+`$AUTOEDIT_STORAGE/uploads/`, lets the upload sensor launch one `video_job` run per file, waits
+for the runs to finish, prints a table and the render paths, and stops the daemon it started
+(also on Ctrl-C or an error).
+
+Idempotent: an upload already in `uploads/` is not copied again, and the sensor's cursor and run
+keys make sure it is not run again; its earlier result is printed. Start over with
+`rm -rf .dagster_home .storage`.
+
+Environment: DAGSTER_HOME (required; the Makefile sets `.dagster_home/` and copies
+`deploy/dagster.local.yaml` to `dagster.yaml` there), AUTOEDIT_STORAGE (the Makefile sets
+`.storage/`; S3 works too), DEMO_TIMEOUT (seconds to wait for the runs, default 900).
+
+Exit status: 0 every run succeeded, 1 a run failed or was canceled, 2 timeout or set-up error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from autoedit_dagster.jobs import DEFAULT_PROFILE, video_job
+from autoedit_dagster.partitions import video_id_for_upload
+from autoedit_dagster.resources import MediaStore, media_store_from_env
+from autoedit_dagster.sensors import UPLOADS_PREFIX
+
+# scripts/ is not a package: reuse the engine demo's generated talk clip (and its cache folder).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import OUT as CLI_DEMO_OUT
+from demo import talk_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
+WORKSPACE = ROOT / "workspace.yaml"
+INSTANCE_CONFIG = ROOT / "deploy" / "dagster.local.yaml"
+POLL_SECONDS = 2.0
+QUARANTINE_WAIT_SECONDS = 30.0  # the quarantine sensor ticks every 10 s
+DAEMON_STOP_SECONDS = 30.0
+# A daemon heartbeats every 30 s; a newer heartbeat than our own daemon's last one is another daemon's.
+HEARTBEAT_FRESH_SECONDS = 45.0
+STOPPED_MARK = ".demo-daemon-stopped"
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+class DemoError(Exception):
+    """A set-up problem or a timeout, reported in one line."""
+
+
+@dataclass
+class Upload:
+    source: Path
+    key: str
+    video_id: str
+    copied_at: float | None = None  # epoch seconds of the rename into uploads/; None: already there
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------- set-up
+
+
+def dagster_home() -> Path:
+    value = os.environ.get("DAGSTER_HOME")
+    if not value:
+        raise DemoError("DAGSTER_HOME is not set; run `make demo` (it sets DAGSTER_HOME=.dagster_home)")
+    home = Path(value).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(INSTANCE_CONFIG, config)
+    return home
+
+
+def sample_sources() -> list[Path]:
+    sources = sorted(SHARED_MEDIA.glob("*.mp4"))
+    CLI_DEMO_OUT.mkdir(exist_ok=True)
+    sources.append(talk_clip(CLI_DEMO_OUT / "talk.mp4"))
+    return sources
+
+
+def plan_uploads(sources: list[Path]) -> list[Upload]:
+    uploads = []
+    for source in sources:
+        key = f"{UPLOADS_PREFIX}{source.name}"
+        uploads.append(Upload(source=source, key=key, video_id=video_id_for_upload(key)))
+    return uploads
+
+
+def put_uploads(store: MediaStore, uploads: list[Upload]) -> None:
+    """Copy each new file in atomically (hidden temp name, then rename: the sensor skips dot-files)."""
+    for upload in uploads:
+        if store.exists(upload.key):
+            log(f"{upload.key} already uploaded ({upload.video_id}); not copied again")
+            continue
+        store.put_file(upload.source, upload.key)
+        upload.copied_at = time.time()
+        log(f"uploaded {upload.source.name} -> {store.uri(upload.key)}")
+
+
+# ------------------------------------------------------------------------------------- daemon
+
+
+def other_daemon_running(instance: dg.DagsterInstance, home: Path) -> bool:
+    """True if a daemon not started by an earlier demo (e.g. `make ui`'s) heartbeats on this instance."""
+    mark = home / STOPPED_MARK
+    our_last_stop = float(mark.read_text()) if mark.exists() else 0.0
+    now = time.time()
+    return any(
+        now - beat.timestamp < HEARTBEAT_FRESH_SECONDS and beat.timestamp > our_last_stop
+        for beat in instance.get_daemon_heartbeats().values()
+    )
+
+
+class Daemon:
+    """`dagster-daemon run -w workspace.yaml` in its own process group, logging to DAGSTER_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.log_path = home / "demo-daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = Path(sys.executable).with_name("dagster-daemon")
+        command = [str(binary) if binary.exists() else "dagster-daemon", "run", "-w", str(WORKSPACE)]
+        with self.log_path.open("ab") as out:
+            # Own session: Ctrl-C reaches only this script, which then stops the daemon in order.
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        log(f"started dagster-daemon (pid {self.proc.pid}, log {self.log_path})")
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise DemoError(f"dagster-daemon exited with status {self.proc.returncode}:\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            log("stopping dagster-daemon")
+            # SIGTERM: the daemon stops its threads and its code server, then exits.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(DAEMON_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                log("dagster-daemon did not stop in time; killing its process group")
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        (self.home / STOPPED_MARK).write_text(f"{time.time():.3f}")
+        self.proc = None
+
+
+# --------------------------------------------------------------------------------------- runs
+
+
+def latest_run(instance: dg.DagsterInstance, video_id: str) -> dg.RunRecord | None:
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=video_job.name, tags={"dagster/partition": video_id}), limit=1
+    )
+    return records[0] if records else None
+
+
+def wait_for_runs(
+    instance: dg.DagsterInstance, uploads: list[Upload], daemon: Daemon, timeout: float
+) -> dict[str, dg.RunRecord]:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while True:
+        daemon.check_alive()
+        records = {u.video_id: latest_run(instance, u.video_id) for u in uploads}
+        for video_id, record in records.items():
+            status = record.dagster_run.status.value if record else "waiting for the sensor"
+            if seen.get(video_id) != status:
+                seen[video_id] = status
+                log(f"{video_id}: {status}")
+        if all(r is not None and r.dagster_run.status in FINISHED for r in records.values()):
+            return {k: v for k, v in records.items() if v is not None}
+        if time.monotonic() > deadline:
+            missing = [k for k, r in records.items() if r is None]
+            running = [k for k, r in records.items() if r is not None and r.dagster_run.status not in FINISHED]
+            hints = []
+            if missing:
+                hints.append(
+                    f"no run for {', '.join(missing)}: is `upload_sensor` running (`make ui` -> Automation)? "
+                    f"daemon log: {daemon.log_path}"
+                )
+            if running:
+                hints.append(f"still running: {', '.join(running)}; raise DEMO_TIMEOUT or watch them in `make ui`")
+            raise DemoError(f"timed out after {timeout:.0f} s. " + " ".join(hints))
+        time.sleep(POLL_SECONDS)
+
+
+def failure_reason(instance: dg.DagsterInstance, store: MediaStore, record: dg.RunRecord, video_id: str) -> str:
+    """The quarantine record's reason (written by the quarantine sensor), else the run's failure message."""
+    key = f"quarantine/{video_id}.json"
+    deadline = time.monotonic() + QUARANTINE_WAIT_SECONDS
+    while record.dagster_run.status == dg.DagsterRunStatus.FAILURE and time.monotonic() < deadline:
+        if store.exists(key):
+            return json.loads(store.read_bytes(key))["reason"] + f" ({store.uri(key)})"
+        time.sleep(POLL_SECONDS)
+    failures = instance.get_records_for_run(
+        record.dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1
+    ).records
+    if failures and failures[0].event_log_entry.dagster_event:
+        return failures[0].event_log_entry.dagster_event.message or "run failed"
+    return record.dagster_run.status.value.lower()
+
+
+def results_table(
+    instance: dg.DagsterInstance, store: MediaStore, records: dict[str, dg.RunRecord], uploads: list[Upload]
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    rows: list[tuple[str, ...]] = []
+    renders: list[str] = []
+    for upload in uploads:
+        record = records[upload.video_id]
+        run = record.dagster_run
+        took = f"{record.end_time - record.start_time:.0f} s" if record.start_time and record.end_time else "-"
+        report_key = f"renders/{upload.video_id}/{DEFAULT_PROFILE}/report.json"
+        if run.status == dg.DagsterRunStatus.SUCCESS and store.exists(report_key):
+            report = json.loads(store.read_bytes(report_key))
+            kept = f"{report['output_duration']:.1f}/{report['source_duration']:.1f} s"
+            outcome = report["render_uri"]
+            renders.append(outcome)
+        else:
+            kept = "-"
+            outcome = failure_reason(instance, store, record, upload.video_id)
+        rows.append((upload.video_id, run.status.value, took, kept, outcome))
+    return rows, renders
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    header = ("video id", "run", "run time", "kept/source", "render or quarantine reason")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    print()
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+
+
+def file_path(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def run_demo(timeout: float) -> int:
+    home = dagster_home()
+    store = media_store_from_env()
+    log(f"instance: {home} (SQLite); uploads: {store.uri(UPLOADS_PREFIX.rstrip('/'))}")
+    uploads = plan_uploads(sample_sources())
+    daemon = Daemon(home)
+    with dg.DagsterInstance.get() as instance:
+        try:
+            if other_daemon_running(instance, home):
+                log("a dagster daemon is already running on this instance (`make ui`?); using it")
+            else:
+                daemon.start()
+            put_uploads(store, uploads)
+            log(f"waiting for the upload sensor and {len(uploads)} run(s) (timeout {timeout:.0f} s)")
+            records = wait_for_runs(instance, uploads, daemon, timeout)
+            rows, renders = results_table(instance, store, records, uploads)
+        finally:
+            daemon.stop()
+    print_table(rows)
+    if renders:
+        print("\nRenders (thumb.jpg, timeline.png, edit.fcpxml/.fcp7.xml/.edl/.otio.json, report.json beside each):")
+        for uri in renders:
+            print(f"  {file_path(uri)}")
+    print("\nSee the runs, lineage and checks in the UI on the same instance: make ui  (http://127.0.0.1:3000)")
+    failed = [row[0] for row in rows if row[1] != dg.DagsterRunStatus.SUCCESS.value]
+    if failed:
+        print(f"\n{len(failed)} run(s) did not succeed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    timeout = float(os.environ.get("DEMO_TIMEOUT", "900"))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a CI timeout: stop the daemon too
+    try:
+        return run_demo(timeout)
+    except DemoError as exc:
+        print(f"\nmake demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nmake demo: interrupted; the daemon was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

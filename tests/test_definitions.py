@@ -1,0 +1,53 @@
+"""The code location loads, and its jobs, sensors and schedules resolve."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from autoedit_dagster.definitions import build_definitions, defs
+from autoedit_dagster.resources import LocalMediaStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_resolve(tmp_path: Path) -> None:
+    local = build_definitions(LocalMediaStore(root=str(tmp_path)))
+    for job in ("video_job", "square_job", "yoko_job", "catalog_job", "retention_job"):
+        assert local.resolve_job_def(job) is not None
+    assert local.resolve_sensor_def("upload_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert local.resolve_sensor_def("quarantine_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert local.resolve_schedule_def("nightly_catalog").cron_schedule == "0 2 * * *"
+    assert local.resolve_schedule_def("weekly_retention").cron_schedule == "0 3 * * 0"
+    graph = local.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    for profile in ("tate", "square", "yoko"):
+        assert f"{profile}/render" in keys and f"{profile}/edit_report" in keys
+    assert "square/crop_path" in keys and "yoko/crop_path" not in keys
+    # Renders share one concurrency pool, so a backfill cannot start every render at once.
+    assert graph.get(dg.AssetKey(["tate", "render"])).pools == {"render"}
+
+
+def test_video_job_targets_ingest_analysis_and_tate() -> None:
+    job = defs.resolve_job_def("video_job")
+    selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {"source_video", "media_analysis", "tate/render"} <= selected
+    assert not any(k.startswith(("square/", "yoko/")) for k in selected)
+
+
+def test_backfills_run_one_video_per_run() -> None:
+    graph = defs.resolve_asset_graph()
+    policy = graph.get(dg.AssetKey("media_analysis")).backfill_policy
+    assert policy is not None and policy.max_partitions_per_run == 1
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "AUTOEDIT_STORAGE": str(tmp_path / "storage")}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
