@@ -156,7 +156,7 @@ def analyze(
     cmd = _command(info, settings, audio_write)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        pass_fds=(audio_write,) if audio_write is not None else (),
+        pass_fds=(audio_write,) if audio_write is not None else (), **ffmpeg_io.CHILD,
     )  # fmt: skip
     audio: _AudioLevels | None = None
     if audio_write is not None and audio_read is not None:

@@ -6,9 +6,13 @@ list of container demuxers and the `file`/`pipe` protocols are allowed: an HLS p
 concat script saved as `.mp4` is refused instead of making ffmpeg read other files or the network.
 """
 
+import contextlib
+import ctypes
 import os
 import re
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +31,17 @@ ALLOWED_DEMUXERS = (
 _REFERENCING_DEMUXERS = {"hls", "applehttp", "dash", "concat", "ffmetadata", "image2", "mpl2", "tee"}
 
 LOG_ARGS = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def _die_with_parent() -> None:
+    # ffmpeg ignores SIGPIPE: if the worker that started it is killed (kill -9, OOM), it would
+    # keep encoding into an orphaned temp folder. Linux's parent-death signal ends it too.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+# Keyword arguments for every subprocess that runs ffmpeg/ffprobe.
+CHILD = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
 
 
 def input_args(path: str | Path) -> list[str]:
@@ -86,7 +101,7 @@ def run(args: list[str], *, timeout: float | None = None, media: str | Path | No
 
     Errors about `media` become typed `MediaError`s; anything else is `FFmpegFailed`.
     """
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, **CHILD)
     if proc.returncode != 0:
         if media is not None and (err := media_error_from_stderr(proc.stderr, media)):
             raise err
@@ -109,7 +124,7 @@ def run_with_progress(
 ) -> None:
     """Run an ffmpeg command that writes files, reporting progress through `-progress pipe:1`."""
     cmd = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, **CHILD) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         # stderr is drained by a thread so a chatty ffmpeg can never block on a full pipe.
         err_chunks: list[str] = []

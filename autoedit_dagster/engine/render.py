@@ -402,7 +402,9 @@ def _run_keeping_stderr(
 ) -> str:
     """Like `ffmpeg_io.run_with_progress`, but returns stderr, where loudnorm prints its result."""
     cmd = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, **ffmpeg_io.CHILD
+    ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         err_chunks: list[str] = []
         drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]

@@ -66,14 +66,14 @@ def measure_render(path: str | Path) -> RenderQuality:
             # framelog=verbose keeps the per-frame lines out of the default log level; the summary stays.
             [ffmpeg_io.FFMPEG, "-hide_banner", "-nostdin", "-nostats", *ffmpeg_io.input_args(path), "-vn",
              "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
-            capture_output=True, text=True, check=False, timeout=600,
+            capture_output=True, text=True, check=False, timeout=600, **ffmpeg_io.CHILD,
         )  # fmt: skip
         found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", proc.stderr)
         lufs = float(found[-1]) if found and found[-1] != "-inf" else SILENT_LUFS
     raw = subprocess.run(
         [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(path), "-frames:v", "1",
          "-vf", "scale=64:64,format=gray", "-f", "rawvideo", "pipe:1"],
-        capture_output=True, check=True, timeout=120,
+        capture_output=True, check=True, timeout=120, **ffmpeg_io.CHILD,
     ).stdout  # fmt: skip
     return RenderQuality(
         width=int(video["width"]),
