@@ -4,6 +4,8 @@
     autoedit analyze IN --json
     autoedit edit IN -o OUT [--profile tate|square|yoko] [--export fcpxml,fcp7,edl,otio,json]
                             [--timeline-png PATH]
+    autoedit submit | status | fetch | backfill ...   (remote, over Dagster's GraphQL API)
+    autoedit gateway --upstream URL | autoedit token --role viewer|operator
 
 Exit status: 0 on success, 2 on bad input (one line on stderr, no traceback), 1 on an internal
 error. Environment: AUTOEDIT_FFMPEG / AUTOEDIT_FFPROBE name other ffmpeg binaries.
@@ -131,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--export", default="", help="comma list of fcpxml,fcp7,edl,otio,json")
     e.add_argument("--timeline-png", default=None, metavar="PATH")
     e.set_defaults(run=_cmd_edit)
+
+    # Remote commands (GraphQL client) and the gateway; imported here so engine-only use of
+    # `autoedit` does not load them.
+    from .api.commands import add_gateway_commands
+    from .api.remote import add_remote_commands
+
+    add_remote_commands(sub)
+    add_gateway_commands(sub)
     return parser
 
 

@@ -7,6 +7,8 @@ import dagster as dg
 # Deliberate uses of APIs Dagster still calls beta: BackfillPolicy (one run per video in a
 # backfill) and Output(data_version=...) (the upload's sha256 as source_video's version).
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*(backfill_policy|data_version).*")
+# ...and partitioned asset checks (preview), so each run checks only its own video's render.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 from ..engine.config import PROFILES
 from .analysis import media_analysis, shots, speech_segments

@@ -11,6 +11,7 @@ from ..engine.config import EditProfile
 from ..engine.timeline import Timeline
 from ..engine.verify import evaluate_render, measure_render
 from ..models import RenderOutput
+from ..partitions import videos
 from ..resources import MediaStore
 
 RENDER_CHECKS = {
@@ -26,7 +27,15 @@ def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
     render_key = dg.AssetKey([profile.name, "render"])
     timeline_key = dg.AssetKey([profile.name, "edit_timeline"])
     specs = [
-        dg.AssetCheckSpec(name, asset=render_key, blocking=blocking, description=text, additional_deps=[timeline_key])
+        # Partitioned like the render: each run checks its own video, not every video's timeline.
+        dg.AssetCheckSpec(
+            name,
+            asset=render_key,
+            blocking=blocking,
+            description=text,
+            additional_deps=[timeline_key],
+            partitions_def=videos,
+        )
         for name, (blocking, text) in RENDER_CHECKS.items()
     ]
 

@@ -1,0 +1,100 @@
+"""`autoedit gateway` and `autoedit token`: the argparse wiring, added to cli.py's subparsers.
+
+    autoedit gateway --upstream URL [--host H] [--port P] [--log-level L] [--log-format json|text]
+    autoedit token --role viewer|operator [--subject NAME] [--ttl SECONDS]
+
+`token` prints only the token on stdout (`TOKEN=$(autoedit token --role viewer)`), and its
+subject and expiry on stderr. Without --subject the subject is `<role>-<8 hex>`, so every token
+minted gets a rate-limit bucket of its own. Environment: AUTOEDIT_JWT_SECRET (both commands), and
+the gateway's variables listed in `gateway.py`. Also runnable as
+`python -m autoedit_dagster.api.commands ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+from .tokens import DEFAULT_TTL_SECONDS, ROLES, ConfigurationError, mint_token, weak_secret_warning
+
+EXIT_BAD_INPUT = 2
+
+
+def _error(message: str) -> int:
+    print(f"autoedit: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from .gateway import Gateway, GatewaySettings
+    from .logs import configure_logging
+
+    try:
+        configure_logging(args.log_level, args.log_format)
+        gateway = Gateway(GatewaySettings.from_env(args.upstream))
+    except (ConfigurationError, ValueError) as exc:
+        return _error(str(exc))
+    import uvicorn
+
+    # Our own access log (without query strings: /login?token=...) replaces uvicorn's.
+    uvicorn.run(
+        gateway, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True,
+        ws="websockets-sansio", lifespan="on", server_header=False, log_level=args.log_level,
+    )  # fmt: skip
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    secret = os.environ.get("AUTOEDIT_JWT_SECRET")
+    if not secret:
+        return _error("AUTOEDIT_JWT_SECRET is not set: it signs the tokens (the gateway must have the same value)")
+    if args.ttl <= 0:
+        return _error("--ttl must be a positive number of seconds")
+    if warning := weak_secret_warning(secret):
+        print(f"autoedit: warning: {warning}", file=sys.stderr)
+    subject = args.subject or f"{args.role}-{uuid.uuid4().hex[:8]}"
+    token = mint_token(secret, args.role, subject=subject, ttl=args.ttl)
+    expires = datetime.fromtimestamp(datetime.now(UTC).timestamp() + args.ttl, UTC).isoformat(timespec="seconds")
+    print(token)
+    print(f"autoedit: {args.role} token for {subject}, expires {expires}", file=sys.stderr)
+    return 0
+
+
+def add_gateway_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `gateway` and `token` to an `add_subparsers()` result; each sets `run` to its handler."""
+    g = subparsers.add_parser(
+        "gateway", help="JWT + rate-limit gateway (and /metrics) in front of dagster-webserver",
+        description="Serve the auth, role and rate-limit gateway in front of dagster-webserver (see "
+        "autoedit_dagster/api/gateway.py for the environment it reads).",
+    )  # fmt: skip
+    g.add_argument("--upstream", required=True, help="dagster-webserver base URL, e.g. http://127.0.0.1:3000")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    g.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    g.add_argument("--log-format", default=None, choices=["json", "text"],
+                   help="default: AUTOEDIT_LOG_FORMAT, else json")  # fmt: skip
+    g.set_defaults(run=run_gateway)
+
+    t = subparsers.add_parser(
+        "token", help="print a gateway token signed with AUTOEDIT_JWT_SECRET",
+        description="Mint an HS256 token for the gateway; clients send it as `Authorization: Bearer <token>`.",
+    )  # fmt: skip
+    t.add_argument("--role", required=True, choices=ROLES, help="viewer: read-only; operator: everything")
+    t.add_argument("--subject", default=None, help="who the token is for (its rate-limit bucket)")
+    t.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS,
+                   help=f"seconds until it expires (default {DEFAULT_TTL_SECONDS})")  # fmt: skip
+    t.set_defaults(run=run_token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="autoedit", description="AutoEditTATE gateway commands.")
+    add_gateway_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
