@@ -22,6 +22,7 @@ import pytest
 import yaml
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
+from autoedit_dagster.api.logs import LogFormatter
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.jobs import RENDER_RUN_TAGS
 from autoedit_dagster.partitions import video_id_for_upload
@@ -126,7 +127,7 @@ def test_daemon_scheduler_json_logs_and_no_telemetry(pg_instance: dg.DagsterInst
     assert not pg_instance.telemetry_enabled
     assert pg_instance.python_log_level == "INFO"
     formatters = [h.formatter for h in pg_instance.get_handlers() if h.formatter is not None]
-    assert any(isinstance(f, dg.JsonLogFormatter) for f in formatters)
+    assert any(isinstance(f, LogFormatter) for f in formatters)
 
 
 def test_missing_libpq_variable_is_named(dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,12 +187,13 @@ def test_render_step_took_a_slot_of_the_render_pool(finished: FinishedRun, pg_in
 def test_run_logs_are_json_lines_with_run_and_step(finished: FinishedRun) -> None:
     lines = [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
     assert lines, finished.stdout[:500]
-    metas = [line["dagster_meta"] for line in lines if "dagster_meta" in line]
-    assert {meta["run_id"] for meta in metas} == {finished.result.run_id}
-    step_events = {(meta["step_key"], meta["dagster_event"]["event_type_value"]) for meta in metas if meta["step_key"]}
+    dagster_lines = [line for line in lines if line.get("run_id")]
+    assert {line["run_id"] for line in dagster_lines} == {finished.result.run_id}
+    step_events = {(line["step"], line.get("event")) for line in dagster_lines if line["step"]}
     assert ("tate__render", "STEP_SUCCESS") in step_events
     assert ("source_video", "ASSET_MATERIALIZATION") in step_events
-    assert all({"levelname", "created", "msg"} <= line.keys() for line in lines)
+    assert all({"time", "level", "message", "run_id", "video_id", "step"} <= line.keys() for line in lines)
+    assert {line["video_id"] for line in dagster_lines} == {finished.video_id}
 
 
 def test_local_and_production_instances_have_the_same_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
