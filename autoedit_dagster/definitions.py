@@ -9,7 +9,7 @@ import dagster as dg
 from .assets import ALL_ASSETS
 from .checks import build_render_checks
 from .engine.config import PROFILES
-from .jobs import catalog_job, profile_jobs, video_job
+from .jobs import EXECUTOR, catalog_job, profile_jobs, video_job
 from .resources import MediaStore, build_resources
 from .schedules import catalog_schedule, retention_job, retention_schedule
 from .sensors import build_quarantine_sensor, build_upload_sensor
@@ -27,6 +27,8 @@ def build_definitions(store: MediaStore | None = None) -> dg.Definitions:
         sensors=[upload_sensor, quarantine_sensor],
         schedules=[catalog_schedule, retention_schedule],
         resources=build_resources(store),
+        # Also for runs outside the named jobs (UI materializations, backfills of an asset group).
+        executor=EXECUTOR,
     )
 
 

@@ -1,23 +1,26 @@
 """Jobs: the per-video edit the sensor launches, one per extra profile, and the catalog refresh.
 
-The per-video jobs run in one process: their steps form a chain over the same file, so a
-process per step would add start-up time and parallelise nothing. Many videos run side by side
-as separate runs (the run queue limits how many), or spread over workers with the Celery
-executor in production.
+Every job uses the executor AUTOEDIT_EXECUTOR names (`executors.py`, read once when the code
+location loads): in-process by default, because a video's steps form a chain over the same file,
+so a process per step would add start-up time and parallelise nothing. Many videos run side by
+side as separate runs (the run queue limits how many), or spread over workers with the Celery
+executor in production (AUTOEDIT_EXECUTOR=celery, CELERY_BROKER_URL, CELERY_RESULT_BACKEND).
 """
 
 import dagster as dg
 
 from .engine.config import PROFILES
+from .executors import executor_from_env
 
 DEFAULT_PROFILE = "tate"
 ANALYSIS_GROUPS = ("ingest", "analysis")
 RENDER_RUN_TAGS = {"autoedit/kind": "render"}
+EXECUTOR = executor_from_env()
 
 video_job = dg.define_asset_job(
     "video_job",
     selection=dg.AssetSelection.groups(*ANALYSIS_GROUPS, DEFAULT_PROFILE),
-    executor_def=dg.in_process_executor,
+    executor_def=EXECUTOR,
     tags=RENDER_RUN_TAGS,
     description=f"Ingest, analyse and render one video in the `{DEFAULT_PROFILE}` profile (the upload sensor's job).",
 )
@@ -26,7 +29,7 @@ profile_jobs = {
     name: dg.define_asset_job(
         f"{name}_job",
         selection=dg.AssetSelection.groups(name),
-        executor_def=dg.in_process_executor,
+        executor_def=EXECUTOR,
         tags=RENDER_RUN_TAGS,
         description=f"Render already-analysed videos in the `{name}` profile (analysis is loaded, not re-run).",
     )
@@ -35,5 +38,8 @@ profile_jobs = {
 }
 
 catalog_job = dg.define_asset_job(
-    "catalog_job", selection=dg.AssetSelection.assets("video_catalog"), description="Refresh video_catalog."
+    "catalog_job",
+    selection=dg.AssetSelection.assets("video_catalog"),
+    executor_def=EXECUTOR,
+    description="Refresh video_catalog.",
 )

@@ -24,6 +24,7 @@ from ..engine.reframe import mode_per_shot, plan_reframe
 from ..engine.render import render
 from ..engine.shots import shot_ranges
 from ..engine.timeline import Timeline
+from ..executors import RENDER_OP_TAGS
 from ..models import EditReport, FileSet, RenderOutput, SourceVideo
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
@@ -156,6 +157,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         name="render",
         ins={"source_video": UPSTREAM["source_video"], "edit_timeline": dg.AssetIn(timeline_key)},
         pool=RENDER_POOL,
+        op_tags=RENDER_OP_TAGS,  # with the Celery executor, renders go to the dedicated render queue
         retry_policy=IO_RETRY,
         **_common(profile, JSON_IO_MANAGER_KEY, {"ffmpeg", "video"}),
     )

@@ -137,6 +137,18 @@ def test_checks_fail_on_a_wrong_render(setup: Setup, finished, tmp_path: Path) -
     assert evaluations["first_frame_not_black"] is False
 
 
+def test_a_second_video_runs_and_is_checked_on_its_own(setup: Setup, finished, tmp_path: Path) -> None:
+    """Regression: unpartitioned render checks loaded every video's timeline and failed from the second video on."""
+    clip = tmp_path / "second.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=2", "-f", "lavfi", "-i", "sine=d=2", "-c:v", "libx264",
+           "-preset", "ultrafast", "-c:a", "aac", str(clip))  # fmt: skip
+    video_id = setup.upload(clip, "second.mp4")
+    result = setup.run("video_job", video_id)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert (setup.root / "renders" / video_id / "tate" / "final.mp4").exists()
+
+
 def test_bad_upload_fails_with_a_readable_reason(setup: Setup, tmp_path: Path) -> None:
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video\n" * 20)
