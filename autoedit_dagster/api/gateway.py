@@ -476,7 +476,10 @@ class Gateway:
                 response.delete_cookie(COOKIE_NAME, path="/")
                 return response
             return await self._login(request)
-        decision = await self._rate_limit(caller.client_id)
+        # The UI's static files (a page load fetches some 60) are not API calls: only authenticated,
+        # never counted, or one page view would spend most of a client's minute.
+        static = request.method in ("GET", "HEAD") and _is_static(path)
+        decision = None if static else await self._rate_limit(caller.client_id)
         if decision is not None and not decision.allowed:
             raise self._too_many(decision)
         if caller.error is not None or caller.principal is None:
@@ -777,3 +780,14 @@ def viewer_ws_refusal(data: str | bytes) -> dict | None:
     except Refusal as refusal:
         return {"type": "error", "id": message.get("id"), "payload": {"message": refusal.detail}}
     return None
+
+
+_STATIC_SUFFIXES = (".js", ".css", ".map", ".svg", ".png", ".ico", ".woff", ".woff2", ".ttf", ".json", ".txt")
+
+
+def _is_static(path: str) -> bool:
+    """Files of the UI bundle (GET only reaches here for them), not GraphQL or pages."""
+    clean = "/" + path.lstrip("/")
+    return clean.startswith(("/static/", "/vendor/", "/fonts/")) or (
+        not clean.startswith("/graphql") and clean.endswith(_STATIC_SUFFIXES)
+    )
