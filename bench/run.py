@@ -30,6 +30,15 @@ HERE = Path(__file__).resolve().parent
 MEDIA = HERE / "media"
 BBB = MEDIA / "bbb.mp4"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# Comma list of sections to run (speech, shots, reframe, analysis, render, scaling); default all.
+SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or {
+    "speech",
+    "shots",
+    "reframe",
+    "analysis",
+    "render",
+    "scaling",
+}
 
 
 def fetch_bbb() -> Path:
@@ -239,13 +248,15 @@ def bench_render_speed(work: Path) -> dict:
     cw, ch = timeline.crop_width, timeline.crop_height
     parts = "".join(
         f"[0:v]trim=start_frame={r.start}:end_frame={r.end},setpts=PTS-STARTPTS[v{i}];"
-        f"[0:a]atrim={r.start / fps:.6f}:{r.end / fps:.6f},asetpts=PTS-STARTPTS[a{i}];"
+        f"[0:a]atrim={float(r.start / fps):.6f}:{float(r.end / fps):.6f},asetpts=PTS-STARTPTS,"
+        f"aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo[a{i}];"
         for i, r in enumerate(timeline.ranges)
     )
     joined = "".join(f"[v{i}][a{i}]" for i in range(len(timeline.ranges)))
     graph = (
         f"{parts}{joined}concat=n={len(timeline.ranges)}:v=1:a=1[cv][ca];"
-        f"[cv]crop={cw}:{ch}:{x}:0,scale=1080:1920,setsar=1[v];[ca]loudnorm=I=-14:TP=-1,aresample=48000[a]"
+        f"[cv]crop={cw}:{ch}:{x}:0,scale=1080:1920,setsar=1[v];[ca]loudnorm=I=-14:TP=-1,aresample=48000,"
+        "aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[a]"
     )
     hand = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-filter_complex", graph,
             "-map", "[v]", "-map", "[a]", "-c:v", "libx264", "-preset", profile.preset, "-crf", str(profile.crf),
@@ -261,7 +272,7 @@ def bench_render_speed(work: Path) -> dict:
     }
 
 
-def bench_scaling(work: Path) -> list[dict]:
+def bench_scaling(work: Path, results: dict) -> list[dict]:
     long = work / "bbb20min.mp4"
     listing = work / "twice.txt"
     listing.write_text(f"file '{BBB}'\nfile '{BBB}'\n")
@@ -277,15 +288,29 @@ def bench_scaling(work: Path) -> list[dict]:
         )  # fmt: skip
         rows.append({"minutes": minutes, "profile": profile, "wall_s": seconds, "peak_rss_mb": peak / 2**20,
                      "s_per_min": seconds / minutes})  # fmt: skip
+        results["scaling and memory (autoedit edit)"] = rows
+        write_results(results)  # after each length: the 20-minute run is long
     return rows
+
+
+def _previous_sections() -> dict[str, str]:
+    """Sections of an earlier RESULTS.md, so a run of some sections (BENCH_SECTIONS) keeps the others."""
+    path = HERE / "RESULTS.md"
+    if not path.exists():
+        return {}
+    blocks = path.read_text().split("\n## ")[1:]
+    return {block.split("\n", 1)[0]: "## " + block.rstrip() + "\n" for block in blocks}
 
 
 def write_results(results: dict) -> None:
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
-    lines = ["# Benchmark results", "", f"Measured by `make bench` ({machine}), {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+    sections = _previous_sections()
+    stamp = time.strftime("%Y-%m-%d %H:%M")
     for section, value in results.items():
-        lines += [f"## {section}", "", "```json", json.dumps(value, indent=2, default=float), "```", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+        body = json.dumps(value, indent=2, default=float)
+        sections[section] = f"## {section}\n\nMeasured {stamp}.\n\n```json\n{body}\n```\n"
+    lines = ["# Benchmark results", "", f"Measured by `make bench` ({machine}); each section says when.", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n".join(sections.values()))
 
 
 def main() -> int:
@@ -294,19 +319,21 @@ def main() -> int:
         work = Path(tmp)
         if not QUICK:
             fetch_bbb()
-        results["speech (talk clip, pauses 0.3-4 s)"] = bench_speech(work)
-        print(json.dumps(results, indent=1, default=float), flush=True)
-        results["shots (F1 at +-2 frames)"] = bench_shots(work)
-        print(json.dumps(results, indent=1, default=float), flush=True)
-        results["reframe (moving subject, 9:16)"] = bench_reframe(work)
+        if "speech" in SECTIONS:
+            results["speech (talk clip, pauses 0.3-4 s)"] = bench_speech(work)
+        if "shots" in SECTIONS:
+            results["shots (F1 at +-2 frames)"] = bench_shots(work)
+        if "reframe" in SECTIONS:
+            results["reframe (moving subject, 9:16)"] = bench_reframe(work)
         write_results(results)
-        if not QUICK:
+        if not QUICK and "analysis" in SECTIONS:
             results["analysis speed (10 min 720p)"] = bench_analysis_speed()
             write_results(results)
+        if not QUICK and "render" in SECTIONS:
             results["render speed (1 min 720p -> 1080x1920)"] = bench_render_speed(work)
             write_results(results)
-            results["scaling and memory (autoedit edit)"] = bench_scaling(work)
-    write_results(results)
+        if not QUICK and "scaling" in SECTIONS:
+            results["scaling and memory (autoedit edit)"] = bench_scaling(work, results)
     print((HERE / "RESULTS.md").read_text())
     return 0
 
