@@ -4,7 +4,8 @@ Starts `dagster-daemon` on the instance in DAGSTER_HOME (unless a daemon, e.g. `
 already running on it), puts the sample videos and a generated talk clip into
 `$AUTOEDIT_STORAGE/uploads/`, lets the upload sensor launch one `video_job` run per file, waits
 for the runs to finish, prints a table and the render paths, and stops the daemon it started
-(also on Ctrl-C or an error).
+(also on Ctrl-C, SIGTERM or an error; on Ctrl-C it first cancels the demo's unfinished runs, and
+the next `make demo` launches those again).
 
 Idempotent: an upload already in `uploads/` is not copied again, and the sensor's cursor and run
 keys make sure it is not run again; its earlier result is printed. Start over with
@@ -29,13 +30,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import dagster as dg
 
 from autoedit_dagster.jobs import DEFAULT_PROFILE, video_job
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore, media_store_from_env
-from autoedit_dagster.sensors import UPLOADS_PREFIX
+from autoedit_dagster.sensors import TAG_UPLOAD_KEY, TAG_VIDEO_ID, UPLOADS_PREFIX
 
 # scripts/ is not a package: reuse the engine demo's generated talk clip (and its cache folder).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,6 +137,11 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # Create the SQLite schemas first: on a fresh DAGSTER_HOME the daemon, its code server and
+        # our own instance otherwise race to create them ("table jobs already exists") and the
+        # daemon can die.
+        with dg.DagsterInstance.from_config(str(self.home)):
+            pass
         binary = Path(sys.executable).with_name("dagster-daemon")
         command = [str(binary) if binary.exists() else "dagster-daemon", "run", "-w", str(WORKSPACE)]
         with self.log_path.open("ab") as out:
@@ -152,19 +159,36 @@ class Daemon:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    @property
+    def started(self) -> bool:
+        return self.proc is not None
+
+    def _group_alive(self, pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def stop(self) -> None:
+        """SIGTERM the daemon (it stops its threads and code server), then make sure its group is gone."""
         if self.proc is None:
             return
+        pgid = self.proc.pid  # start_new_session: the daemon leads its own process group
         if self.proc.poll() is None:
             log("stopping dagster-daemon")
-            # SIGTERM: the daemon stops its threads and its code server, then exits.
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(DAEMON_STOP_SECONDS)
             except subprocess.TimeoutExpired:
-                log("dagster-daemon did not stop in time; killing its process group")
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                log("dagster-daemon did not stop in time; killing it")
+        # The code server exits a second or so after the daemon; anything left after that is killed.
+        deadline = time.monotonic() + DAEMON_STOP_SECONDS / 3
+        while self._group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self._group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
         (self.home / STOPPED_MARK).write_text(f"{time.time():.3f}")
         self.proc = None
 
@@ -179,6 +203,47 @@ def latest_run(instance: dg.DagsterInstance, video_id: str) -> dg.RunRecord | No
     return records[0] if records else None
 
 
+def relaunch_canceled(instance: dg.DagsterInstance, uploads: list[Upload]) -> None:
+    """Queue a new run for demo videos whose last run was canceled (an interrupted `make demo`).
+
+    Failed runs are not retried: they are results. The sensor does not request these again (its
+    cursor has seen the uploads), so the demo submits them with `dagster job launch`.
+    """
+    launches = []
+    for upload in uploads:
+        record = latest_run(instance, upload.video_id)
+        if record is None or record.dagster_run.status != dg.DagsterRunStatus.CANCELED:
+            continue
+        log(f"{upload.video_id}: its last run was canceled; launching it again")
+        tags = {"dagster/partition": upload.video_id, TAG_VIDEO_ID: upload.video_id, TAG_UPLOAD_KEY: upload.key}
+        command = [str(Path(sys.executable).with_name("dagster")), "job", "launch", "-w", str(WORKSPACE),
+                   "-j", video_job.name, "--tags", json.dumps(tags)]  # fmt: skip
+        launches.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    for proc in launches:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise DemoError(f"`dagster job launch` failed:\n{err.decode(errors='replace')[-2000:]}")
+
+
+def cancel_unfinished(instance: dg.DagsterInstance, uploads: list[Upload]) -> None:
+    """Cancel the demo's queued or running runs (while the daemon's code server can still stop them)."""
+    pending = []
+    for upload in uploads:
+        record = latest_run(instance, upload.video_id)
+        if record is None or record.dagster_run.status in FINISHED:
+            continue
+        log(f"{upload.video_id}: canceling run {record.dagster_run.run_id}")
+        try:
+            instance.run_coordinator.cancel_run(record.dagster_run.run_id)
+        except Exception:  # not started yet, or its worker is gone: record the cancellation
+            instance.report_run_canceled(record.dagster_run)
+        pending.append(upload.video_id)
+    deadline = time.monotonic() + DAEMON_STOP_SECONDS
+    while pending and time.monotonic() < deadline:
+        pending = [v for v in pending if (r := latest_run(instance, v)) and r.dagster_run.status not in FINISHED]
+        time.sleep(0.5)
+
+
 def wait_for_runs(
     instance: dg.DagsterInstance, uploads: list[Upload], daemon: Daemon, timeout: float
 ) -> dict[str, dg.RunRecord]:
@@ -187,11 +252,13 @@ def wait_for_runs(
     while True:
         daemon.check_alive()
         records = {u.video_id: latest_run(instance, u.video_id) for u in uploads}
-        for video_id, record in records.items():
+        for upload in uploads:
+            record = records[upload.video_id]
             status = record.dagster_run.status.value if record else "waiting for the sensor"
-            if seen.get(video_id) != status:
-                seen[video_id] = status
-                log(f"{video_id}: {status}")
+            if seen.get(upload.video_id) != status:
+                seen[upload.video_id] = status
+                since = f" ({time.time() - upload.copied_at:.0f} s after upload)" if upload.copied_at and record else ""
+                log(f"{upload.video_id}: {status}{since}")
         if all(r is not None and r.dagster_run.status in FINISHED for r in records.values()):
             return {k: v for k, v in records.items() if v is not None}
         if time.monotonic() > deadline:
@@ -238,7 +305,7 @@ def results_table(
         if run.status == dg.DagsterRunStatus.SUCCESS and store.exists(report_key):
             report = json.loads(store.read_bytes(report_key))
             kept = f"{report['output_duration']:.1f}/{report['source_duration']:.1f} s"
-            outcome = report["render_uri"]
+            outcome = file_path(report["render_uri"])
             renders.append(outcome)
         else:
             kept = "-"
@@ -256,7 +323,8 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def file_path(uri: str) -> str:
-    return uri.removeprefix("file://")
+    """A local path for file:// URIs (what people paste into a player); other URIs unchanged."""
+    return unquote(urlparse(uri).path) if uri.startswith("file://") else uri
 
 
 # --------------------------------------------------------------------------------------- main
@@ -275,20 +343,28 @@ def run_demo(timeout: float) -> int:
             else:
                 daemon.start()
             put_uploads(store, uploads)
+            relaunch_canceled(instance, uploads)
             log(f"waiting for the upload sensor and {len(uploads)} run(s) (timeout {timeout:.0f} s)")
-            records = wait_for_runs(instance, uploads, daemon, timeout)
+            try:
+                records = wait_for_runs(instance, uploads, daemon, timeout)
+            except KeyboardInterrupt:
+                if daemon.started:  # runs of someone else's daemon (`make ui`) carry on
+                    cancel_unfinished(instance, uploads)
+                raise
             rows, renders = results_table(instance, store, records, uploads)
         finally:
             daemon.stop()
     print_table(rows)
     if renders:
         print("\nRenders (thumb.jpg, timeline.png, edit.fcpxml/.fcp7.xml/.edl/.otio.json, report.json beside each):")
-        for uri in renders:
-            print(f"  {file_path(uri)}")
+        for path in renders:
+            print(f"  {path}")
     print("\nSee the runs, lineage and checks in the UI on the same instance: make ui  (http://127.0.0.1:3000)")
     failed = [row[0] for row in rows if row[1] != dg.DagsterRunStatus.SUCCESS.value]
     if failed:
         print(f"\n{len(failed)} run(s) did not succeed: {', '.join(failed)}", file=sys.stderr)
+        print("Failed runs are results and are not retried; start over with: rm -rf .dagster_home .storage",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
@@ -306,7 +382,7 @@ def main() -> int:
         print(f"\nmake demo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nmake demo: interrupted; the daemon was stopped", file=sys.stderr)
+        print("\nmake demo: interrupted; runs canceled and the daemon stopped (re-run to finish)", file=sys.stderr)
         return 130
 
 
