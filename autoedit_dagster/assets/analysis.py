@@ -23,6 +23,16 @@ SHOTS_SCHEMA = {
 }  # fmt: skip
 
 
+# Per-video polars tables of the analysis group, one run per video in backfills.
+TABLE_ASSET = {
+    "partitions_def": videos,
+    "group_name": "analysis",
+    "io_manager_key": PARQUET_IO_MANAGER_KEY,
+    "kinds": {"polars"},
+    "backfill_policy": dg.BackfillPolicy.multi_run(1),
+}
+
+
 def ranges_table(ranges: list[FrameRange], fps: float) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -76,13 +86,7 @@ def media_analysis(
     return frames
 
 
-@dg.asset(
-    partitions_def=videos,
-    group_name="analysis",
-    io_manager_key=PARQUET_IO_MANAGER_KEY,
-    kinds={"polars"},
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-)
+@dg.asset(**TABLE_ASSET)
 def speech_segments(
     context: dg.AssetExecutionContext, config: SilenceConfig, source_video: SourceVideo, media_analysis: pl.DataFrame
 ) -> pl.DataFrame:
@@ -98,13 +102,7 @@ def speech_segments(
     return table
 
 
-@dg.asset(
-    partitions_def=videos,
-    group_name="analysis",
-    io_manager_key=PARQUET_IO_MANAGER_KEY,
-    kinds={"polars"},
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-)
+@dg.asset(**TABLE_ASSET)
 def shots(
     context: dg.AssetExecutionContext, config: ShotConfig, source_video: SourceVideo, media_analysis: pl.DataFrame
 ) -> pl.DataFrame:
