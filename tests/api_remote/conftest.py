@@ -15,9 +15,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,8 +31,8 @@ import pytest
 from autoedit_dagster.api import remote
 from autoedit_dagster.api.client import AutoEditClient, RemoteError
 from autoedit_dagster.resources import MediaStore, media_store_from_env
-from tests.media_factory import ffmpeg
 from tests.s3_server import fake_aws_credentials, moto_endpoint, s3_bucket  # noqa: F401  (fixtures by name)
+from tests.servers import binary, env_vars, free_port, make_clip  # noqa: F401 (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -219,12 +217,6 @@ def fake() -> Iterator[FakeDagster]:
         httpd.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ------------------------------------------------------------------------------- CLI in-process
 
 
@@ -269,19 +261,6 @@ def remote_store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 # ---------------------------------------------------------------------------------- deployment
 
 
-def make_clip(path: Path, seconds: float = 2.0, size: str = "320x180") -> Path:
-    """testsrc2 picture and a 440 Hz tone."""
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d={seconds}", "-f", "lavfi",
-           "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "aac", "-shortest", str(path))  # fmt: skip
-    return path
-
-
-def _binary(name: str) -> str:
-    beside = Path(sys.executable).with_name(name)
-    return str(beside) if beside.exists() else name
-
-
 @dataclass
 class Deployment:
     url: str
@@ -295,21 +274,6 @@ class Deployment:
             text = path.read_text(errors="replace") if path.exists() else ""
             parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
         return "\n".join(parts)
-
-
-@contextlib.contextmanager
-def monkeypatch_env(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for a block (module-scoped fixtures cannot use `monkeypatch`)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
@@ -336,7 +300,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     shutil.copyfile(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     # Create the SQLite storages once, here: two processes creating them at the same moment race in
     # alembic's revision check and one of them dies.
-    with monkeypatch_env({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get():
+    with env_vars({"DAGSTER_HOME": str(home)}), dg.DagsterInstance.get():
         pass
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOEDIT_", "DAGSTER_", "AWS_"))}
     env.update(DAGSTER_HOME=str(home), AUTOEDIT_STORAGE=str(storage), PYTHONUNBUFFERED="1")
@@ -345,8 +309,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     logs = {"daemon": root / "daemon.log", "webserver": root / "webserver.log"}
     commands = {
         # The daemon first: its sensor and backfill loops start ticking while the webserver loads.
-        "daemon": [_binary("dagster-daemon"), "run", "-w", "workspace.yaml"],
-        "webserver": [_binary("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        "daemon": [binary("dagster-daemon"), "run", "-w", "workspace.yaml"],
+        "webserver": [binary("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
     }
     procs: list[subprocess.Popen[bytes]] = []
     deployment = Deployment(url=url, home=home, storage=storage, logs=logs)
