@@ -128,9 +128,16 @@ def test_gateway_in_front_of_a_real_webserver(dagster_webserver, gateway_process
         logs = asyncio.run(subscribe())
         assert logs["__typename"] == "PipelineRunLogsSubscriptionSuccess" and logs["messages"]
 
-        metrics = client.get(f"{url}/metrics")
-        assert metrics.status_code == 200
-        text = metrics.text
+        # Each scrape reads history for at most its time budget (metrics.py) and catches up on the
+        # next one, so on a loaded machine the first scrapes may not show the finished run yet.
+        deadline = time.monotonic() + 60
+        while True:
+            metrics = client.get(f"{url}/metrics")
+            assert metrics.status_code == 200
+            text = metrics.text
+            if "autoedit_run_duration_seconds_count{" in text or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         for line in (
             'autoedit_runs{status="SUCCESS"} 1.0',
             'autoedit_runs{status="QUEUED"} 1.0',
