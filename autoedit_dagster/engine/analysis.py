@@ -6,6 +6,8 @@ and one row of numbers per frame, so memory does not grow with the video's lengt
 that per-frame table.
 """
 
+import contextlib
+import fcntl
 import os
 import queue
 import subprocess
@@ -22,9 +24,17 @@ from . import ffmpeg_io
 from .config import AnalysisSettings
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import MediaInfo
-from .subjects import Subject, locate_subject
+from .subjects import Subject, SubjectTracker
 
 SIGNATURE_SIDE = 16
+PIPE_BYTES = 1 << 20
+# A content change this large (ContentDetector's default threshold) may be a cut: the next subject
+# sample searches the whole frame for faces again.
+NEW_SHOT_SCORE = 27.0
+# Deblocking is a fifth of H.264/HEVC decoding and only smooths block edges that vanish when the
+# frame is shrunk to analysis size; skipping it makes the one analysis pass as cheap as a plain
+# decode of the file. Other decoders ignore the option.
+ANALYSIS_DECODE_ARGS = ("-skip_loop_filter", "all")
 SILENT_DB = -100.0
 
 ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
@@ -111,18 +121,19 @@ class _SubjectFinder(threading.Thread):
     frames in memory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tracker: SubjectTracker) -> None:
         super().__init__(daemon=True)
-        self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None] | None] = queue.Queue(maxsize=8)
+        self.tracker = tracker
+        self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=8)
         self.found: dict[int, Subject] = {}
         self.error: BaseException | None = None
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
             if self.error is None:
-                index, gray, previous = job
+                index, gray, previous, new_shot = job
                 try:
-                    self.found[index] = locate_subject(gray, previous)
+                    self.found[index] = self.tracker.locate(gray, previous, new_shot)
                 except BaseException as exc:
                     self.error = exc
 
@@ -134,7 +145,7 @@ def _command(info: MediaInfo, settings: AnalysisSettings, audio_fd: int | None) 
     if audio_fd is not None:
         graph += f";[0:a:0]aresample={settings.audio_rate},aformat=sample_fmts=s16:channel_layouts=mono[a]"
         outputs += ["-map", "[a]", "-f", "s16le", f"pipe:{audio_fd}"]
-    return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path),
+    return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path, ANALYSIS_DECODE_ARGS),
             "-filter_complex", graph, *outputs]  # fmt: skip
 
 
@@ -158,6 +169,9 @@ def analyze(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         pass_fds=(audio_write,) if audio_write is not None else (), **ffmpeg_io.CHILD,
     )  # fmt: skip
+    assert proc.stdout is not None
+    with contextlib.suppress(OSError):  # fewer wake-ups per frame; the default is 64 KiB
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     audio: _AudioLevels | None = None
     if audio_write is not None and audio_read is not None:
         os.close(audio_write)
@@ -167,18 +181,18 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    rows: dict[str, list] = {name: [] for name in ("frame", "time", "luma", "scene_score", "motion", "signature")}
-    finder = _SubjectFinder()
-    finder.start()
+    rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature")}
     sample_every = max(1, round(float(fps) / settings.subject_fps))
+    finder = _SubjectFinder(SubjectTracker(max(1, round(settings.subject_fps / settings.face_search_fps))))
+    finder.start()
     expected = max(1, info.frame_count)
     buffer = bytearray(frame_bytes)
     view = memoryview(buffer)
     prev_hsv: np.ndarray | None = None
     prev_gray: np.ndarray | None = None
     index = 0
+    changed = True  # a possible cut since the last subject sample
     try:
-        assert proc.stdout is not None
         while True:
             got = 0
             while got < frame_bytes and (n := proc.stdout.readinto(view[got:])):
@@ -194,16 +208,16 @@ def analyze(
                 # ContentDetector's measure: mean |ΔH|, |ΔS|, |ΔV| averaged, on a 0-255 scale.
                 scene = sum(cv2.mean(cv2.absdiff(hsv, prev_hsv))[:3]) / 3.0
                 motion = float(cv2.mean(cv2.absdiff(gray, prev_gray))[0])
-            rows["frame"].append(index)
-            rows["time"].append(float(index / fps))
             rows["luma"].append(float(cv2.mean(gray)[0]))
             rows["scene_score"].append(scene)
             rows["motion"].append(motion)
             rows["signature"].append(
                 cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
             )
+            changed = changed or scene > NEW_SHOT_SCORE
             if index % sample_every == 0:
-                finder.jobs.put((index, gray, prev_gray))
+                finder.jobs.put((index, gray, prev_gray, changed))
+                changed = False
             prev_hsv, prev_gray = hsv, gray
             index += 1
             if on_progress and index % 50 == 0:
@@ -231,6 +245,8 @@ def analyze(
     levels = audio.levels(index) if audio is not None else [None] * index
     table = pl.DataFrame(
         {
+            "frame": np.arange(index),
+            "time": np.arange(index) * fps.denominator / fps.numerator,
             **rows,
             "subject_cx": [s.cx * scale_x if s else None for s in subjects],
             "subject_cy": [s.cy * scale_y if s else None for s in subjects],

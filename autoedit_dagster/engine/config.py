@@ -24,7 +24,13 @@ class AnalysisSettings(BaseModel):
     width: int = Field(default=256, ge=64, le=1280, description="Width of analysis frames (pixels).")
     audio_rate: int = Field(default=16000, description="Sample rate of the mono analysis audio (Hz).")
     subject_fps: float = Field(
-        default=2.0, gt=0, description="How many frames per second are searched for faces/subjects."
+        default=2.0, gt=0, description="How many frames per second get a subject (face, else saliency)."
+    )
+    face_search_fps: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the whole frame is searched for faces (and at every new shot); faces "
+        "already found are followed near their last place at `subject_fps`.",
     )
 
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import CorruptMedia, FFmpegFailed, MediaError, UnsafeMedia, UnsupportedMedia
@@ -44,9 +44,13 @@ def _die_with_parent() -> None:
 CHILD = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
 
 
-def input_args(path: str | Path) -> list[str]:
-    """Arguments that open one local media file, restricted to plain containers and local I/O."""
+def input_args(path: str | Path, decoder_args: Sequence[str] = ()) -> list[str]:
+    """Arguments that open one local media file, restricted to plain containers and local I/O.
+
+    `decoder_args` are input options for the decoders (they must precede `-i`).
+    """
     return [
+        *decoder_args,
         "-protocol_whitelist", "file,pipe",
         "-format_whitelist", ALLOWED_DEMUXERS,
         "-i", f"file:{Path(path).resolve()}",

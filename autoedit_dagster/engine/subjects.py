@@ -36,12 +36,34 @@ def find_faces(gray: np.ndarray) -> list[Subject]:
     h, w = gray.shape
     # Faces smaller than a seventh of the frame don't steer a crop; skipping them keeps detection
     # cheap. minNeighbors=3 still finds the half-turned heads that 5 misses on small frames.
-    min_side = max(16, min(h, w) // 7)
+    return _detect(gray, max(16, min(h, w) // 7), 0)
+
+
+def _detect(gray: np.ndarray, min_side: int, max_side: int, x0: int = 0, y0: int = 0) -> list[Subject]:
     boxes = _face_cascade().detectMultiScale(
-        cv2.equalizeHist(gray), scaleFactor=1.15, minNeighbors=3, minSize=(min_side, min_side)
-    )
-    found = [Subject(x + bw / 2, y + bh / 2, float(bw), float(bh), "face") for x, y, bw, bh in boxes]
+        cv2.equalizeHist(gray), scaleFactor=1.15, minNeighbors=3,
+        minSize=(min_side, min_side), maxSize=(max_side, max_side),
+    )  # fmt: skip
+    found = [Subject(x0 + x + bw / 2, y0 + y + bh / 2, float(bw), float(bh), "face") for x, y, bw, bh in boxes]
     return sorted(found, key=lambda s: s.w * s.h, reverse=True)
+
+
+def faces_near(gray: np.ndarray, faces: list[Subject]) -> list[Subject]:
+    """The same faces again in a later frame, searched only around where they were and at their size.
+
+    A few percent of a whole-frame search: the window is twice the faces' extent and only scales
+    between 0.7x and 1.5x of the known faces are tried.
+    """
+    h, w = gray.shape
+    side = max(f.w for f in faces)
+    x0 = max(0, int(min(f.cx - f.w / 2 for f in faces) - side))
+    x1 = min(w, int(max(f.cx + f.w / 2 for f in faces) + side + 1))
+    y0 = max(0, int(min(f.cy - f.h / 2 for f in faces) - side))
+    y1 = min(h, int(max(f.cy + f.h / 2 for f in faces) + side + 1))
+    min_side = max(16, int(0.7 * min(f.w for f in faces)))
+    if min(x1 - x0, y1 - y0) < min_side:
+        return []
+    return _detect(gray[y0:y1, x0:x1], min_side, int(1.5 * side) + 1, x0, y0)
 
 
 def faces_subject(faces: list[Subject]) -> Subject:
@@ -90,5 +112,42 @@ def salient_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
 
 
 def locate_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
+    """The subject of one frame on its own: faces of the whole frame, else saliency."""
     faces = find_faces(gray)
     return faces_subject(faces) if faces else salient_subject(gray, previous)
+
+
+FOLLOW_MISSES = 2
+"""Samples a followed face may be missed before the tracker stops looking near its last place."""
+
+
+class SubjectTracker:
+    """The subject of successive sampled frames, at a fraction of the cost of `locate_subject` on each.
+
+    A whole-frame face search costs ~20 ms on a 256-px frame, so it runs only on every
+    `search_every`-th sample and on the first sample of a new shot. On the samples between,
+    faces already found are followed in a small window around them; with none to follow, the
+    motion/contrast saliency answers, as it does whenever no face is found.
+    """
+
+    def __init__(self, search_every: int = 1) -> None:
+        self.search_every = max(1, search_every)
+        self._faces: list[Subject] = []
+        self._since_search = self.search_every  # the first sample is always searched
+        self._misses = 0
+
+    def locate(self, gray: np.ndarray, previous: np.ndarray | None, new_shot: bool = False) -> Subject:
+        """The subject of the next sample; `new_shot` when the picture may have cut since the last."""
+        self._since_search += 1
+        following = bool(self._faces) and not new_shot
+        faces = faces_near(gray, self._faces) if following else []
+        if not faces and (new_shot or (following and self._misses == 0) or self._since_search >= self.search_every):
+            faces = find_faces(gray)
+            self._since_search = 0
+        if faces or not following or self._misses >= FOLLOW_MISSES:
+            self._faces, self._misses = faces, 0
+        else:
+            # The cascade misses a face now and then (a blink, a turn): keep looking where it was
+            # for a few samples instead of waiting for the next whole-frame search.
+            self._misses += 1
+        return faces_subject(faces) if faces else salient_subject(gray, previous)
