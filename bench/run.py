@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from autoedit_dagster.engine.config import EditSettings, get_profile
+from autoedit_dagster.engine.config import EditSettings, SilenceSettings, get_profile
 from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, plan_crop
 from autoedit_dagster.engine.render import render
+from autoedit_dagster.engine.speech import speech_segments
 from autoedit_dagster.engine.timeline import FrameRange
 from tests.media_factory import ffmpeg, moving_subject_clip, shots_clip, talk_clip
 
@@ -79,26 +80,32 @@ def bench_speech(work: Path) -> dict:
     clip = talk_clip(work / "talk.mp4", phrases, pauses, noise=0.003, lead=1.0)
     source = analyze_source(clip.path)
     fps = source.info.fps_exact
-    kept = [(r.start / fps, r.end / fps) for r in source.speech]
-    kept_f = [(float(a), float(b)) for a, b in kept]
-    speech_total = sum(e - s for s, e in clip.speech)
-    speech_kept = sum(overlap(kept_f, s, e) for s, e in clip.speech)
     silences = (
         [(0.0, clip.speech[0][0])]
         + [(clip.speech[i][1], clip.speech[i + 1][0]) for i in range(len(clip.speech) - 1)]
         + [(clip.speech[-1][1], clip.duration)]
     )
+    speech_total = sum(e - s for s, e in clip.speech)
     silence_total = sum(e - s for s, e in silences)
-    silence_kept = sum(overlap(kept_f, s, e) for s, e in silences)
-    settings = EditSettings().silence
-    margins = settings.margin_before_s + settings.margin_after_s
-    beyond_margins = sum(max(0.0, (e - s) - margins) for s, e in silences)
-    return {
-        "pauses_s": pauses,
-        "speech_kept": speech_kept / speech_total,
-        "silence_removed": 1 - silence_kept / silence_total,
-        "silence_removed_beyond_margins": (silence_total - silence_kept) / beyond_margins,
+
+    def score(settings: SilenceSettings) -> dict:
+        kept = [(float(r.start / fps), float(r.end / fps)) for r in speech_segments(source.frames, fps, settings)]
+        silence_kept = sum(overlap(kept, s, e) for s, e in silences)
+        margins = settings.margin_before_s + settings.margin_after_s
+        beyond_margins = sum(max(0.0, (e - s) - margins) for s, e in silences)
+        return {
+            "speech_kept": sum(overlap(kept, s, e) for s, e in clip.speech) / speech_total,
+            "silence_removed": 1 - silence_kept / silence_total,
+            "silence_removed_beyond_margins": (silence_total - silence_kept) / beyond_margins,
+        }
+
+    default = EditSettings().silence
+    # The margins are what a short pause cannot lose: the same analysis, re-scored with smaller ones.
+    sweep = {
+        f"margins {m:.2f} s": score(default.model_copy(update={"margin_before_s": m, "margin_after_s": m}))
+        for m in (0.15, 0.1, 0.05)
     }
+    return {"pauses_s": pauses, **score(default), "other_margins": sweep}
 
 
 # --- shots --------------------------------------------------------------------------------------
