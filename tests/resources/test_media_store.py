@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -135,6 +136,16 @@ def test_s3_large_files_go_multipart(s3_store: S3MediaStore, tmp_path: Path) -> 
     # A multipart ETag is "<md5 of part md5s>-<part count>".
     assert store.stat("renders/big/tate/final.mp4").etag.endswith("-3")
     assert store.get_file("renders/big/tate/final.mp4", tmp_path / "back.mp4").read_bytes() == (source.read_bytes())
+
+
+def test_deploy_lifecycle_rule_aborts_abandoned_multipart_uploads(s3_bucket: str, moto_endpoint: str) -> None:
+    """deploy/s3-lifecycle.json is accepted by an S3 API as deploy/README.md tells operators to apply it."""
+    rules = json.loads((Path(__file__).resolve().parents[2] / "deploy" / "s3-lifecycle.json").read_text())
+    client = boto3.client("s3", endpoint_url=moto_endpoint)
+    client.put_bucket_lifecycle_configuration(Bucket=s3_bucket, LifecycleConfiguration=rules)
+    [rule] = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
 def test_s3_keys_live_under_the_prefix(s3_store: S3MediaStore, moto_endpoint: str) -> None:
