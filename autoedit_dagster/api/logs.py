@@ -143,6 +143,9 @@ def configure_logging(level: str = "INFO", format: str | None = None, stream: IO
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # httpx logs every upstream request at INFO with its full URL: GraphQL GETs carry the query
+    # and its variables in the query string. The gateway logs its own access line instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()

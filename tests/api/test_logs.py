@@ -64,6 +64,23 @@ def test_configure_logging_routes_uvicorn_through_the_formatter() -> None:
     assert fields["message"] == "Started server process" and "color_message" not in fields
 
 
+def test_configure_logging_keeps_upstream_urls_out_of_the_log() -> None:
+    """httpx's per-request INFO line would print GraphQL GET queries and their variables."""
+    stream = io.StringIO()
+    root, httpx_logger = logging.getLogger(), logging.getLogger("httpx")
+    saved = (list(root.handlers), root.level, httpx_logger.level)
+    try:
+        configure_logging("INFO", "json", stream=stream)
+        httpx_logger.info('HTTP Request: GET http://upstream/graphql?query=secret "HTTP/1.1 200 OK"')
+        httpx_logger.warning("upstream connection reset")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        httpx_logger.setLevel(saved[2])
+    assert "secret" not in stream.getvalue()
+    assert "upstream connection reset" in stream.getvalue()
+
+
 @pytest.mark.filterwarnings("ignore:Handling yaml-defined logging:dagster.BetaWarning")
 def test_a_dagster_run_logs_json_lines_with_run_video_and_step(tmp_path: Path) -> None:
     log_file = tmp_path / "run.log"
