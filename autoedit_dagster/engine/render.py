@@ -21,9 +21,10 @@ ffmpeg's scheduler scans the whole graph once per filter woken, so time grew wit
 (1000 ranges over 2 minutes of 720p took 13x as long as 2 ranges; now 2x). Memory stays flat
 either way: no branch ever holds more than the frame in flight.
 
-The crop moves by `sendcmd` reading a script of "at time t, crop x X, crop y Y" lines (one per
-change of position), which scales to a key on every frame; an `x` expression would be one
-nested `if` per key, re-evaluated on every frame, and capped by the 128 KiB argument limit.
+The crop moves by `sendcmd` reading a script of "from time t, crop x (a line in n)" commands, one
+per straight piece of the planned path (`crop_script`): a key on every frame costs nothing
+per frame, and sendcmd's memory (~13 KB a command) stays small; one `x` expression for the whole
+path would be one nested `if` per key, re-evaluated on every frame.
 
 The output is written to a hidden temporary name beside it and renamed into place only when
 ffmpeg succeeded.
@@ -48,6 +49,7 @@ from pydantic import BaseModel, Field
 
 from . import ffmpeg_io
 from .config import EditProfile
+from .crop_script import crop_script
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import probe
 from .timeline import Timeline
@@ -154,21 +156,12 @@ def crop_positions(timeline: Timeline) -> list[tuple[int, int, int]]:
 
 
 def crop_commands(timeline: Timeline) -> str:
-    """The sendcmd script moving the crop: one line per position change after frame 0.
-
-    Each command fires at the first frame whose time is at or after half a frame before the
-    key's frame, so float rounding of frame times can never move it by a frame. Every interval
-    ends where the next begins: sendcmd visits each interval still open on every frame, so
-    open-ended ones made a key per frame cost O(keys) work per frame (30 000 keys: 200 s, not 9 s).
-    """
-    fps = timeline.fps_exact
-    moves = crop_positions(timeline)[1:]
-    lines = []
-    for i, (frame, x, y) in enumerate(moves):
-        start = float((frame - Fraction(1, 2)) / fps)
-        end = f"-{float((moves[i + 1][0] - Fraction(1, 2)) / fps):.9f}" if i + 1 < len(moves) else ""
-        lines.append(f"{start:.9f}{end} crop x {x}, crop y {y};")
-    return "\n".join(lines) + ("\n" if lines else "")
+    """The sendcmd script moving the crop along the timeline's path (see `crop_script`)."""
+    positions = crop_positions(timeline)
+    if len(positions) < 2:
+        return ""
+    last_frame = max(r.end for r in timeline.ranges) if timeline.ranges else timeline.frame_count
+    return crop_script(positions, last_frame, timeline.fps_exact)
 
 
 def _escape_graph_value(value: str) -> str:

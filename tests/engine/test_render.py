@@ -262,6 +262,25 @@ def test_moving_crop_follows_keys_frame_exactly(ramp: Path, tmp_path: Path, monk
         assert abs(luma.mean() - expected) < 2.5, f"source frame {source}: crop not at x={x}"
 
 
+def test_crop_gliding_every_frame_follows_its_path(ramp: Path, tmp_path: Path) -> None:
+    """A window moving 2 px a frame, then 4, then still: sent as a few lines, followed on every frame."""
+    path = {f: 2 * f if f < 40 else 80 + 4 * (f - 40) if f < 70 else 200 for f in range(90)}
+    keys = [CropKey(frame=f, x=x, y=0) for f, x in path.items()]
+    ranges = _ranges((0, 90))
+    timeline = _timeline(
+        ramp, "25", 100, 640, 360, False, output_width=180, output_height=320, crop_width=202,
+        crop_height=360, ranges=ranges, crop=keys,
+    )  # fmt: skip
+    assert len(crop_commands(timeline).splitlines()) == 3  # 89 positions, three straight pieces
+    out = tmp_path / "glide.mp4"
+    render(timeline, out, _fast(PROFILES["tate"], width=180, height=320, crf=10))
+    lumas = _decode_luma(out, 180, 320)
+    assert len(lumas) == 90
+    for frame, luma in enumerate(lumas):
+        expected = _ramp_level(np.arange(path[frame], path[frame] + 202)).mean()
+        assert abs(luma.mean() - expected) < 2.5, f"frame {frame}: crop not at x={path[frame]}"
+
+
 # --- exact cuts, A/V sync, many ranges ---------------------------------------------------------------
 
 MANY = _ranges(*[(3 * i, 3 * i + 2) for i in range(200)])  # 200 ranges of 2 frames, 1 frame cut between
@@ -430,7 +449,8 @@ def test_moving_crop_script_is_even_clamped_and_half_a_frame_early(tmp_path: Pat
     # Width 607 -> 606; x 101 -> 100; x 2000 clamps to 1920 - 606; the repeated key at 10 is dropped.
     assert crop_positions(timeline) == [(0, 100, 0), (11, 1314, 0), (20, 8, 0)]
     at_11, at_20 = f"{10.5 * 1001 / 30000:.9f}", f"{19.5 * 1001 / 30000:.9f}"
-    assert crop_commands(timeline) == f"{at_11}-{at_20} crop x 1314, crop y 0;\n{at_20} crop x 8, crop y 0;\n"
+    # Crop rounds down to even: each value is one more, so that a sloped line rounds to nearest.
+    assert crop_commands(timeline) == f"{at_11}-{at_20} crop x 1315;\n{at_20} crop x 9;\n"
     with pytest.raises(ValueError, match="crop_file"):
         render_command(timeline, tmp_path / "o.mp4", PROFILES["tate"], None)
     cmd = render_command(timeline, tmp_path / "o.mp4", PROFILES["tate"], None, work_dir=tmp_path)
