@@ -11,10 +11,10 @@ import dagster as dg
 
 from .engine.config import PROFILES
 from .executors import executor_from_env
+from .run_tags import RENDER_RUN_TAGS
 
 DEFAULT_PROFILE = "tate"
 ANALYSIS_GROUPS = ("ingest", "analysis")
-RENDER_RUN_TAGS = {"autoedit/kind": "render"}
 EXECUTOR = executor_from_env()
 
 video_job = dg.define_asset_job(

@@ -11,8 +11,8 @@ against the schema of the installed dagster-graphql (1.13):
 - `assetNodes { assetPartitionStatuses, latestMaterializationByPartition(partitions) }`: per-asset
   state and the paths the assets published (render, previews, exports) for each video;
 - `assetCheckExecutions(assetKey, checkName, limit, cursor)`: check results, matched to a video by
-  the run that materialized its render (the render checks are not partitioned, so the
-  `partition` argument cannot select them);
+  the run that materialized its render and the execution's partition (executions recorded before
+  the checks were partitioned have none and are matched by the run alone);
 - `launchPartitionBackfill(backfillParams: {assetSelection, partitionNames | allPartitions})` and
   `partitionBackfillOrError(backfillId)`.
 

@@ -55,6 +55,7 @@ from autoedit_dagster.api.client import (
 )
 from autoedit_dagster.partitions import PROFILE_NAMES
 from autoedit_dagster.resources.media_store import check_key
+from autoedit_dagster.run_tags import RENDER_RUN_TAGS
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "AUTOEDIT_URL"
@@ -372,7 +373,11 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 client.require_videos(videos)
             scope = "all videos" if videos is None else f"{len(videos)} video(s)"
             backfill_id = client.launch_backfill(
-                assets, videos, title=f"autoedit {args.profile} backfill ({scope})", tags={PROFILE_TAG: args.profile}
+                assets,
+                videos,
+                title=f"autoedit {args.profile} backfill ({scope})",
+                # Dagster copies a backfill's tags onto each of its runs: the render limit counts them.
+                tags={PROFILE_TAG: args.profile, **RENDER_RUN_TAGS},
             )
             if not args.json:
                 print(backfill_id, flush=True)

@@ -182,6 +182,8 @@ def test_backfill_selected_videos(fake, cli) -> None:
     assert params["partitionNames"] == [VIDEO_ID]
     assert "allPartitions" not in params
     assert {"key": "autoedit/profile", "value": "yoko"} in params["tags"]
+    # An asset backfill runs as Dagster's implicit job: without the tag its runs escape the render limit.
+    assert {"key": "autoedit/kind", "value": "render"} in params["tags"]
 
 
 def test_backfill_all_with_analysis(fake, cli) -> None:

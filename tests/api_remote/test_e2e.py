@@ -12,6 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from autoedit_dagster.partitions import video_id_for_upload
@@ -90,6 +91,9 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     after = cli("status", video_id, "--json", *url).json()
     assert after["assets"]["yoko/render"]["state"] == "MATERIALIZED"
     assert after["latest_run"]["backfill_id"] == info["backfill_id"]
+    with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
+        backfill_run = instance.get_run_by_id(after["latest_run"]["run_id"])
+    assert backfill_run is not None and backfill_run.tags.get("autoedit/kind") == "render"  # counted by the limit
     assert after["outputs"]["yoko"]["video"].endswith(f"/renders/{video_id}/yoko/final.mp4")
     print(
         f"\nsubmit {submitted_at - started:.1f} s, status+fetch {backfill_at - submitted_at:.1f} s, "
