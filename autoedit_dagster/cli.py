@@ -111,7 +111,11 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+ENGINE_COMMANDS = ("probe", "analyze", "edit")
+
+
+def build_parser(remote: bool = True) -> argparse.ArgumentParser:
+    """The whole command; `remote=False` leaves out the remote and gateway commands (and Dagster)."""
     parser = argparse.ArgumentParser(prog="autoedit", description="Automatic video editing: cut dead air, reframe.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -134,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeline-png", default=None, metavar="PATH")
     e.set_defaults(run=_cmd_edit)
 
-    # Remote commands (GraphQL client) and the gateway; imported here so engine-only use of
-    # `autoedit` does not load them.
+    if not remote:
+        return parser
+    # Remote commands (GraphQL client) and the gateway import Dagster's client libraries: ~90 MB
+    # that an `edit` would otherwise hold for the whole render, beside ffmpeg.
     from .api.commands import add_gateway_commands
     from .api.remote import add_remote_commands
 
@@ -145,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    command = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser(remote=command not in ENGINE_COMMANDS).parse_args(argv)
     try:
         return args.run(args)
     except MediaError as exc:

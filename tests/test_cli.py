@@ -84,6 +84,19 @@ def _assert_refused(capsys, tmp_path: Path, src: Path, pattern: str) -> None:
     assert not out.exists()
 
 
+def test_engine_commands_do_not_load_dagster(talk, tmp_path: Path) -> None:
+    """An edit holds its Python process beside ffmpeg for the whole render: no Dagster in it."""
+    code = (
+        "import sys; from autoedit_dagster.cli import main\n"
+        f"assert main(['probe', {str(talk.path)!r}]) == 0\n"
+        "assert 'dagster' not in sys.modules and 'dagster_graphql' not in sys.modules, 'loaded Dagster'\n"
+        "assert main(['submit', '--help']) == 0\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert "loaded Dagster" not in run.stderr
+    assert "usage: autoedit submit" in run.stdout  # the remote commands are still there when named
+
+
 def test_zero_byte_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty.mp4").write_bytes(b"")
     _assert_refused(capsys, tmp_path, tmp_path / "empty.mp4", "empty file")
