@@ -311,11 +311,15 @@ def _previous_sections() -> dict[str, str]:
     return {block.split("\n", 1)[0]: "## " + block.rstrip() + "\n" for block in blocks}
 
 
+_STAMPS: dict[str, str] = {}
+
+
 def write_results(results: dict) -> None:
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}"
     sections = _previous_sections()
-    stamp = time.strftime("%Y-%m-%d %H:%M")
     for section, value in results.items():
+        # Results are rewritten after each section: keep the time each one was first written.
+        stamp = _STAMPS.setdefault(section, time.strftime("%Y-%m-%d %H:%M"))
         body = json.dumps(value, indent=2, default=float)
         sections[section] = f"## {section}\n\nMeasured {stamp}.\n\n```json\n{body}\n```\n"
     lines = ["# Benchmark results", "", f"Measured by `make bench` ({machine}); each section says when.", ""]

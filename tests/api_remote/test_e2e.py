@@ -91,6 +91,7 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     after = cli("status", video_id, "--json", *url).json()
     assert after["assets"]["yoko/render"]["state"] == "MATERIALIZED"
     assert after["latest_run"]["backfill_id"] == info["backfill_id"]
+    monkeypatch.setenv("DAGSTER_HOME", str(deployment.home))  # the instance's SQLite lives there
     with dg.DagsterInstance.from_config(str(deployment.home)) as instance:
         backfill_run = instance.get_run_by_id(after["latest_run"]["run_id"])
     assert backfill_run is not None and backfill_run.tags.get("autoedit/kind") == "render"  # counted by the limit
