@@ -14,9 +14,7 @@ from pydantic import BaseModel
 
 from .analysis import analyze
 from .config import EditProfile, EditSettings, get_profile
-from .exports import export_all
 from .media_info import MediaInfo, check_editable, probe
-from .previews import timeline_png
 from .reframe import crop_path_records, plan_reframe
 from .render import RenderResult, render
 from .shots import ShotBoundary, detect_shots, shot_ranges
@@ -153,9 +151,17 @@ def edit(
     started = time.perf_counter()
     result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
     timings = {**source.timings, "render_s": time.perf_counter() - started}
-    written = export_all(timeline, exports or [], output.with_suffix("")) if exports else {}
+    # Imported only when asked for: OpenTimelineIO and its adapter plugins stay out of an edit
+    # without exports, whose Python process waits beside ffmpeg for the whole render.
+    written: dict[str, Path] = {}
+    if exports:
+        from .exports import export_all
+
+        written = export_all(timeline, exports, output.with_suffix(""))
     png = None
     if timeline_png_path is not None:
+        from .previews import timeline_png
+
         png = timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
     return EditResult(
         output=str(output),
