@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import platform
@@ -67,9 +66,10 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES
 
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
-from autoedit_dagster.jobs import RENDER_RUN_TAGS
-from bench.celery_throughput import PGHOST, PGPORT, PGUSER, WORKERS, celery_workers, ffmpeg, postgres_databases
-from tests.servers import Instance, Servers, binary
+from autoedit_dagster.run_tags import RENDER_RUN_TAGS
+from bench.celery_throughput import PGHOST, PGPORT, PGUSER, WORKERS, celery_workers, postgres_databases
+from tests.s3_server import moto_server
+from tests.servers import Instance, Servers, binary, make_clip
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -188,22 +188,6 @@ class BenchInstance(Instance):
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's S3 over real HTTP on a free loopback port, started the way tests/s3_server.py does."""
-    from moto.server import ThreadedMotoServer
-
-    # werkzeug logs every request at INFO on stderr: thousands of lines that would bury the progress.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
 def redis_database(url: str) -> Iterator[None]:
     """The Celery broker/backend database, empty before and after (no stale tasks either way)."""
     import redis
@@ -221,14 +205,7 @@ def redis_database(url: str) -> Iterator[None]:
 def make_clips(folder: Path, count: int) -> list[Path]:
     """`count` clips of 2 s, 320x180, each with a tone of its own (so no two uploads are the same bytes)."""
     folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i in range(count):
-        path = folder / f"backfill-{i:03d}.mp4"
-        ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=2", "-f", "lavfi",
-               "-i", f"sine=frequency={200 + 15 * i}:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
-               "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))  # fmt: skip
-        clips.append(path)
-    return clips
+    return [make_clip(folder / f"backfill-{i:03d}.mp4", tone=200 + 15 * i) for i in range(count)]
 
 
 def upload_clips(endpoint: str, bucket: str, clips: Sequence[Path]) -> None:

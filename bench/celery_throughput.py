@@ -43,6 +43,7 @@ import yaml
 
 from autoedit_dagster.executors import CELERY_EXECUTOR_CONFIG, DEFAULT_QUEUE, RENDER_QUEUE
 from autoedit_dagster.partitions import video_id_for_upload
+from tests.servers import make_clip
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -81,22 +82,13 @@ def instance_yaml(database: str | None) -> str:
     return yaml.safe_dump(config)
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
 def make_clips(folder: Path) -> list[Path]:
     """CLIPS clips of 5-10 s with a different tone each."""
     folder.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for i in range(CLIPS):
-        seconds = 5 + i % 6
-        path = folder / f"clip-{i:02d}.mp4"
-        ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=640x360:r=25:d={seconds}", "-f", "lavfi",
-               "-i", f"sine=frequency={300 + 40 * i}:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-               "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))  # fmt: skip
-        clips.append(path)
-    return clips
+    return [
+        make_clip(folder / f"clip-{i:02d}.mp4", seconds=5 + i % 6, size="640x360", tone=300 + 40 * i)
+        for i in range(CLIPS)
+    ]
 
 
 @dataclass

@@ -32,7 +32,7 @@ import httpx
 
 from autoedit_dagster.api.client import RUNS, VIDEO_ASSETS
 from autoedit_dagster.api.tokens import mint_token
-from tests.servers import JWT_SECRET, Instance, Servers, make_clip
+from tests.servers import JWT_SECRET, Instance, Servers
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "GATEWAY.md"
@@ -60,24 +60,6 @@ class Samples:
     @property
     def p95(self) -> float:
         return self.quantile(0.95)
-
-
-def render_one_video(instance: Instance) -> str:
-    """`video_job` in-process for a 2 s clip, so the queries have a partition, runs and checks to read."""
-    from autoedit_dagster.definitions import build_definitions
-    from autoedit_dagster.partitions import video_id_for_upload
-    from autoedit_dagster.resources import LocalMediaStore
-
-    clip = instance.storage / UPLOAD
-    clip.parent.mkdir(parents=True)
-    make_clip(clip)
-    video_id = video_id_for_upload(UPLOAD)
-    job = build_definitions(LocalMediaStore(root=str(instance.storage))).resolve_job_def("video_job")
-    with instance.open() as dagster_instance:
-        dagster_instance.add_dynamic_partitions("videos", [video_id])
-        if not job.execute_in_process(instance=dagster_instance, partition_key=video_id).success:
-            raise RuntimeError("video_job failed")
-    return video_id
 
 
 async def measure(url: str, body: dict, headers: dict[str, str], clients: int, count: int, out: Samples) -> None:
@@ -173,7 +155,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         instance = Instance.create(Path(tmp))
-        video_id = render_one_video(instance)
+        video_id = instance.render_video(UPLOAD)
         queries = {
             "AutoeditRuns": {
                 "query": RUNS,

@@ -8,6 +8,8 @@ backends (a local folder and a fresh bucket on the moto server).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -49,14 +51,25 @@ def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", no_proxy)
 
 
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's S3 over real HTTP on a free loopback port: its `http://127.0.0.1:<port>`."""
+    # werkzeug logs every request at INFO on stderr: thousands of lines in a long run.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """`http://127.0.0.1:<free port>` of a moto server shared by the session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

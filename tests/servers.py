@@ -48,11 +48,11 @@ def binary(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def make_clip(path: Path, seconds: float = 2.0, size: str = "320x180") -> Path:
-    """testsrc2 picture and a 440 Hz tone."""
+def make_clip(path: Path, seconds: float = 2.0, size: str = "320x180", tone: int = 440) -> Path:
+    """testsrc2 picture and a sine tone (another `tone` makes other bytes: a distinct upload)."""
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d={seconds}", "-f", "lavfi",
-           "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "aac", "-shortest", str(path))  # fmt: skip
+           "-i", f"sine=frequency={tone}:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))  # fmt: skip
     return path
 
 
@@ -96,6 +96,23 @@ class Instance:
     def open(self) -> Iterator[dg.DagsterInstance]:
         with env_vars({"DAGSTER_HOME": str(self.home)}), dg.DagsterInstance.get() as instance:
             yield instance
+
+    def render_video(self, upload: str) -> str:
+        """`video_job` in-process for a clip generated at `upload` in the storage; the video id."""
+        from autoedit_dagster.definitions import build_definitions
+        from autoedit_dagster.partitions import video_id_for_upload
+        from autoedit_dagster.resources import LocalMediaStore
+
+        clip = self.storage / upload
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        make_clip(clip)
+        video_id = video_id_for_upload(upload)
+        job = build_definitions(LocalMediaStore(root=str(self.storage))).resolve_job_def("video_job")
+        with self.open() as dagster_instance:
+            dagster_instance.add_dynamic_partitions("videos", [video_id])
+            if not job.execute_in_process(instance=dagster_instance, partition_key=video_id).success:
+                raise RuntimeError(f"video_job failed for {upload}")
+        return video_id
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOEDIT_", "DAGSTER_", "AWS_"))}

@@ -7,7 +7,6 @@ submit (the upload sensor's run succeeds) -> status --json -> fetch a 1080x1920 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,21 +14,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.partitions import video_id_for_upload
 from tests.api_remote.conftest import Deployment, free_port, make_clip
 
 pytestmark = pytest.mark.timeout(600)
 
 WAIT = "240"  # seconds any one wait may take on a loaded machine; an idle one needs far less
-
-
-def _probe(path: Path) -> dict:
-    done = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
-         "-show_entries", "format=format_name,duration", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
 
 
 def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, tmp_path: Path) -> None:
@@ -67,11 +58,10 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     out = tmp_path / "fetched" / "vertical.mp4"
     fetched = cli("fetch", video_id, "-o", str(out), "--exports", *url)
     assert fetched.code == 0, fetched.err
-    probe = _probe(out)
-    video_stream = next(s for s in probe["streams"] if s["codec_type"] == "video")
-    assert (video_stream["codec_name"], video_stream["width"], video_stream["height"]) == ("h264", 1080, 1920)
-    assert any(s["codec_type"] == "audio" for s in probe["streams"])
-    assert "mp4" in probe["format"]["format_name"] and float(probe["format"]["duration"]) > 1.0
+    info = probe(out)
+    assert (info.video_codec, info.width, info.height) == ("h264", 1080, 1920)
+    assert info.has_audio
+    assert "mp4" in info.container and info.duration > 1.0
     assert ET.parse(out.with_name("vertical.fcpxml")).getroot().tag == "fcpxml"
     assert "TITLE:" in out.with_name("vertical.edl").read_text()
     assert json.loads(out.with_name("vertical.otio.json").read_text())["OTIO_SCHEMA"].startswith("Timeline")

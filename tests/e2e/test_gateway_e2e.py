@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from autoedit_dagster.api.tokens import mint_token
+from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.partitions import video_id_for_upload
 from tests.servers import JWT_SECRET
 
@@ -36,15 +36,6 @@ RUNS = "query Runs { runsOrError { ... on Runs { results { runId status } } } }"
 
 def token(role: str, subject: str) -> str:
     return mint_token(JWT_SECRET, role, subject=subject, ttl=900)
-
-
-def probe(path: Path) -> dict:
-    done = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
-         "-show_entries", "format=format_name,duration", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +66,9 @@ def test_submit_status_fetch_through_the_gateway(stack: Stack, submitted: dict, 
     fetched = stack.autoedit("fetch", video_id, "-o", str(out), *operator)
     assert fetched.returncode == 0, fetched.stderr
     info = probe(out)
-    picture = next(s for s in info["streams"] if s["codec_type"] == "video")
-    assert (picture["codec_name"], picture["width"], picture["height"]) == ("h264", 1080, 1920)
-    assert any(s["codec_type"] == "audio" for s in info["streams"])
-    assert "mp4" in info["format"]["format_name"] and float(info["format"]["duration"]) > 1.0
+    assert (info.video_codec, info.width, info.height) == ("h264", 1080, 1920)
+    assert info.has_audio
+    assert "mp4" in info.container and info.duration > 1.0
 
 
 def test_viewer_reads_but_may_not_mutate_and_no_token_is_401(stack: Stack) -> None:

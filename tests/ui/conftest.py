@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Instance, Server, Servers, make_clip
+from tests.servers import Instance, Server, Servers
 from tests.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
 
 CHROMIUM_ARGS = [
@@ -46,28 +46,11 @@ class Deployment:
         self.video_id = video_id
 
 
-def render_one_video(instance: Instance) -> str:
-    """`video_job` in-process for a generated clip in uploads/, on `instance`; the video id."""
-    from autoedit_dagster.definitions import build_definitions
-    from autoedit_dagster.partitions import video_id_for_upload
-    from autoedit_dagster.resources import LocalMediaStore
-
-    clip = instance.storage / UPLOAD
-    clip.parent.mkdir(parents=True)
-    make_clip(clip)
-    video_id = video_id_for_upload(UPLOAD)
-    job = build_definitions(LocalMediaStore(root=str(instance.storage))).resolve_job_def("video_job")
-    with instance.open() as dagster_instance:
-        dagster_instance.add_dynamic_partitions("videos", [video_id])
-        assert job.execute_in_process(instance=dagster_instance, partition_key=video_id).success
-    return video_id
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     chromium_path()  # skip before the expensive part
     instance = Instance.create(tmp_path_factory.mktemp("ui"))
-    video_id = render_one_video(instance)
+    video_id = instance.render_video(UPLOAD)
     with Servers(instance) as servers:
         webserver = servers.start_webserver()
         servers.wait_webserver(webserver)
