@@ -26,16 +26,16 @@ import numpy as np
 import polars as pl
 
 from . import ffmpeg_io
-from .config import AnalysisSettings
+from .config import AnalysisSettings, ShotSettings
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import MediaInfo
 from .subjects import Subject, SubjectTracker
 
 SIGNATURE_SIDE = 16
 PIPE_BYTES = 1 << 20
-# A content change this large (ContentDetector's default threshold) may be a cut: the next subject
-# sample searches the whole frame for faces again.
-NEW_SHOT_SCORE = 27.0
+# A content change this large (the cut detector's default threshold, ContentDetector's too) may be
+# a cut: the next subject sample searches the whole frame for faces again.
+NEW_SHOT_SCORE = ShotSettings().cut_threshold
 # Deblocking is a fifth of H.264/HEVC decoding and only smooths block edges that vanish when the
 # frame is shrunk to analysis size; skipping it makes the one analysis pass as cheap as a plain
 # decode of the file. Other decoders ignore the option.

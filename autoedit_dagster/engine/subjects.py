@@ -111,18 +111,12 @@ def salient_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
     return Subject((cx + 0.5) * sx, (cy + 0.5) * sy, 2 * spread_x * sx, 2 * spread_y * sy, "saliency")
 
 
-def locate_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
-    """The subject of one frame on its own: faces of the whole frame, else saliency."""
-    faces = find_faces(gray)
-    return faces_subject(faces) if faces else salient_subject(gray, previous)
-
-
 FOLLOW_MISSES = 2
 """Samples a followed face may be missed before the tracker stops looking near its last place."""
 
 
 class SubjectTracker:
-    """The subject of successive sampled frames, at a fraction of the cost of `locate_subject` on each.
+    """The subject of successive sampled frames, without a whole-frame face search on each.
 
     A whole-frame face search costs ~20 ms on a 256-px frame, so it runs only on every
     `search_every`-th sample and on the first sample of a new shot. On the samples between,

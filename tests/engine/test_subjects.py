@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from autoedit_dagster.engine import subjects
-from autoedit_dagster.engine.subjects import SubjectTracker, faces_near, find_faces, locate_subject
+from autoedit_dagster.engine.subjects import SubjectTracker, faces_near, faces_subject, find_faces, salient_subject
 
 
 def gray_frames(path: Path, fps: int, width: int = 256) -> list[np.ndarray]:
@@ -17,6 +17,12 @@ def gray_frames(path: Path, fps: int, width: int = 256) -> list[np.ndarray]:
          "-f", "rawvideo", "-"], check=True, capture_output=True,
     ).stdout  # fmt: skip
     return list(np.frombuffer(raw, np.uint8).reshape(-1, height, width))
+
+
+def locate_subject(gray: np.ndarray, previous: np.ndarray | None) -> subjects.Subject:
+    """The reference the tracker saves work against: the whole frame searched on every sample."""
+    faces = find_faces(gray)
+    return faces_subject(faces) if faces else salient_subject(gray, previous)
 
 
 @pytest.fixture(scope="module")
