@@ -94,6 +94,7 @@ def test_engine_commands_do_not_load_dagster(talk, tmp_path: Path) -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert "loaded Dagster" not in run.stderr
+    assert run.returncode == 0, run.stderr
     assert "usage: autoedit submit" in run.stdout  # the remote commands are still there when named
 
 
