@@ -83,20 +83,23 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from .engine.exports import EXPORT_SUFFIXES
-    from .engine.pipeline import edit
+    from .engine.edit import edit
 
     source, output = Path(args.input), Path(args.output)
     if output.resolve() == source.resolve():
         raise MediaError(f"{output}: output would overwrite the input; choose another -o")
     exports = [x.strip() for x in args.export.split(",") if x.strip()] if args.export else []
-    unknown = sorted(set(exports) - set(EXPORT_SUFFIXES))
-    if unknown:
-        print(
-            f"autoedit: error: unknown export {', '.join(unknown)}; choose from {','.join(EXPORT_SUFFIXES)}",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
+    if exports:
+        # OpenTimelineIO only when exports are asked for: this process waits beside the render.
+        from .engine.exports import EXPORT_SUFFIXES
+
+        unknown = sorted(set(exports) - set(EXPORT_SUFFIXES))
+        if unknown:
+            print(
+                f"autoedit: error: unknown export {', '.join(unknown)}; choose from {','.join(EXPORT_SUFFIXES)}",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
     bar = _ProgressBar(sys.stderr.isatty())
     result = edit(source, output, args.profile, exports=exports, timeline_png_path=args.timeline_png, on_progress=bar)
     bar.close()

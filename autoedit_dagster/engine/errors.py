@@ -50,3 +50,7 @@ class FFmpegFailed(RuntimeError):
         self.args_list = args
         self.returncode = returncode
         self.stderr = stderr
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt from its own arguments when it crosses a process boundary (the planning child).
+        return (FFmpegFailed, (self.args_list, self.returncode, self.stderr))

@@ -33,7 +33,8 @@ _REFERENCING_DEMUXERS = {"hls", "applehttp", "dash", "concat", "ffmetadata", "im
 LOG_ARGS = ["-hide_banner", "-nostdin", "-loglevel", "error"]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Have Linux kill this process when its parent dies (for processes that must not outlive it)."""
     # ffmpeg ignores SIGPIPE: if the worker that started it is killed (kill -9, OOM), it would
     # keep encoding into an orphaned temp folder. Linux's parent-death signal ends it too.
     with contextlib.suppress(OSError, AttributeError):
@@ -41,7 +42,7 @@ def _die_with_parent() -> None:
 
 
 # Keyword arguments for every subprocess that runs ffmpeg/ffprobe.
-CHILD = {"preexec_fn": _die_with_parent} if sys.platform.startswith("linux") else {}
+CHILD = {"preexec_fn": die_with_parent} if sys.platform.startswith("linux") else {}
 
 
 def input_args(path: str | Path, decoder_args: Sequence[str] = ()) -> list[str]:

@@ -1,6 +1,6 @@
-"""The whole edit, stage by stage: probe, analyse once, plan, render, export.
+"""The edit's stages up to the render: probe, analyse once, plan the cut and the crop.
 
-Each stage is a plain function so the CLI runs them in a row and the Dagster assets run them
+Each stage is a plain function so `edit` runs them in a row and the Dagster assets run them
 one asset at a time, with the same results.
 """
 
@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from pydantic import BaseModel
 
 from .analysis import analyze
-from .config import EditProfile, EditSettings, get_profile
+from .config import EditProfile, EditSettings
 from .media_info import MediaInfo, check_editable, probe
 from .reframe import crop_path_records, plan_reframe
-from .render import RenderResult, render
 from .shots import ShotBoundary, detect_shots, shot_ranges
 from .speech import ranges_to_seconds, speech_segments
 from .timeline import FrameRange, Timeline, crop_keys, even
@@ -115,63 +113,3 @@ def analysis_summary(source: SourceAnalysis, crop_path: pl.DataFrame | None) -> 
         "speech": [list(r) for r in ranges_to_seconds(source.speech, info.fps_exact)],
         "crop_path": crop_path_records(crop_path) if crop_path is not None else [],
     }
-
-
-class EditResult(BaseModel):
-    """What `edit` produced, for the CLI's summary and the Dagster metadata."""
-
-    output: str
-    profile: str
-    source_duration: float
-    output_duration: float
-    kept_ranges: int
-    shots: int
-    exports: dict[str, str]
-    timeline_png: str | None
-    render: RenderResult
-    timings: dict[str, float]
-
-
-def edit(
-    source_path: str | Path,
-    output: str | Path,
-    profile: str | EditProfile = "tate",
-    settings: EditSettings | None = None,
-    exports: list[str] | None = None,
-    timeline_png_path: str | Path | None = None,
-    on_progress: Progress | None = None,
-) -> EditResult:
-    """Edit `source_path` into `output` for one profile, with optional exports and timeline PNG."""
-    settings = settings or EditSettings()
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    output = Path(output)
-    source = analyze_source(source_path, settings, on_progress)
-    crop_path = plan_crop(source, prof, settings)
-    timeline = build_timeline(source.info, source.frames.height, source.speech, prof, crop_path)
-    started = time.perf_counter()
-    result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
-    timings = {**source.timings, "render_s": time.perf_counter() - started}
-    # Imported only when asked for: OpenTimelineIO and its adapter plugins stay out of an edit
-    # without exports, whose Python process waits beside ffmpeg for the whole render.
-    written: dict[str, Path] = {}
-    if exports:
-        from .exports import export_all
-
-        written = export_all(timeline, exports, output.with_suffix(""))
-    png = None
-    if timeline_png_path is not None:
-        from .previews import timeline_png
-
-        png = timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
-    return EditResult(
-        output=str(output),
-        profile=prof.name,
-        source_duration=timeline.source_duration,
-        output_duration=timeline.output_duration,
-        kept_ranges=len(timeline.ranges),
-        shots=len(source.shots) + 1,
-        exports={k: str(v) for k, v in written.items()},
-        timeline_png=str(png) if png else None,
-        render=result,
-        timings=timings,
-    )
