@@ -233,8 +233,8 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
 def interleaved(candidates: dict[str, Callable[[], object]], rounds: int = REPEATS) -> dict[str, list[float]]:
     """Wall seconds of each candidate, run in turn `rounds` times (A B C A B C ...).
 
-    On a shared 2-core VM one run moves by more than the margins measured here (the same render
-    took 22 to 31 s in one hour); alternating and comparing medians keeps drift out of the ratio.
+    On a shared 2-core VM one run moves by more than the margins measured here (each section lists
+    its runs); alternating and comparing medians keeps drift out of the ratio.
     """
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):

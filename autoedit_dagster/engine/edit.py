@@ -35,7 +35,6 @@ class EditPlan(BaseModel):
 
     timeline: Timeline
     shots: int = Field(description="Shots in the source (boundaries + 1).")
-    timeline_png: str | None = Field(description="Where the timeline picture was written, if asked for.")
     timings: dict[str, float]
 
 
@@ -57,15 +56,9 @@ def plan_edit(
     source = analyze_source(source_path, settings, on_progress)
     crop_path = plan_crop(source, profile, settings)
     timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
-    png = None
     if timeline_png_path is not None:
-        png = timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
-    return EditPlan(
-        timeline=timeline,
-        shots=len(source.shots) + 1,
-        timeline_png=str(png) if png else None,
-        timings=source.timings,
-    )
+        timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
+    return EditPlan(timeline=timeline, shots=len(source.shots) + 1, timings=source.timings)
 
 
 class EditResult(BaseModel):
@@ -172,9 +165,7 @@ def edit(
         started = time.perf_counter()
         result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
         timings = {**plan.timings, "render_s": time.perf_counter() - started}
-        png = None
-        if timeline_png_path is not None and plan.timeline_png:
-            png = Path(shutil.move(plan.timeline_png, timeline_png_path))
+        png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft is not None else None
     # Imported only when asked for, and after the render: OpenTimelineIO and its adapter plugins.
     written: dict[str, Path] = {}
     if exports:
