@@ -1,14 +1,18 @@
 """The one decode pass: per-frame loudness, scene change, motion and subject, as a polars table.
 
-ffmpeg decodes the file once and streams two pipes: small RGB frames (`AnalysisSettings.width`
+ffmpeg decodes the file once and streams two pipes: small YUV 4:2:0 frames (`AnalysisSettings.width`
 wide) on stdout and 16 kHz mono PCM on a second descriptor. Python keeps only the previous frame
-and one row of numbers per frame, so memory does not grow with the video's length beyond
-that per-frame table.
+and one row of numbers per frame, so memory does not grow with the video's length beyond that
+per-frame table.
 
 Speed: the pass costs about what a plain `ffmpeg -i IN -f null -` costs. The decoder skips
-deblocking (invisible at analysis size, a fifth of H.264 decoding), the per-frame work is a few
-OpenCV calls on a 256-px frame, and the one expensive thing, a whole-frame face search (~20 ms),
-runs on a worker thread for only a fraction of the subject samples (`SubjectTracker`).
+deblocking (invisible at analysis size, a fifth of H.264 decoding), frames leave ffmpeg in the
+decoder's own YUV (converting to RGB costs ffmpeg a tenth of the pass, more than the same on the
+small frame in Python), the per-frame work is a few OpenCV calls on a 256-px frame, and the one
+expensive thing, a whole-frame face search (~16 ms), runs for only a fraction of the subject
+samples (`SubjectTracker`). The decode alone keeps only about one and a half of two cores busy;
+Python's work runs on threads of lower priority (`AnalysisSettings.nice`) that fill that idle
+time instead of taking the CPU from the decode.
 """
 
 import contextlib
@@ -16,10 +20,12 @@ import fcntl
 import os
 import queue
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -41,6 +47,8 @@ NEW_SHOT_SCORE = ShotSettings().cut_threshold
 # decode of the file. Other decoders ignore the option.
 ANALYSIS_DECODE_ARGS = ("-skip_loop_filter", "all")
 SILENT_DB = -100.0
+# Video-range luma (16-235) to the full-range gray (0-255) that the thresholds downstream use.
+_FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
     "frame": pl.UInt32(),
@@ -63,7 +71,7 @@ frames far apart (flashes, dissolves) without decoding again."""
 
 
 def analysis_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int]:
-    width = min(settings.width, info.width - info.width % 2) or 2
+    width = min(settings.width - settings.width % 2, info.width - info.width % 2) or 2
     height = max(2, round(width * info.height / info.width / 2) * 2)
     return width, height
 
@@ -126,14 +134,15 @@ class _SubjectFinder(threading.Thread):
     frames in memory.
     """
 
-    def __init__(self, tracker: SubjectTracker) -> None:
+    def __init__(self, tracker: SubjectTracker, nice: int = 0) -> None:
         super().__init__(daemon=True)
-        self.tracker = tracker
-        self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=8)
+        self.tracker, self.nice = tracker, nice
+        self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=32)
         self.found: dict[int, Subject] = {}
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        _yield_to_decoder(self.nice)
         while (job := self.jobs.get()) is not None:
             if self.error is None:
                 index, gray, previous, new_shot = job
@@ -143,9 +152,94 @@ class _SubjectFinder(threading.Thread):
                     self.error = exc
 
 
+class _FrameReader(threading.Thread):
+    """Reads the frame pipe and measures each frame: luma, scene change, motion, signature.
+
+    Every `sample_every`-th frame goes to the subject finder, with whether the picture may have cut
+    since the previous sample.
+    """
+
+    def __init__(
+        self,
+        pipe: IO[bytes],
+        size: tuple[int, int],
+        finder: _SubjectFinder,
+        sample_every: int,
+        nice: int,
+        on_progress: Callable[[float], None] | None,
+        expected_frames: int,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.size, self.finder, self.sample_every, self.nice = pipe, size, finder, sample_every, nice
+        self.on_progress, self.expected = on_progress, max(1, expected_frames)
+        self.rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature")}
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        _yield_to_decoder(self.nice)
+        try:
+            self._read()
+        except BaseException as exc:
+            self.error = exc
+
+    def _read(self) -> None:
+        width, height = self.size
+        frame_bytes = width * height * 3 // 2
+        buffer = bytearray(frame_bytes)
+        view = memoryview(buffer)
+        rows = self.rows
+        prev_hsv: np.ndarray | None = None
+        prev_gray: np.ndarray | None = None
+        changed = True  # a possible cut since the last subject sample
+        while True:
+            got = 0
+            while got < frame_bytes and (n := self.pipe.readinto(view[got:])):
+                got += n
+            if got < frame_bytes:
+                return
+            yuv = np.frombuffer(buffer, dtype=np.uint8).reshape(height * 3 // 2, width)
+            gray = cv2.LUT(yuv[:height], _FULL_RANGE)
+            hsv = cv2.cvtColor(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), cv2.COLOR_RGB2HSV_FULL)
+            if prev_hsv is None or prev_gray is None:
+                scene, motion = 0.0, 0.0
+            else:
+                # ContentDetector's measure: mean |ΔH|, |ΔS|, |ΔV| averaged, on a 0-255 scale.
+                scene = sum(cv2.mean(cv2.absdiff(hsv, prev_hsv))[:3]) / 3.0
+                motion = float(cv2.mean(cv2.absdiff(gray, prev_gray))[0])
+            rows["luma"].append(float(cv2.mean(gray)[0]))
+            rows["scene_score"].append(scene)
+            rows["motion"].append(motion)
+            rows["signature"].append(
+                cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+            )
+            changed = changed or scene > NEW_SHOT_SCORE
+            if self.count % self.sample_every == 0:
+                self.finder.jobs.put((self.count, gray, prev_gray, changed))
+                changed = False
+            prev_hsv, prev_gray = hsv, gray
+            self.count += 1
+            if self.on_progress and self.count % 50 == 0:
+                self.on_progress(min(1.0, self.count / self.expected))
+
+
+def _yield_to_decoder(nice: int) -> None:
+    """Lower the calling thread's priority by `nice` (Linux keeps a nice value per thread).
+
+    ffmpeg's decode is the pass's floor and leaves part of a core idle; Python's per-frame and
+    subject work at a lower priority fills that idle time instead of slowing the decode. Threads
+    started from here inherit the value (OpenCV's pool, if it starts here); ffmpeg does not: it is
+    started from the caller's thread.
+    """
+    if nice > 0 and sys.platform == "linux":
+        thread = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
+
+
 def _command(info: MediaInfo, settings: AnalysisSettings, audio_fd: int | None) -> list[str]:
     width, height = analysis_size(info, settings)
-    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=fast_bilinear,format=rgb24[v]"
+    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=fast_bilinear,format=yuv420p[v]"
     outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1"]
     if audio_fd is not None:
         graph += f";[0:a:0]aresample={settings.audio_rate},aformat=sample_fmts=s16:channel_layouts=mono[a]"
@@ -166,7 +260,6 @@ def analyze(
     width, height = analysis_size(info, settings)
     fps = info.fps_exact
     scale_x, scale_y = info.width / width, info.height / height
-    frame_bytes = width * height * 3
 
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
     cmd = _command(info, settings, audio_write)
@@ -186,56 +279,30 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature")}
     sample_every = max(1, round(float(fps) / settings.subject_fps))
-    finder = _SubjectFinder(SubjectTracker(max(1, round(settings.subject_fps / settings.face_search_fps))))
+    tracker = SubjectTracker(max(1, round(settings.subject_fps / settings.face_search_fps)))
+    finder = _SubjectFinder(tracker, settings.nice)
     finder.start()
-    expected = max(1, info.frame_count)
-    buffer = bytearray(frame_bytes)
-    view = memoryview(buffer)
-    prev_hsv: np.ndarray | None = None
-    prev_gray: np.ndarray | None = None
-    index = 0
-    changed = True  # a possible cut since the last subject sample
+    frames = _FrameReader(
+        proc.stdout, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count
+    )  # fmt: skip
+    frames.start()
     try:
-        while True:
-            got = 0
-            while got < frame_bytes and (n := proc.stdout.readinto(view[got:])):
-                got += n
-            if got < frame_bytes:
-                break
-            rgb = np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
-            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
-            if prev_hsv is None or prev_gray is None:
-                scene, motion = 0.0, 0.0
-            else:
-                # ContentDetector's measure: mean |ΔH|, |ΔS|, |ΔV| averaged, on a 0-255 scale.
-                scene = sum(cv2.mean(cv2.absdiff(hsv, prev_hsv))[:3]) / 3.0
-                motion = float(cv2.mean(cv2.absdiff(gray, prev_gray))[0])
-            rows["luma"].append(float(cv2.mean(gray)[0]))
-            rows["scene_score"].append(scene)
-            rows["motion"].append(motion)
-            rows["signature"].append(
-                cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
-            )
-            changed = changed or scene > NEW_SHOT_SCORE
-            if index % sample_every == 0:
-                finder.jobs.put((index, gray, prev_gray, changed))
-                changed = False
-            prev_hsv, prev_gray = hsv, gray
-            index += 1
-            if on_progress and index % 50 == 0:
-                on_progress(min(1.0, index / expected))
+        frames.join()
     finally:
-        if proc.stdout:
-            proc.stdout.close()
+        if frames.is_alive():  # interrupted: stop ffmpeg so the reader sees the end of the pipe
+            proc.kill()
+            frames.join()
+        proc.stdout.close()
         proc.wait()
         drain.join()
         finder.jobs.put(None)
         finder.join()
         if audio is not None:
             audio.join()
+    if frames.error is not None:
+        raise frames.error
+    index, rows = frames.count, frames.rows
     stderr = b"".join(stderr_chunks).decode("utf-8", "replace")
     if proc.returncode != 0 and index == 0:
         if err := ffmpeg_io.media_error_from_stderr(stderr, info.path):

@@ -32,6 +32,14 @@ class AnalysisSettings(BaseModel):
         description="How often the whole frame is searched for faces (and at every new shot); faces "
         "already found are followed near their last place at `subject_fps`.",
     )
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness added to the pass's Python threads (Linux): they yield the CPU to "
+        "ffmpeg's decode, the pass's floor, and do their work in the time the decode leaves idle. 0 "
+        "keeps the caller's priority, for a worker whose other jobs should not get the CPU first.",
+    )
 
 
 class SilenceSettings(BaseModel):

@@ -1,6 +1,10 @@
 """analyze(): one decode pass to a per-frame table."""
 
+import os
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import polars as pl
@@ -69,3 +73,59 @@ def test_memory_does_not_hold_frames(tmp_path: Path) -> None:
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert table.height == 500
     assert grown_mb < 150
+
+
+def test_luma_is_full_range(tmp_path: Path) -> None:
+    """Video-range black and white (Y 16 and 235) read as 0 and 255, as the shot thresholds expect."""
+    clip = tmp_path / "bw.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=320x240:r=25:d=1", "-f", "lavfi",
+         "-i", "color=c=white:s=320x240:r=25:d=1", "-filter_complex", "[0][1]concat=n=2", "-c:v", "libx264",
+         "-pix_fmt", "yuv420p", str(clip)], check=True,
+    )  # fmt: skip
+    luma = analyze(probe(clip))["luma"].to_list()
+    assert max(luma[:20]) < 2
+    assert min(luma[-20:]) > 253
+
+
+def _ffmpeg_children_nice(source: Path) -> list[int]:
+    """Niceness of this process's ffmpeg children reading `source`, from /proc."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            reads_source = str(source).encode() in (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and reads_source:  # stat field 4: the parent's pid
+            found.append(int(fields[16]))  # stat field 19: nice
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+@pytest.mark.parametrize("nice", [10, 0])
+def test_python_side_yields_to_the_decode(bunny: Path, nice: int) -> None:
+    """The per-frame work runs at `nice`; ffmpeg keeps the caller's priority."""
+    caller = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[tuple[int, list[int]]] = []
+
+    def progress(_fraction: float) -> None:
+        if not seen:
+            seen.append((os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), _ffmpeg_children_nice(bunny)))
+
+    analyze(probe(bunny), AnalysisSettings(nice=nice), progress)
+    (reader, children) = seen[0]
+    assert reader == min(19, caller + nice)
+    assert children == [caller]  # the ffmpeg decoding the file
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # the caller's thread
+
+
+def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
+    def progress(_fraction: float) -> None:
+        raise RuntimeError("cancelled by the caller")
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="cancelled by the caller"):
+        analyze(probe(bunny), on_progress=progress)
+    assert time.monotonic() - started < 20
+    assert _ffmpeg_children_nice(bunny) == []  # ffmpeg is gone
