@@ -128,10 +128,12 @@ class _AudioLevels(threading.Thread):
 
 
 class _SubjectFinder(threading.Thread):
-    """Looks for subjects on sampled frames off the decode loop (OpenCV releases the GIL).
+    """Looks for subjects on sampled frames beside the frame reader (OpenCV releases the GIL).
 
-    The queue is small, so a slow detector slows reading (back-pressure) instead of piling up
-    frames in memory.
+    The queue is bounded (32 samples: 16 s at the default 2 per second, about 2 MB at 256 px), so
+    the finder can lag behind a burst of whole-frame searches while its low priority lets the
+    decode go first, and a detector slower than the video slows reading (back-pressure) instead of
+    piling up frames in memory.
     """
 
     def __init__(self, tracker: SubjectTracker, nice: int = 0) -> None:
