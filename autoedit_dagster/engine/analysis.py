@@ -38,6 +38,7 @@ from .media_info import MediaInfo
 from .subjects import Subject, SubjectTracker
 
 SIGNATURE_SIDE = 16
+CHROMA_SIDE = 8
 PIPE_BYTES = 1 << 20
 # A content change this large (the cut detector's default threshold, ContentDetector's too) may be
 # a cut: the next subject sample searches the whole frame for faces again.
@@ -57,6 +58,7 @@ ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
     "scene_score": pl.Float32(),
     "motion": pl.Float32(),
     "signature": pl.Binary(),
+    "chroma": pl.Binary(),
     "subject_cx": pl.Float32(),
     "subject_cy": pl.Float32(),
     "subject_w": pl.Float32(),
@@ -67,7 +69,8 @@ ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
 """One row per frame at the source's average rate. Subject columns are in displayed source
 pixels and set only on sampled frames; `audio_db` is the RMS level (dBFS) of the audio under the
 frame, null when the file has no sound; `signature` is a 16x16 grayscale thumbnail for comparing
-frames far apart (flashes, dissolves) without decoding again."""
+frames far apart (flashes, dissolves) without decoding again, and `chroma` its colour: 8x8
+thumbnails of the U then the V plane."""
 
 
 def analysis_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int]:
@@ -174,7 +177,7 @@ class _FrameReader(threading.Thread):
         super().__init__(daemon=True)
         self.pipe, self.size, self.finder, self.sample_every, self.nice = pipe, size, finder, sample_every, nice
         self.on_progress, self.expected = on_progress, max(1, expected_frames)
-        self.rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature")}
+        self.rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature", "chroma")}
         self.count = 0
         self.error: BaseException | None = None
 
@@ -214,6 +217,12 @@ class _FrameReader(threading.Thread):
             rows["motion"].append(motion)
             rows["signature"].append(
                 cv2.resize(gray, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+            )
+            # The U plane above the V plane, each half the frame's size: shrunk together, the top
+            # half of the thumbnail is U and the bottom half V.
+            planes = yuv[height:].reshape(height, width // 2)
+            rows["chroma"].append(
+                cv2.resize(planes, (CHROMA_SIDE, 2 * CHROMA_SIDE), interpolation=cv2.INTER_AREA).tobytes()
             )
             changed = changed or scene > NEW_SHOT_SCORE
             if self.count % self.sample_every == 0:

@@ -14,8 +14,10 @@ sustained fast motion never fires), in one of two ways:
   reads as several cuts). It also finds jump cuts inside one scene, which score 15-25.
 
 A candidate whose old picture comes back within `flash_window_frames` (any thumbnail before it
-closer to one after it than `flash_similarity` times the jump) is a flash, not a cut: photo
-flash, lightning, a white frame, or an insert too short to be a shot.
+closer to one after it than `flash_similarity` times the jump, in its gray pattern and, when the
+jump changes the colours, in the `chroma` thumbnail too) is a flash, not a cut: photo flash,
+lightning, a white frame, or an insert too short to be a shot. The colour keeps two different
+shots of similar brightness either side of a 2-frame shot from reading as one interrupted shot.
 
 **Gradual transitions** are runs of frames whose thumbnail changes more than the surrounding
 shots' own motion (`gradual_step_margin` above it), bridged over a repeated frame or a black
@@ -57,6 +59,10 @@ from .timeline import FrameRange
 _MIN_GRAY_JUMP = 2.0
 # Longest black between a fade out and a fade in that still makes one transition (seconds).
 _BLACK_HOLD_S = 1.0
+# Chroma change (mean over the U and V thumbnails, 0-255) below which a jump does not change the
+# colours enough to tell whether they come back: a white flash moves them by 1-2 levels, a cut
+# between coloured shots by 10-20. Below it, the gray pattern alone decides a flash.
+_MIN_CHROMA_JUMP = 6.0
 # Frames per chunk when differencing signatures, so memory stays flat for hour-long files.
 _CHUNK = 8192
 
@@ -91,8 +97,10 @@ def detect_shots(analysis: pl.DataFrame, fps: Fraction, settings: ShotSettings |
     luma = analysis["luma"].fill_null(strategy="forward").fill_null(0.0).to_numpy().astype(np.float64)
     sig = _signatures(analysis["signature"])
     step = _steps(sig)
+    # Tables analysed before the colour thumbnail existed have none: the gray pattern decides.
+    chroma = _signatures(analysis["chroma"]) if "chroma" in analysis.columns else None
 
-    cuts = _hard_cuts(score, luma, step, sig, settings)
+    cuts = _hard_cuts(score, luma, step, sig, chroma, settings)
     found = [
         ShotBoundary(frame=c, time=float(c / fps), kind="cut", score=round(float(score[c]), 3), length=1, start=c)
         for c in cuts.tolist()
@@ -146,7 +154,7 @@ def _steps(sig: np.ndarray) -> np.ndarray:
 
 
 def _distance(sig: np.ndarray, a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-    """Mean absolute gray difference between thumbnails `a` and `b` (index arrays, pairwise)."""
+    """Mean absolute difference between thumbnails `a` and `b` (index arrays, pairwise)."""
     return np.abs(sig[a].astype(np.int16) - sig[b]).mean(axis=-1)
 
 
@@ -166,7 +174,12 @@ def _neighbour_mean(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def _hard_cuts(
-    score: np.ndarray, luma: np.ndarray, step: np.ndarray, sig: np.ndarray, settings: ShotSettings
+    score: np.ndarray,
+    luma: np.ndarray,
+    step: np.ndarray,
+    sig: np.ndarray,
+    chroma: np.ndarray | None,
+    settings: ShotSettings,
 ) -> np.ndarray:
     """Frames that begin a new shot abruptly (sorted indices)."""
     window = settings.adaptive_window_frames
@@ -183,24 +196,30 @@ def _hard_cuts(
     candidate = (score >= settings.min_cut_score) & (sure | gray_jump)
     candidate[0] = False
     frames = np.flatnonzero(candidate)
-    return np.array([c for c in frames if not _is_flash(sig, int(c), settings)], dtype=np.int64)
+    return np.array([c for c in frames if not _is_flash(sig, chroma, int(c), settings)], dtype=np.int64)
 
 
-def _is_flash(sig: np.ndarray, cut: int, settings: ShotSettings) -> bool:
+def _is_flash(sig: np.ndarray, chroma: np.ndarray | None, cut: int, settings: ShotSettings) -> bool:
     """True when some picture shortly before `cut` comes back shortly after it.
 
     A real cut leaves the old shot for good, so every frame after it differs from every frame
     before it about as much as the jump itself; a flash (or a brief insert) returns to the
     picture it interrupted. Checking frames on both sides catches the flash's entry and its exit.
+    "Comes back" is judged relative to the jump, in the gray pattern and, when the jump changes
+    the colours, in colour too.
     """
     w = settings.flash_window_frames
     if w <= 0:
         return False
-    before = np.arange(max(0, cut - w), cut)
-    after = np.arange(cut, min(len(sig), cut + w + 1))
+    before = np.arange(max(0, cut - w), cut)[:, None]
+    after = np.arange(cut, min(len(sig), cut + w + 1))[None, :]
     jump = float(_distance(sig, cut - 1, cut))
-    closest = float(_distance(sig, before[:, None], after[None, :]).min())
-    return closest < settings.flash_similarity * jump
+    if jump <= 0:
+        return False
+    apart = _distance(sig, before, after) / jump
+    if chroma is not None and (colour_jump := float(_distance(chroma, cut - 1, cut))) >= _MIN_CHROMA_JUMP:
+        apart = np.maximum(apart, _distance(chroma, before, after) / colour_jump)
+    return float(apart.min()) < settings.flash_similarity
 
 
 def _motion_level(step: np.ndarray, context: int) -> np.ndarray:

@@ -57,6 +57,7 @@ def synthetic(
         "scene_score": np.zeros(n),
         "motion": np.zeros(n),
         "signature": [b"\0" * 256] * n,
+        "chroma": [b"\x80" * 128] * n,
         "subject_cx": sparse(xs),
         "subject_cy": sparse(ys),
         "subject_w": sparse(np.full(n, size)),

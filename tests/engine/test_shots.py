@@ -105,6 +105,32 @@ def test_without_the_flash_check_the_flash_becomes_cuts(flash_clip: pl.DataFrame
     assert {b.frame for b in found} >= {40, 43}
 
 
+@pytest.fixture(scope="module")
+def two_frame_shot_clip(media: Path) -> pl.DataFrame:
+    """Purple (30 frames), testsrc2 for 2 frames, then green of the same brightness (40 frames)."""
+    return _encode(
+        "-f", "lavfi", "-i", "color=c=0x9060C0:s=320x180:r=25:d=1.2",
+        "-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=0.08",
+        "-f", "lavfi", "-i", "color=c=0x40A060:s=320x180:r=25:d=1.6",
+        "-filter_complex", "[0:v][1:v][2:v]concat=n=3[v]", "-map", "[v]",
+        out=media / "two_frame_shot.mp4",
+    )  # fmt: skip
+
+
+def test_a_short_shot_between_two_colours_is_a_cut(two_frame_shot_clip: pl.DataFrame) -> None:
+    """The pictures either side match in gray but not in colour: the old shot never comes back."""
+    before, after = (np.frombuffer(two_frame_shot_clip["signature"][i], np.uint8) for i in (29, 32))
+    assert np.abs(before.astype(int) - after).mean() < 5  # the trap: gray alone sees a flash
+    (cut,) = detect_shots(two_frame_shot_clip, FPS)
+    assert cut.kind == "cut"
+    assert abs(cut.frame - 30) <= 2
+
+
+def test_a_table_without_colour_thumbnails_still_works(two_frame_shot_clip: pl.DataFrame) -> None:
+    """Analyses stored before `chroma` existed: the gray pattern alone decides, as it did then."""
+    assert detect_shots(two_frame_shot_clip.drop("chroma"), FPS) == []
+
+
 def test_a_dissolve_is_one_gradual_boundary(dissolve_clip: pl.DataFrame) -> None:
     found = detect_shots(dissolve_clip, FPS)
     assert len(found) == 1
@@ -174,7 +200,7 @@ def _table(frames: np.ndarray) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "frame": np.arange(n), "time": np.arange(n) / 25, "luma": flat.mean(axis=1),
-            "scene_score": change, "motion": change, "signature": [f.tobytes() for f in frames],
+            "scene_score": change, "motion": change, "signature": [f.tobytes() for f in frames], "chroma": none,
             "subject_cx": none, "subject_cy": none, "subject_w": none, "subject_h": none,
             "subject_kind": none, "audio_db": none,
         },
