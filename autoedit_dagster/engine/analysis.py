@@ -158,7 +158,7 @@ class _SubjectFinder(threading.Thread):
 
 
 class _FrameReader(threading.Thread):
-    """Reads the frame pipe and measures each frame: luma, scene change, motion, signature.
+    """Reads the frame pipe and measures each frame: luma, scene change, motion, thumbnails.
 
     Every `sample_every`-th frame goes to the subject finder, with whether the picture may have cut
     since the previous sample.
