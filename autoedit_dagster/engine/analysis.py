@@ -9,7 +9,7 @@ Speed: the pass costs about what a plain `ffmpeg -i IN -f null -` costs. The dec
 deblocking (invisible at analysis size, a fifth of H.264 decoding), frames leave ffmpeg in the
 decoder's own YUV (converting to RGB costs ffmpeg a tenth of the pass, more than the same on the
 small frame in Python), the per-frame work is a few OpenCV calls on a 256-px frame, and the one
-expensive thing, a whole-frame face search (~16 ms), runs for only a fraction of the subject
+expensive thing, a whole-frame face search (~16 ms of CPU), runs for only a fraction of the subject
 samples (`SubjectTracker`). The decode alone keeps only about one and a half of two cores busy;
 Python's work runs on threads of lower priority (`AnalysisSettings.nice`) that fill that idle
 time instead of taking the CPU from the decode.
@@ -79,23 +79,35 @@ def analysis_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int
     return width, height
 
 
-class _AudioLevels(threading.Thread):
-    """Reads s16 mono PCM from a pipe and sums energy per video-frame window."""
+class _Worker(threading.Thread):
+    """A thread of the pass: runs `work` at `nice` below the caller and keeps what it raised."""
 
-    def __init__(self, fd: int, rate: int, fps: Fraction) -> None:
+    def __init__(self, nice: int = 0) -> None:
         super().__init__(daemon=True)
-        self.fd, self.rate, self.fps = fd, rate, fps
-        self.energy: list[float] = []
-        self.counts: list[int] = []
+        self.nice = nice
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        _yield_to_decoder(self.nice)
         try:
-            self._read()
+            self.work()
         except BaseException as exc:
             self.error = exc
 
-    def _read(self) -> None:
+    def work(self) -> None:
+        raise NotImplementedError
+
+
+class _AudioLevels(_Worker):
+    """Reads s16 mono PCM from a pipe and sums energy per video-frame window."""
+
+    def __init__(self, fd: int, rate: int, fps: Fraction) -> None:
+        super().__init__()
+        self.fd, self.rate, self.fps = fd, rate, fps
+        self.energy: list[float] = []
+        self.counts: list[int] = []
+
+    def work(self) -> None:
         done = 0
         num, den = self.fps.numerator, self.fps.denominator
         with os.fdopen(self.fd, "rb", buffering=0) as pipe:
@@ -130,7 +142,7 @@ class _AudioLevels(threading.Thread):
         return np.where(counts > 0, db, SILENT_DB).astype(np.float32)
 
 
-class _SubjectFinder(threading.Thread):
+class _SubjectFinder(_Worker):
     """Looks for subjects on sampled frames beside the frame reader (OpenCV releases the GIL).
 
     The queue is bounded (32 samples: 16 s at the default 2 per second, about 2 MB at 256 px), so
@@ -140,14 +152,13 @@ class _SubjectFinder(threading.Thread):
     """
 
     def __init__(self, tracker: SubjectTracker, nice: int = 0) -> None:
-        super().__init__(daemon=True)
-        self.tracker, self.nice = tracker, nice
+        super().__init__(nice)
+        self.tracker = tracker
         self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=32)
         self.found: dict[int, Subject] = {}
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        _yield_to_decoder(self.nice)
+    def work(self) -> None:
+        # After a failure the queue is still drained, so the frame reader never blocks on it.
         while (job := self.jobs.get()) is not None:
             if self.error is None:
                 index, gray, previous, new_shot = job
@@ -157,7 +168,7 @@ class _SubjectFinder(threading.Thread):
                     self.error = exc
 
 
-class _FrameReader(threading.Thread):
+class _FrameReader(_Worker):
     """Reads the frame pipe and measures each frame: luma, scene change, motion, thumbnails.
 
     Every `sample_every`-th frame goes to the subject finder, with whether the picture may have cut
@@ -174,21 +185,13 @@ class _FrameReader(threading.Thread):
         on_progress: Callable[[float], None] | None,
         expected_frames: int,
     ) -> None:
-        super().__init__(daemon=True)
-        self.pipe, self.size, self.finder, self.sample_every, self.nice = pipe, size, finder, sample_every, nice
+        super().__init__(nice)
+        self.pipe, self.size, self.finder, self.sample_every = pipe, size, finder, sample_every
         self.on_progress, self.expected = on_progress, max(1, expected_frames)
         self.rows: dict[str, list] = {name: [] for name in ("luma", "scene_score", "motion", "signature", "chroma")}
         self.count = 0
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        _yield_to_decoder(self.nice)
-        try:
-            self._read()
-        except BaseException as exc:
-            self.error = exc
-
-    def _read(self) -> None:
+    def work(self) -> None:
         width, height = self.size
         frame_bytes = width * height * 3 // 2
         buffer = bytearray(frame_bytes)

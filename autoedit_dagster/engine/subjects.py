@@ -118,7 +118,7 @@ FOLLOW_MISSES = 2
 class SubjectTracker:
     """The subject of successive sampled frames, without a whole-frame face search on each.
 
-    A whole-frame face search costs ~20 ms on a 256-px frame, so it runs only on every
+    A whole-frame face search costs ~16 ms of CPU on a 256-px frame, so it runs only on every
     `search_every`-th sample and on the first sample of a new shot. On the samples between,
     faces already found are followed in a small window around them; with none to follow, the
     motion/contrast saliency answers, as it does whenever no face is found.
