@@ -347,7 +347,7 @@ def render_command(
         *audio_args,
         # Chapters and source metadata describe the uncut source; rotation is already applied.
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-        "-movflags", "+faststart", "-f", "mp4", str(output),
+        "-movflags", "+faststart", "-f", "mp4", ffmpeg_io.output_arg(output),
     ]  # fmt: skip
 
 
