@@ -28,8 +28,6 @@ public API for either; both are stable across 1.x and pinned with dagster==1.13.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.errors import DagsterUserCodeUnreachableError
@@ -39,37 +37,11 @@ from dagster._grpc.client import DagsterGrpcClient
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
 from dagster._serdes import deserialize_value
 
+from autoedit_dagster.engine.tempfiles import process_alive
+
 # A health check must not hold up the daemon's loop over every run in flight.
 GRPC_TIMEOUT_SECONDS = 5
 STARTED_PROCESS_MESSAGE = "Started process for run"
-
-
-def process_alive(pid: int, not_after: float) -> bool:
-    """True if process `pid` runs (not a zombie) and started no later than `not_after` (epoch s).
-
-    The start time guards against pid reuse: a new process with the dead worker's pid is younger.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): existence only
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return False
-    boot = next(
-        float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-    )
-    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    # btime and the start tick are whole-second/tick precise: allow a little slack.
-    return started <= not_after + 2.0
 
 
 class MonitoredRunLauncher(dg.DefaultRunLauncher):

@@ -37,6 +37,8 @@ PROTECTED_PREFIXES = ("uploads/", "renders/")
 
 # Our own in-flight temp files start with this (hidden, so the upload sensor ignores them too).
 TMP_PREFIX = ".autoedit-tmp-"
+# The engine renders to a hidden `.<name>.<id>.part` beside the output before renaming it.
+PART_SUFFIX = ".part"
 
 _MB = 1024 * 1024
 
@@ -70,6 +72,18 @@ def _check_prefix(prefix: str) -> str:
     if prefix:
         check_key(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+def check_deletable_key(key: str) -> str:
+    """Refuse single keys under uploads/ or renders/ (and unsafe keys)."""
+    if check_key(key).startswith(PROTECTED_PREFIXES):
+        raise PermissionError(f"refusing to delete {key!r}: uploads/ and renders/ are never deleted")
+    return key
+
+
+def is_temp_name(name: str) -> bool:
+    """A temporary file of ours: a store write in progress, or an engine render's partial output."""
+    return name.startswith(TMP_PREFIX) or (name.startswith(".") and name.endswith(PART_SUFFIX))
 
 
 def check_deletable_prefix(prefix: str) -> str:
@@ -124,6 +138,18 @@ class MediaStore(dg.ConfigurableResource):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under the folder `prefix`; returns the count. Refuses uploads/, renders/."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Delete the object `key`; True if it existed. Refuses keys under uploads/ and renders/."""
+
+    def sweep_temp_files(self, older_than_seconds: float, now: float) -> list[str]:
+        """Delete our own temporary files last modified over `older_than_seconds` ago; their keys.
+
+        The base store has none: an S3 object appears whole (an unfinished multipart upload is
+        invisible, and aborted by the bucket's lifecycle rule, deploy/s3-lifecycle.json).
+        """
+        return []
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
@@ -231,6 +257,28 @@ class LocalMediaStore(MediaStore):
         count = sum(1 for item in folder.rglob("*") if item.is_file())
         shutil.rmtree(folder)
         return count
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(check_deletable_key(key)).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def sweep_temp_files(self, older_than_seconds: float, now: float) -> list[str]:
+        root = self._root()
+        removed: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            if Path(dirpath) == root:
+                # uploads/ belongs to producers: their own `.x.part` files are not ours to delete.
+                dirnames[:] = [name for name in dirnames if name != "uploads"]
+            for name in filenames:
+                path = Path(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if is_temp_name(name) and now - path.lstat().st_mtime > older_than_seconds:
+                        path.unlink()
+                        removed.append(path.relative_to(root).as_posix())
+        return removed
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         _check_prefix(prefix)
@@ -441,6 +489,11 @@ class S3MediaStore(MediaStore):
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             count += len(batch)
         return count
+
+    def delete(self, key: str) -> bool:
+        existed = self._head(check_deletable_key(key)) is not None
+        self._s3().delete_object(Bucket=self.bucket, Key=self._full(key))
+        return existed
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         _check_prefix(prefix)

@@ -29,7 +29,7 @@ from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
-from autoedit_dagster.run_launcher import process_alive
+from autoedit_dagster.engine.tempfiles import process_alive
 from tests.production.conftest import free_port
 from tests.services import fresh_postgres_database
 
