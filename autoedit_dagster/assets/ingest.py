@@ -28,9 +28,23 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_unusable_key(store: MediaStore, key: str) -> None:
+    """Fail the run (never retried) if `key` cannot name an object of this store (`uploads//x.mp4` locally)."""
+    try:
+        store.uri(key)
+    except ValueError as exc:
+        raise dg.Failure(
+            description=f"the upload key cannot be read from this store: {exc}",
+            metadata={"reason": "unusable upload key", "upload_key": key},
+            allow_retries=False,
+        ) from exc
+
+
 def find_upload(store: MediaStore, video_id: str, tags: dict[str, str]) -> str:
     """The upload key of `video_id`: from the sensor's run tag, else by listing uploads/ (backfills)."""
     tagged = tags.get(TAG_UPLOAD_KEY)
+    if tagged:
+        refuse_unusable_key(store, tagged)
     if tagged and video_id_for_upload(tagged) == video_id and store.exists(tagged):
         return tagged
     for obj in store.list(UPLOADS):

@@ -67,6 +67,16 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_object_key(key: str) -> str:
+    """`check_key` for S3, where a key is an opaque name: empty segments (`uploads//x.mp4`, which
+    S3 tools and producers' scripts write) are allowed; `.`/`..` segments and absolute keys are not.
+    """
+    if isinstance(key, str) and key and not key.startswith("/") and "//" in key:
+        check_key("/".join(part for part in key.split("/") if part))
+        return key
+    return check_key(key)
+
+
 def _check_prefix(prefix: str) -> str:
     # A listing prefix may be empty or end with "/" (a folder); its other parts must be safe.
     if prefix:
@@ -392,21 +402,21 @@ class S3MediaStore(MediaStore):
         return f"{prefix}/{key}" if prefix else key
 
     def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._full(check_key(key))}"
+        return f"s3://{self.bucket}/{self._full(check_object_key(key))}"
 
     def key_from_uri(self, uri_or_key: str) -> str:
         if uri_or_key.startswith("s3://"):
             base = f"s3://{self.bucket}/{self._full('')}"
             if not uri_or_key.startswith(base):
                 raise ValueError(f"{uri_or_key} is outside {base}")
-            return check_key(uri_or_key[len(base) :])
-        return check_key(uri_or_key)
+            return check_object_key(uri_or_key[len(base) :])
+        return check_object_key(uri_or_key)
 
     def _head(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
-            return self._s3().head_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+            return self._s3().head_object(Bucket=self.bucket, Key=self._full(check_object_key(key)))
         except ClientError as error:
             if _is_missing(error):
                 return None
@@ -430,7 +440,7 @@ class S3MediaStore(MediaStore):
         from botocore.exceptions import ClientError
 
         try:
-            response = self._s3().get_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+            response = self._s3().get_object(Bucket=self.bucket, Key=self._full(check_object_key(key)))
         except ClientError as error:
             if _is_missing(error):
                 raise FileNotFoundError(f"no such object: {self.uri(key)}") from error
@@ -439,13 +449,13 @@ class S3MediaStore(MediaStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic: the key shows the old object until the new one is complete.
-        self._s3().put_object(Bucket=self.bucket, Key=self._full(check_key(key)), Body=data)
+        self._s3().put_object(Bucket=self.bucket, Key=self._full(check_object_key(key)), Body=data)
 
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         # The transfer manager goes multipart above the threshold; the object is published only by
         # CompleteMultipartUpload, and a failed upload is aborted, so no partial object appears.
         self._s3().upload_file(
-            os.fspath(local_path), self.bucket, self._full(check_key(key)), Config=self._transfer_config()
+            os.fspath(local_path), self.bucket, self._full(check_object_key(key)), Config=self._transfer_config()
         )
 
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
@@ -456,7 +466,8 @@ class S3MediaStore(MediaStore):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=".tmp")
         os.close(fd)
         try:
-            self._s3().download_file(self.bucket, self._full(check_key(key)), tmp, Config=self._transfer_config())
+            full = self._full(check_object_key(key))
+            self._s3().download_file(self.bucket, full, tmp, Config=self._transfer_config())
             os.replace(tmp, target)
         except ClientError as error:
             if _is_missing(error):
