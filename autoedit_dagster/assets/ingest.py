@@ -29,7 +29,8 @@ def sha256_of(path: Path) -> str:
 
 
 def refuse_unusable_key(store: MediaStore, key: str) -> None:
-    """Fail the run (never retried) if `key` cannot name an object of this store (`uploads//x.mp4` locally)."""
+    """Fail the run (never retried) if `key` names no object this store reads (`uploads//x.mp4` or a
+    symbolic link in a local folder)."""
     try:
         store.uri(key)
     except ValueError as exc:
@@ -78,6 +79,7 @@ def source_video(context: dg.AssetExecutionContext, config: IngestConfig, store:
     """The uploaded file: located, probed, validated against the limits, fingerprinted (sha256)."""
     video_id = context.partition_key
     upload_key = find_upload(store, video_id, context.run.tags)
+    refuse_unusable_key(store, upload_key)
     limits = settings_of(config, InputLimits)
     with store.local_copy(upload_key) as path:
         try:

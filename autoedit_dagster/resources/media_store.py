@@ -68,8 +68,9 @@ def check_key(key: str) -> str:
 
 
 def check_object_key(key: str) -> str:
-    """`check_key` for S3, where a key is an opaque name: empty segments (`uploads//x.mp4`, which
-    S3 tools and producers' scripts write) are allowed; `.`/`..` segments and absolute keys are not.
+    """`check_key` for reading S3, where a key is an opaque name: empty segments (`uploads//x.mp4`,
+    which S3 tools and producers' scripts write) are allowed; `.`/`..` segments and absolute keys
+    are not. What the pipeline writes always passes `check_key`.
     """
     if isinstance(key, str) and key and not key.startswith("/") and "//" in key:
         check_key("/".join(part for part in key.split("/") if part))
@@ -182,7 +183,14 @@ class LocalMediaStore(MediaStore):
         return Path(self.root).expanduser().resolve()
 
     def _path(self, key: str) -> Path:
-        return self._root().joinpath(*check_key(key).split("/"))
+        root = self._root()
+        path = root.joinpath(*check_key(key).split("/"))
+        # A symbolic link is never followed out of the root, nor anywhere under uploads/: a
+        # producer's link to /etc/... would otherwise be read, rendered and published.
+        real = path.resolve()
+        if real != path and (key.startswith("uploads/") or not real.is_relative_to(root)):
+            raise ValueError(f"refused {key!r}: it goes through a symbolic link ({real})")
+        return path
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -305,7 +313,7 @@ class LocalMediaStore(MediaStore):
                 if not key.startswith(prefix):
                     continue
                 try:
-                    st = path.stat()
+                    st = path.lstat()  # a symbolic link is listed as itself, never followed
                 except FileNotFoundError:  # removed between walk and stat
                     continue
                 yield self._stored(key, st)
@@ -449,13 +457,13 @@ class S3MediaStore(MediaStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic: the key shows the old object until the new one is complete.
-        self._s3().put_object(Bucket=self.bucket, Key=self._full(check_object_key(key)), Body=data)
+        self._s3().put_object(Bucket=self.bucket, Key=self._full(check_key(key)), Body=data)
 
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         # The transfer manager goes multipart above the threshold; the object is published only by
         # CompleteMultipartUpload, and a failed upload is aborted, so no partial object appears.
         self._s3().upload_file(
-            os.fspath(local_path), self.bucket, self._full(check_object_key(key)), Config=self._transfer_config()
+            os.fspath(local_path), self.bucket, self._full(check_key(key)), Config=self._transfer_config()
         )
 
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
