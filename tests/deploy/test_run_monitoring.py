@@ -166,8 +166,9 @@ def test_killed_render_is_failed_and_its_slot_goes_to_the_next_render(
     # The code server's restart (seconds on a loaded machine) and one poll.
     assert failed_at - killed_at < 30
     # Slots freed FREE_AFTER_S after the run ended, found by the next poll; the queue's next
-    # dequeue (every 2 s) then starts a run worker process, which takes seconds to import.
-    assert started_at - failed_at < FREE_AFTER_S + 2 * POLL_S + 2 + 10
+    # dequeue (every 2 s) then starts a run worker process, which takes 5-15 s to import on a
+    # loaded two-core machine (measured: 8-14 s).
+    assert started_at - failed_at < FREE_AFTER_S + 2 * POLL_S + 2 + 20
 
 
 @pytest.mark.parametrize("alive", [True, False])
