@@ -1,8 +1,7 @@
 """MediaStore: one storage API for uploads, intermediates and renders, on a local folder or S3.
 
-Keys are relative, `/`-separated and identical on both backends (DESIGN.md layout):
-``uploads/...``, ``work/<video_id>/...``, ``renders/<video_id>/<profile>/...``,
-``quarantine/<video_id>.json``, ``catalog/videos.parquet``. Writes are atomic: a reader never
+Keys are relative, `/`-separated and identical on both backends (the layout is named in
+`autoedit_dagster/layout.py`). Writes are atomic: a reader never
 sees a half-written object at a final key (local: temp file + ``os.replace``; S3: an object
 only becomes visible once its single PUT or multipart upload completes).
 
@@ -32,8 +31,11 @@ from urllib.parse import unquote, urlparse
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-# Producers own these: the pipeline only reads uploads/ and only ever adds renders.
-PROTECTED_PREFIXES = ("uploads/", "renders/")
+from autoedit_dagster.layout import IDS_PREFIX, RENDERS_PREFIX, UPLOADS_PREFIX
+
+# Producers own uploads/: the pipeline only reads it and only ever adds renders. An id claim is
+# what keeps a second upload off a video's renders: deleting one would reopen the id.
+PROTECTED_PREFIXES = (UPLOADS_PREFIX, RENDERS_PREFIX, IDS_PREFIX)
 
 # Our own in-flight temp files start with this (hidden, so the upload sensor ignores them too).
 TMP_PREFIX = ".autoedit-tmp-"
@@ -73,7 +75,7 @@ def _check_prefix(prefix: str) -> str:
 
 
 def check_deletable_prefix(prefix: str) -> str:
-    """Refuse prefixes that are, contain or sit inside uploads/ or renders/ (and non-folder prefixes)."""
+    """Refuse prefixes that are, contain or sit inside a protected prefix (and non-folder prefixes)."""
     if not prefix.endswith("/"):
         # "work/abc" would also match "work/abcdef/": only whole folders are deleted.
         raise ValueError(f"delete_prefix needs a folder prefix ending in '/': {prefix!r}")
@@ -107,6 +109,13 @@ class MediaStore(dg.ConfigurableResource):
         """Atomically create or replace `key`."""
 
     @abstractmethod
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Atomically create `key` unless it exists: True if written, False (nothing changed) if not.
+
+        Of two concurrent callers exactly one wins, on both backends.
+        """
+
+    @abstractmethod
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         """Atomically publish a local file at `key` (S3: multipart above the threshold)."""
 
@@ -123,7 +132,7 @@ class MediaStore(dg.ConfigurableResource):
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under the folder `prefix`; returns the count. Refuses uploads/, renders/."""
+        """Delete every object under the folder `prefix`; returns the count. Refuses `PROTECTED_PREFIXES`."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
@@ -177,7 +186,7 @@ class LocalMediaStore(MediaStore):
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
-    def _atomic_write(self, path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    def _atomic_write(self, path: Path, write: Callable[[IO[bytes]], None], *, exclusive: bool = False) -> bool:
         # The temp file sits beside the target so os.replace is a same-filesystem rename.
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".tmp")
@@ -188,7 +197,17 @@ class LocalMediaStore(MediaStore):
                 os.fsync(handle.fileno())
             # mkstemp creates 0600; published files must stay readable by the webserver/other users.
             os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            if not exclusive:
+                os.replace(tmp, path)
+                return True
+            # link() fails if the name exists: create-if-absent, and never a half-written file.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            return True
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -196,6 +215,9 @@ class LocalMediaStore(MediaStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(self._path(key), lambda handle: handle.write(data))
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        return self._atomic_write(self._path(key), lambda handle: handle.write(data), exclusive=True)
 
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         def copy(handle: IO[bytes]) -> None:
@@ -392,6 +414,20 @@ class S3MediaStore(MediaStore):
     def write_bytes(self, key: str, data: bytes) -> None:
         # A single PUT is atomic: the key shows the old object until the new one is complete.
         self._s3().put_object(Bucket=self.bucket, Key=self._full(check_key(key)), Body=data)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            # A conditional PUT (AWS, MinIO, moto): 412 when the key exists, 409 when another
+            # conditional write to it is in flight. Either way someone else got there first.
+            self._s3().put_object(Bucket=self.bucket, Key=self._full(check_key(key)), Body=data, IfNoneMatch="*")
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (409, 412):
+                return False
+            raise
+        return True
 
     def put_file(self, local_path: str | os.PathLike[str], key: str) -> None:
         # The transfer manager goes multipart above the threshold; the object is published only by

@@ -37,6 +37,13 @@ def test_write_read_stat_exists(store: MediaStore) -> None:
     assert second.size == 9 and second.etag != first.etag
 
 
+def test_create_bytes_never_replaces(store: MediaStore) -> None:
+    assert store.create_bytes("ids/v1.json", b"first") is True
+    assert store.create_bytes("ids/v1.json", b"second") is False
+    assert store.read_bytes("ids/v1.json") == b"first"
+    assert [obj.key for obj in store.list("ids/")] == ["ids/v1.json"]  # no temp file left behind
+
+
 def test_missing_objects_raise_file_not_found(store: MediaStore, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         store.read_bytes("work/none.json")
