@@ -17,12 +17,14 @@ and by boto3's own configuration chain):
 """
 
 import contextlib
+import ctypes
+import errno
 import functools
 import os
 import shutil
 import tempfile
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
@@ -31,7 +33,7 @@ from urllib.parse import unquote, urlparse
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from autoedit_dagster.layout import IDS_PREFIX, RENDERS_PREFIX, UPLOADS_PREFIX
+from autoedit_dagster.layout import IDS_PREFIX, RENDERS_PREFIX, STAGING_PREFIX, UPLOADS_PREFIX
 
 # Producers own uploads/: the pipeline only reads it and only ever adds renders. An id claim is
 # what keeps a second upload off a video's renders: deleting one would reopen the id.
@@ -86,6 +88,24 @@ def check_deletable_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_promotion(staged_prefix: str, final_prefix: str) -> None:
+    """Only folders under staging/ are promoted, and never into uploads/, ids/ or staging/."""
+    for prefix in (staged_prefix, final_prefix):
+        if not prefix.endswith("/"):
+            raise ValueError(f"promote needs folder prefixes ending in '/': {prefix!r}")
+        _check_prefix(prefix)
+    if not staged_prefix.startswith(STAGING_PREFIX):
+        raise ValueError(f"only {STAGING_PREFIX} is promoted, not {staged_prefix!r}")
+    if final_prefix.startswith((UPLOADS_PREFIX, IDS_PREFIX, STAGING_PREFIX)):
+        raise PermissionError(f"refusing to promote into {final_prefix!r}")
+
+
+def promotion_order(staged: Collection[str], names: Collection[str] | None, last: str | None) -> list[str]:
+    """The staged names to publish (`names`, default all), `last` after every other one."""
+    chosen = sorted(name for name in staged if names is None or name in names)
+    return [name for name in chosen if name != last] + [name for name in chosen if name == last]
+
+
 class MediaStore(dg.ConfigurableResource):
     """Where uploads, intermediates and renders live: a local folder or an S3 bucket."""
 
@@ -133,6 +153,19 @@ class MediaStore(dg.ConfigurableResource):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under the folder `prefix`; returns the count. Refuses `PROTECTED_PREFIXES`."""
+
+    @abstractmethod
+    def promote(
+        self, staged_prefix: str, final_prefix: str, names: Collection[str] | None = None, last: str | None = None
+    ) -> list[str]:
+        """Publish the files staged under `staged_prefix` at the same names under `final_prefix`.
+
+        `names` (default: all staged) go together; `last` is published after its companions.
+        Published files that are not promoted stay. The promoted files leave staging. Local: one
+        atomic directory exchange (a reader sees the whole old set or the whole new one). S3:
+        server-side copies, `last` after the rest; repeating it after a crash completes it.
+        Returns the published keys.
+        """
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
@@ -254,6 +287,35 @@ class LocalMediaStore(MediaStore):
         shutil.rmtree(folder)
         return count
 
+    def promote(
+        self, staged_prefix: str, final_prefix: str, names: Collection[str] | None = None, last: str | None = None
+    ) -> list[str]:
+        check_promotion(staged_prefix, final_prefix)
+        staged_dir, final_dir = self._path(staged_prefix[:-1]), self._path(final_prefix[:-1])
+        staged = [p.name for p in staged_dir.iterdir() if p.is_file()] if staged_dir.is_dir() else []
+        order = promotion_order(staged, names, last)
+        if not order:
+            return []
+        # The new set, whole, beside the staged files (same filesystem): the promoted files, plus
+        # every published file they do not replace. Hard links: no bytes are copied.
+        new_set = Path(tempfile.mkdtemp(dir=staged_dir.parent, prefix=TMP_PREFIX))
+        try:
+            kept = [p for p in final_dir.iterdir() if p.is_file() and p.name not in order] if final_dir.is_dir() else []
+            for source in [*(staged_dir / name for name in order), *kept]:
+                os.link(source, new_set / source.name)
+            os.chmod(new_set, 0o755)
+            final_dir.parent.mkdir(parents=True, exist_ok=True)
+            if not _swap_in(new_set, final_dir):
+                # No atomic exchange on this system: file by file, `last` after its companions.
+                for name in order:
+                    os.replace(new_set / name, final_dir / name)
+        finally:
+            shutil.rmtree(new_set, ignore_errors=True)  # after a swap: the old set
+        for name in order:
+            (staged_dir / name).unlink()
+        _remove_empty_folders(staged_dir, stop=self._root() / STAGING_PREFIX.rstrip("/"))
+        return [final_prefix + name for name in order]
+
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         _check_prefix(prefix)
         root = self._root()
@@ -273,6 +335,47 @@ class LocalMediaStore(MediaStore):
                 except FileNotFoundError:  # removed between walk and stat
                     continue
                 yield self._stored(key, st)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    return getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+
+
+def _swap_in(new: Path, target: Path) -> bool:
+    """Put folder `new` at `target` in one step, the old `target` (if any) left at `new`.
+
+    False if this system cannot exchange two folders atomically (no renameat2, or a filesystem
+    without RENAME_EXCHANGE); the caller then falls back to file-by-file replacement.
+    """
+    try:
+        os.rename(new, target)  # atomic when `target` does not exist (or is an empty folder)
+        return True
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    exchange = _renameat2()
+    if exchange is None:
+        return False
+    if exchange(_AT_FDCWD, os.fsencode(new), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(new), None, os.fspath(target))
+
+
+def _remove_empty_folders(folder: Path, stop: Path) -> None:
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another profile's staging), or already gone
+            return
+        folder = folder.parent
 
 
 # -------------------------------------------------------------------------------------------- S3
@@ -477,6 +580,27 @@ class S3MediaStore(MediaStore):
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             count += len(batch)
         return count
+
+    def promote(
+        self, staged_prefix: str, final_prefix: str, names: Collection[str] | None = None, last: str | None = None
+    ) -> list[str]:
+        check_promotion(staged_prefix, final_prefix)
+        staged = [obj.key[len(staged_prefix) :] for obj in self.list(staged_prefix)]
+        order = promotion_order(staged, names, last)
+        client = self._s3()
+        for name in order:
+            # Server-side (multipart for big objects): the bytes checked are the bytes published.
+            client.copy(
+                {"Bucket": self.bucket, "Key": self._full(staged_prefix + name)},
+                self.bucket,
+                self._full(final_prefix + name),
+                Config=self._transfer_config(),
+            )
+        # Only once all are published: a crash before this leaves staging whole for a repeat.
+        for start in range(0, len(order), 1000):
+            batch = [{"Key": self._full(staged_prefix + name)} for name in order[start : start + 1000]]
+            client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return [final_prefix + name for name in order]
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         _check_prefix(prefix)

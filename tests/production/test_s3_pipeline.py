@@ -147,7 +147,8 @@ def test_renders_and_intermediates_land_in_the_bucket_under_the_prefix(s3_run: S
     assert {k.removeprefix(renders) for k in keys if k.startswith(renders)} == RENDER_FILES
     assert {k.removeprefix(work) for k in keys if k.startswith(work)} == WORK_FILES
     expected = {renders + name for name in RENDER_FILES} | {work + name for name in WORK_FILES}
-    assert keys == expected | {f"{PREFIX}/{s3_run.upload_key}"}
+    # The upload, and the claim naming it the owner of its id; nothing left in staging/.
+    assert keys == expected | {f"{PREFIX}/{s3_run.upload_key}", f"{PREFIX}/ids/{s3_run.video_id}.json"}
     assert not [k for k in keys if TMP_PREFIX in k or "/." in k]
     assert s3_run.bucket.open_multipart_uploads() == []
     # Nothing went to the local default storage instead.
