@@ -17,7 +17,7 @@ from autoedit_dagster.engine.timeline import Timeline
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg, talk_clip
+from tests.media_factory import ffmpeg, replace_render, talk_clip
 
 
 class Setup:
@@ -195,31 +195,12 @@ def old_set(setup: Setup, finished) -> tuple[str, dict[str, bytes]]:
     return video_id, published(setup, video_id)
 
 
-def tag_render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, comment: str = "", wrong: bool = False) -> None:
-    """Re-renders give a different file: the real render re-tagged (good), or a black landscape clip."""
-    real = profile_assets.render
-
-    def different_render(timeline, output, profile):
-        result = real(timeline, output, profile)
-        if wrong:
-            ffmpeg("-y", "-f", "lavfi", "-i", "color=c=black:s=640x360:r=25:d=3", "-c:v", "libx264",
-                   "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(result.output))  # fmt: skip
-        else:
-            tagged = tmp_path / "tagged.mp4"
-            ffmpeg("-y", "-i", str(result.output), "-map", "0", "-c", "copy",
-                   "-metadata", f"comment=re-render {comment}", str(tagged))  # fmt: skip
-            shutil.move(tagged, result.output)
-        return result
-
-    monkeypatch.setattr(profile_assets, "render", different_render)
-
-
 def test_a_rerender_failing_its_blocking_checks_publishes_nothing(
     setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Regression: final.mp4 was published before the blocking checks ran, so a bad re-render replaced the good one."""
     video_id, before = old_set
-    tag_render(monkeypatch, tmp_path, wrong=True)
+    replace_render(monkeypatch, tmp_path, wrong=True)
     result = rerender(setup, video_id)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -237,7 +218,7 @@ def test_a_crash_before_the_companions_are_written_leaves_the_old_set_whole(
 ) -> None:
     """Regression: the new final.mp4 was published, then the worker died before the previews: a mix of two runs."""
     video_id, before = old_set
-    tag_render(monkeypatch, tmp_path)
+    replace_render(monkeypatch, tmp_path)
 
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed while drawing the timeline")
@@ -253,7 +234,7 @@ def test_a_good_rerender_replaces_the_whole_set(
     setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     video_id, before = old_set
-    tag_render(monkeypatch, tmp_path)
+    replace_render(monkeypatch, tmp_path)
     result = rerender(setup, video_id)
     assert result.success
     after = published(setup, video_id)
@@ -270,7 +251,7 @@ def test_a_render_materialized_alone_is_published_once_verified(
 ) -> None:
     """A run without edit_report (the render alone, from the UI) still publishes its verified video."""
     video_id, before = old_set
-    tag_render(monkeypatch, tmp_path, comment="alone")
+    replace_render(monkeypatch, tmp_path, comment="alone")
     result = setup.run("video_job", video_id, asset_selection=[dg.AssetKey(["tate", "render"])])
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     after = published(setup, video_id)
