@@ -165,5 +165,9 @@ def resolve_video_ids(store: MediaStore, keys: Iterable[str], existing: Iterable
 
 
 def uploads_for_video_id(store: MediaStore, video_id: str) -> list[str]:
-    """Upload keys that map to `video_id` under either scheme (for runs launched without a tag)."""
-    return sorted(obj.key for obj in store.list(UPLOADS_PREFIX) if maps_to(obj.key, video_id))
+    """Upload keys that map to `video_id` under either scheme (for runs launched without a tag),
+    narrowed to its owner when two uploads share a legacy id and one of them owns it."""
+    found = sorted(obj.key for obj in store.list(UPLOADS_PREFIX) if maps_to(obj.key, video_id))
+    if len(found) > 1 and (owner := owner_of(store, video_id)) in found:
+        return [owner]
+    return found

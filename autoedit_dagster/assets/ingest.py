@@ -10,7 +10,7 @@ from ..engine.errors import MediaError
 from ..engine.media_info import check_editable, probe
 from ..layout import UPLOADS_PREFIX
 from ..models import SourceVideo
-from ..partitions import VideoIdTaken, claim_video_id, maps_to, owner_of, uploads_for_video_id, videos
+from ..partitions import VideoIdTaken, claim_video_id, maps_to, uploads_for_video_id, videos
 from ..resources import JSON_IO_MANAGER_KEY, MediaStore
 from ..run_tags import TAG_UPLOAD_KEY
 from .config import IngestConfig, settings_of
@@ -32,11 +32,8 @@ def find_upload(store: MediaStore, video_id: str, tags: dict[str, str]) -> str:
     tagged = tags.get(TAG_UPLOAD_KEY)
     if tagged and maps_to(tagged, video_id) and store.exists(tagged):
         return tagged
+    # Two uploads sharing a legacy 32-bit id and no owner between them: refused, never guessed.
     found = uploads_for_video_id(store, video_id)
-    if len(found) > 1:
-        # Two uploads share a legacy 32-bit id: only the one that owns it may run here.
-        owner = owner_of(store, video_id)
-        found = [owner] if owner in found else found
     if len(found) == 1:
         return found[0]
     reason = "upload missing" if not found else "ambiguous video id"

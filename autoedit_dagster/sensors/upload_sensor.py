@@ -43,7 +43,6 @@ from autoedit_dagster.layout import UPLOADS_PREFIX, quarantine_key, staging_pref
 from autoedit_dagster.partitions import (
     is_video_id,
     legacy_video_id_for_upload,
-    owner_of,
     resolve_video_ids,
     uploads_for_video_id,
     videos,
@@ -292,8 +291,7 @@ def _find_upload(store: MediaStore, video_id: str) -> str | None:
     # Runs launched from the UI or a backfill carry no upload tag; failures are rare enough
     # that one listing of uploads/ to map the id back is fine.
     found = uploads_for_video_id(store, video_id)
-    owner = owner_of(store, video_id)
-    return owner if owner in found else found[0] if found else None
+    return found[0] if found else None
 
 
 def _refused_upload(context: dg.RunFailureSensorContext) -> str | None:

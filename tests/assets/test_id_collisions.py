@@ -71,3 +71,14 @@ def test_a_run_for_another_upload_on_an_owned_id_is_refused_and_quarantined(stor
     again = ingest(store, instance)
     assert again.success
     assert json.loads(store.read_bytes(source_key))["upload_key"] == OWNER
+
+
+def test_an_unowned_id_two_uploads_share_is_refused_not_guessed(store: LocalMediaStore) -> None:
+    """A run launched without upload tags on a legacy id both uploads map to, before either claimed it."""
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("videos", [VIDEO_ID])
+    result = ingest(store, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"2 uploads under uploads/ map to video id {VIDEO_ID}" in failure.event_specific_data.error.message
+    assert not store.exists(id_claim_key(VIDEO_ID)) and not store.exists(f"work/{VIDEO_ID}/source_video.json")
