@@ -22,14 +22,11 @@ import dagster as dg
 from .engine import tempfiles
 from .engine.config import PROFILES
 from .jobs import catalog_job
+from .layout import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX
 from .partitions import videos
 from .resources import MediaStore
 from .resources.io_managers import PolarsParquetIOManager
-from .sensors.upload_sensor import TAG_VIDEO_ID
-
-# Where the publish step stages a run's deliverables before promoting them (`staging/<run_id>/`).
-# Must equal `autoedit_dagster.layout.STAGING_PREFIX` of the publishing change.
-PUBLISH_STAGING_PREFIX = "staging/"
+from .run_tags import TAG_VIDEO_ID
 
 # Per-frame tables a profile run rebuilds from the kept analysis: the only ones retention deletes.
 REBUILDABLE = {name: dg.AssetKey([name, "crop_path"]) for name, profile in PROFILES.items() if profile.aspect}
@@ -59,8 +56,8 @@ class SweepConfig(dg.Config):
 def expired_work(store: MediaStore, older_than: timedelta, now: datetime) -> dict[str, list[str]]:
     """{video_id: [profile, ...]} of renders that finished more than `older_than` ago."""
     expired: dict[str, list[str]] = defaultdict(list)
-    for obj in store.list("renders/"):
-        if obj.key.endswith("/report.json"):
+    for obj in store.list(RENDERS_PREFIX):
+        if obj.key.endswith(f"/{REPORT_NAME}"):
             report = json.loads(store.read_bytes(obj.key))
             if now - datetime.fromisoformat(report["finished_at"]) > older_than:
                 expired[report["video_id"]].append(report["profile"])
@@ -111,14 +108,14 @@ def delete_expired_work(context: dg.OpExecutionContext, config: RetentionConfig,
 def stale_staging(store: MediaStore, instance: dg.DagsterInstance, older_than: float, now: float) -> list[str]:
     """`staging/<run_id>/` folders of runs no longer queued or in progress, untouched for `older_than` s."""
     newest: dict[str, float] = {}
-    for obj in store.list(PUBLISH_STAGING_PREFIX):
-        run_id = obj.key[len(PUBLISH_STAGING_PREFIX) :].split("/", 1)[0]
+    for obj in store.list(STAGING_PREFIX):
+        run_id = obj.key[len(STAGING_PREFIX) :].split("/", 1)[0]
         newest[run_id] = max(obj.mtime, newest.get(run_id, 0.0))
     stale = []
     for run_id, mtime in sorted(newest.items()):
         run = instance.get_run_by_id(run_id)
         if now - mtime > older_than and (run is None or run.status not in IN_FLIGHT):
-            stale.append(f"{PUBLISH_STAGING_PREFIX}{run_id}/")
+            stale.append(f"{STAGING_PREFIX}{run_id}/")
     return stale
 
 

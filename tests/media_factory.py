@@ -1,11 +1,13 @@
 """Test media made on the fly with ffmpeg lavfi, espeak-ng and numpy, so each test knows its truth."""
 
+import shutil
 import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SOURCES = ["testsrc2", "smptebars", "mandelbrot", "rgbtestsrc", "yuvtestsrc", "cellauto", "life"]
 
@@ -128,3 +130,25 @@ def moving_subject_clip(
     proc.stdin.close()
     assert proc.wait() == 0
     return path_xy
+
+
+def replace_render(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, comment: str = "", wrong: bool = False) -> None:
+    """Make the render assets' next renders differ: the real render re-tagged with `comment` (still
+    good), or, `wrong`, a black 640x360 clip without sound (fails the blocking checks)."""
+    from autoedit_dagster.assets import profile_assets
+
+    real = profile_assets.render
+
+    def different_render(timeline, output, profile):
+        result = real(timeline, output, profile)
+        if wrong:
+            ffmpeg("-f", "lavfi", "-i", "color=c=black:s=640x360:r=25:d=3", "-c:v", "libx264", "-preset", "ultrafast",
+                   "-pix_fmt", "yuv420p", str(result.output))  # fmt: skip
+        else:
+            tagged = tmp_path / "tagged.mp4"
+            ffmpeg("-i", str(result.output), "-map", "0", "-c", "copy", "-metadata", f"comment=re-render {comment}",
+                   str(tagged))  # fmt: skip
+            shutil.move(tagged, result.output)
+        return result
+
+    monkeypatch.setattr(profile_assets, "render", different_render)

@@ -19,10 +19,10 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine import tempfiles
+from autoedit_dagster.layout import STAGING_PREFIX
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
 from autoedit_dagster.schedules import (
-    PUBLISH_STAGING_PREFIX,
     expired_work,
     retention_job,
     stale_staging,
@@ -213,15 +213,15 @@ def test_sweep_job_deletes_staging_of_ended_runs_only(tmp_path: Path) -> None:
     running = _run_in(instance, dg.DagsterRunStatus.STARTED, {}).run_id
     queued = _run_in(instance, dg.DagsterRunStatus.QUEUED, {}).run_id
     for run_id in (ended, running, queued, "unknown-run"):
-        _file(tmp_path / PUBLISH_STAGING_PREFIX / run_id / "v-00000001" / "tate" / "final.mp4", 0)
+        _file(tmp_path / STAGING_PREFIX / run_id / "v-00000001" / "tate" / "final.mp4", 0)
     # Not yet: the local store dates a file by its ctime too (a file moved in keeps its mtime).
     assert stale_staging(store, instance, HOUR, time.time()) == []
     assert stale_staging(store, instance, HOUR, time.time() + 2 * HOUR) == [
-        f"{PUBLISH_STAGING_PREFIX}{run_id}/" for run_id in sorted([ended, "unknown-run"])
+        f"{STAGING_PREFIX}{run_id}/" for run_id in sorted([ended, "unknown-run"])
     ]
     config = dg.RunConfig(ops={"sweep_temp_files": {"config": {"older_than_hours": 0}}})
     assert sweep_job.execute_in_process(resources={"store": store}, instance=instance, run_config=config).success
-    assert {p.name for p in (tmp_path / PUBLISH_STAGING_PREFIX).iterdir()} == {running, queued}
+    assert {p.name for p in (tmp_path / STAGING_PREFIX).iterdir()} == {running, queued}
 
 
 def test_sweep_sensor_runs_at_start_then_hourly() -> None:
