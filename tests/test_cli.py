@@ -232,6 +232,18 @@ def test_hostile_file_names(tmp_path: Path) -> None:
     assert (tmp_path / name).exists()
 
 
+def test_output_name_that_looks_like_a_protocol_is_a_file(tmp_path: Path) -> None:
+    """Regression: `-o pipe:1/out.mp4` made ffmpeg write the render to stdout (the pipe protocol)."""
+    _clip(tmp_path / "in.mp4")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autoedit_dagster.cli", "edit", "--profile", "yoko", "-o", "pipe:1/out.mp4", "in.mp4"],
+        cwd=tmp_path, capture_output=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"ftyp" not in proc.stdout
+    assert probe(tmp_path / "pipe:1" / "out.mp4").duration > 1
+
+
 def test_input_is_never_modified_nor_overwritten(tmp_path: Path, capsys) -> None:
     src = _clip(tmp_path / "in.mp4")
     before = src.read_bytes()

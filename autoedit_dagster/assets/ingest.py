@@ -27,9 +27,24 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_unusable_key(store: MediaStore, key: str) -> None:
+    """Fail the run (never retried) if `key` names no object this store reads (`uploads//x.mp4` or a
+    symbolic link in a local folder)."""
+    try:
+        store.uri(key)
+    except ValueError as exc:
+        raise dg.Failure(
+            description=f"the upload key cannot be read from this store: {exc}",
+            metadata={"reason": "unusable upload key", "upload_key": key},
+            allow_retries=False,
+        ) from exc
+
+
 def find_upload(store: MediaStore, video_id: str, tags: dict[str, str]) -> str:
     """The upload key of `video_id`: from the sensor's run tag, else by listing uploads/ (backfills)."""
     tagged = tags.get(TAG_UPLOAD_KEY)
+    if tagged:
+        refuse_unusable_key(store, tagged)
     if tagged and maps_to(tagged, video_id) and store.exists(tagged):
         return tagged
     # Two uploads sharing a legacy 32-bit id and no owner between them: refused, never guessed.
@@ -79,6 +94,7 @@ def source_video(context: dg.AssetExecutionContext, config: IngestConfig, store:
     """The uploaded file: located, probed, validated against the limits, fingerprinted (sha256)."""
     video_id = context.partition_key
     upload_key = find_upload(store, video_id, context.run.tags)
+    refuse_unusable_key(store, upload_key)
     # Before anything is written for this id: a second upload on it is refused here.
     claim_for_run(store, video_id, upload_key, context.run.run_id)
     limits = settings_of(config, InputLimits)

@@ -30,6 +30,7 @@ from ..engine.previews import thumbnail, timeline_png
 from ..engine.reframe import mode_per_shot, plan_reframe
 from ..engine.render import render
 from ..engine.shots import shot_ranges
+from ..engine.tempfiles import temp_dir
 from ..engine.timeline import Timeline
 from ..executors import RENDER_OP_TAGS
 from ..layout import RENDER_NAME, REPORT_NAME, render_prefix, staged_render_prefix
@@ -199,7 +200,8 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         # Staged, not published: the checks measure this file, edit_report promotes it.
         staged_key = staged_render_prefix(context.run.run_id, source_video.video_id, name) + RENDER_NAME
         started = time.perf_counter()
-        with store.local_copy(source_video.upload_key) as src, tempfile.TemporaryDirectory() as tmp:
+        # Named after this process, so a sweep finds the partial render a kill -9 leaves in it.
+        with store.local_copy(source_video.upload_key) as src, temp_dir("render") as tmp:
             local = edit_timeline.model_copy(update={"source": str(src)})
             result = render(local, Path(tmp) / RENDER_NAME, profile)
             store.put_file(result.output, staged_key)

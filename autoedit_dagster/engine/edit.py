@@ -11,7 +11,6 @@ This module imports nothing heavy itself; keep it that way (a test checks).
 
 import multiprocessing
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from . import ffmpeg_io
+from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
 from .timeline import Timeline
@@ -158,7 +157,7 @@ def edit(
     settings = settings or EditSettings()
     prof = get_profile(profile) if isinstance(profile, str) else profile
     output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="autoedit-plan-") as work:
+    with tempfiles.temp_dir("plan") as work:
         png_draft = Path(work) / "timeline.png" if timeline_png_path is not None else None
         plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress)
         timeline = plan.timeline

@@ -41,6 +41,8 @@ PROTECTED_PREFIXES = (UPLOADS_PREFIX, RENDERS_PREFIX, IDS_PREFIX)
 
 # Our own in-flight temp files start with this (hidden, so the upload sensor ignores them too).
 TMP_PREFIX = ".autoedit-tmp-"
+# The engine renders to a hidden `.<name>.<id>.part` beside the output before renaming it.
+PART_SUFFIX = ".part"
 
 _MB = 1024 * 1024
 
@@ -69,11 +71,34 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_object_key(key: str) -> str:
+    """`check_key` for reading S3, where a key is an opaque name: empty segments (`uploads//x.mp4`,
+    which S3 tools and producers' scripts write) are allowed; `.`/`..` segments and absolute keys
+    are not. What the pipeline writes always passes `check_key`.
+    """
+    if isinstance(key, str) and key and not key.startswith("/") and "//" in key:
+        check_key("/".join(part for part in key.split("/") if part))
+        return key
+    return check_key(key)
+
+
 def _check_prefix(prefix: str) -> str:
     # A listing prefix may be empty or end with "/" (a folder); its other parts must be safe.
     if prefix:
         check_key(prefix[:-1] if prefix.endswith("/") else prefix)
     return prefix
+
+
+def check_deletable_key(key: str) -> str:
+    """Refuse single keys under a protected prefix (and unsafe keys)."""
+    if check_key(key).startswith(PROTECTED_PREFIXES):
+        raise PermissionError(f"refusing to delete {key!r}: {', '.join(PROTECTED_PREFIXES)} are never deleted")
+    return key
+
+
+def is_temp_name(name: str) -> bool:
+    """A temporary file of ours: a store write in progress, or an engine render's partial output."""
+    return name.startswith(TMP_PREFIX) or (name.startswith(".") and name.endswith(PART_SUFFIX))
 
 
 def check_deletable_prefix(prefix: str) -> str:
@@ -168,6 +193,18 @@ class MediaStore(dg.ConfigurableResource):
         """
 
     @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Delete the object `key`; True if it existed. Refuses keys under `PROTECTED_PREFIXES`."""
+
+    def sweep_temp_files(self, older_than_seconds: float, now: float) -> list[str]:
+        """Delete our own temporary files last modified over `older_than_seconds` ago; their keys.
+
+        The base store has none: an S3 object appears whole (an unfinished multipart upload is
+        invisible, and aborted by the bucket's lifecycle rule, deploy/s3-lifecycle.json).
+        """
+        return []
+
+    @abstractmethod
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """Objects whose key starts with `prefix`, streamed page by page (order not guaranteed)."""
 
@@ -188,7 +225,14 @@ class LocalMediaStore(MediaStore):
         return Path(self.root).expanduser().resolve()
 
     def _path(self, key: str) -> Path:
-        return self._root().joinpath(*check_key(key).split("/"))
+        root = self._root()
+        path = root.joinpath(*check_key(key).split("/"))
+        # A symbolic link is never followed out of the root, nor anywhere under uploads/: a
+        # producer's link to /etc/... would otherwise be read, rendered and published.
+        real = path.resolve()
+        if real != path and (key.startswith(UPLOADS_PREFIX) or not real.is_relative_to(root)):
+            raise ValueError(f"refused {key!r}: it goes through a symbolic link ({real})")
+        return path
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -287,6 +331,28 @@ class LocalMediaStore(MediaStore):
         shutil.rmtree(folder)
         return count
 
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(check_deletable_key(key)).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def sweep_temp_files(self, older_than_seconds: float, now: float) -> list[str]:
+        root = self._root()
+        removed: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            if Path(dirpath) == root:
+                # uploads/ belongs to producers: their own `.x.part` files are not ours to delete.
+                dirnames[:] = [name for name in dirnames if f"{name}/" != UPLOADS_PREFIX]
+            for name in filenames:
+                path = Path(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if is_temp_name(name) and now - path.lstat().st_mtime > older_than_seconds:
+                        path.unlink()
+                        removed.append(path.relative_to(root).as_posix())
+        return removed
+
     def promote(
         self, staged_prefix: str, final_prefix: str, names: Collection[str] | None = None, last: str | None = None
     ) -> list[str]:
@@ -331,7 +397,7 @@ class LocalMediaStore(MediaStore):
                 if not key.startswith(prefix):
                     continue
                 try:
-                    st = path.stat()
+                    st = path.lstat()  # a symbolic link is listed as itself, never followed
                 except FileNotFoundError:  # removed between walk and stat
                     continue
                 yield self._stored(key, st)
@@ -469,21 +535,21 @@ class S3MediaStore(MediaStore):
         return f"{prefix}/{key}" if prefix else key
 
     def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._full(check_key(key))}"
+        return f"s3://{self.bucket}/{self._full(check_object_key(key))}"
 
     def key_from_uri(self, uri_or_key: str) -> str:
         if uri_or_key.startswith("s3://"):
             base = f"s3://{self.bucket}/{self._full('')}"
             if not uri_or_key.startswith(base):
                 raise ValueError(f"{uri_or_key} is outside {base}")
-            return check_key(uri_or_key[len(base) :])
-        return check_key(uri_or_key)
+            return check_object_key(uri_or_key[len(base) :])
+        return check_object_key(uri_or_key)
 
     def _head(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
-            return self._s3().head_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+            return self._s3().head_object(Bucket=self.bucket, Key=self._full(check_object_key(key)))
         except ClientError as error:
             if _is_missing(error):
                 return None
@@ -507,7 +573,7 @@ class S3MediaStore(MediaStore):
         from botocore.exceptions import ClientError
 
         try:
-            response = self._s3().get_object(Bucket=self.bucket, Key=self._full(check_key(key)))
+            response = self._s3().get_object(Bucket=self.bucket, Key=self._full(check_object_key(key)))
         except ClientError as error:
             if _is_missing(error):
                 raise FileNotFoundError(f"no such object: {self.uri(key)}") from error
@@ -547,7 +613,8 @@ class S3MediaStore(MediaStore):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=".tmp")
         os.close(fd)
         try:
-            self._s3().download_file(self.bucket, self._full(check_key(key)), tmp, Config=self._transfer_config())
+            full = self._full(check_object_key(key))
+            self._s3().download_file(self.bucket, full, tmp, Config=self._transfer_config())
             os.replace(tmp, target)
         except ClientError as error:
             if _is_missing(error):
@@ -580,6 +647,11 @@ class S3MediaStore(MediaStore):
             client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             count += len(batch)
         return count
+
+    def delete(self, key: str) -> bool:
+        existed = self._head(check_deletable_key(key)) is not None
+        self._s3().delete_object(Bucket=self.bucket, Key=self._full(key))
+        return existed
 
     def promote(
         self, staged_prefix: str, final_prefix: str, names: Collection[str] | None = None, last: str | None = None

@@ -304,6 +304,15 @@ def _refused_upload(context: dg.RunFailureSensorContext) -> str | None:
     return None
 
 
+def _uri(store: MediaStore, key: str | None) -> str | None:
+    # A key the store refuses (`uploads//x.mp4` on a local folder) is why such a run failed: the
+    # record must still be written, with the reason, rather than the sensor failing too.
+    try:
+        return store.uri(key) if key else None
+    except ValueError:
+        return None
+
+
 def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, now: datetime) -> dict | None:
     """The JSON written to quarantine/<video_id>.json for a failed run (None if no single video)."""
     run = context.dagster_run
@@ -322,7 +331,7 @@ def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, no
         "video_id": video_id,
         "quarantine_key": quarantine_key(video_id, refused),
         "upload_key": upload_key,
-        "upload_uri": store.uri(upload_key) if upload_key else None,
+        "upload_uri": _uri(store, upload_key),
         "run_id": run.run_id,
         "job_name": run.job_name,
         "reason": f"{first['error_class']}: {first['message']}" if first else context.failure_event.message,
