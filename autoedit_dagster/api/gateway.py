@@ -112,6 +112,7 @@ log = logging.getLogger("autoedit.gateway")
 COOKIE_NAME = "autoedit_token"
 DEFAULT_RATE_LIMIT = 100
 WINDOW_SECONDS = 60
+CHECKERS_START_SECONDS = 120.0  # to start the GraphQL checker processes
 REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, requests pass unlimited this long before it is tried again
 MAX_GRAPHQL_BODY = 1 << 20  # a GraphQL body is read whole to be judged
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -487,7 +488,9 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        shared_pool()  # the GraphQL checkers start now, not on the first request
+        # The GraphQL checkers are up before the first request (starting one takes seconds on a loaded host).
+        checkers = shared_pool().started
+        await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in checkers)), CHECKERS_START_SECONDS)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.upstream_timeout, connect=5.0),
             follow_redirects=False,

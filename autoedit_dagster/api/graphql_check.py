@@ -4,8 +4,9 @@
 each operation with its fragments expanded: depth, aliases, fields, and how often one response
 name repeats in one selection set. It returns the operation kinds (`query`, `mutation`,
 `subscription`) or the reason the document is refused. `CheckerPool` runs it in a few spawned
-processes at a lower CPU priority, so neither the GIL nor the CPU the checks take is the event
-loop's: health checks and other clients keep answering while a large document is checked.
+processes, so a check never holds the event loop's GIL: health checks and other clients keep
+answering while a large document is checked. (Not at a lower CPU priority: on a loaded host a
+niced worker was starved past the time bound, measured, and legitimate documents were refused.)
 
 This module imports only graphql-core, so a worker starts in a fraction of a second.
 """
@@ -15,9 +16,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from graphql import (
@@ -31,8 +33,6 @@ from graphql import (
     SelectionSetNode,
     parse,
 )
-
-WORKER_NICENESS = 10  # below the gateway's event loop
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class GraphQLLimits:
     max_aliases: int = 100
     max_fields: int = 2_500
     max_repeats: int = 100
-    timeout: float = 2.0  # seconds to wait for a check, queue included
+    timeout: float = 5.0  # seconds to wait for a check, queue included (~30 ms for the UI's largest)
 
 
 class DocumentRefused(Exception):
@@ -153,8 +153,16 @@ def check_document(document: str, limits: GraphQLLimits) -> frozenset[str] | str
         return str(refused)
 
 
-def _lower_priority() -> None:
-    os.nice(WORKER_NICENESS)
+def _exit_with_parent(parent: int) -> None:
+    """A worker's initializer: exit once the gateway that started it is gone, however it went (a worker
+    blocked on its call queue never sees that queue close: it holds a writer end itself)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class CheckerPool:
@@ -165,14 +173,16 @@ class CheckerPool:
     def __init__(self, workers: int = 2) -> None:
         self.workers = workers
         self._lock = threading.Lock()
+        self.started: list[Future] = []
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: the gateway has threads (uvicorn, the metrics reader) a fork would copy mid-lock.
+        # A spawned worker imports the parent's __main__ (guarded, as console scripts and `-m` modules are).
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_lower_priority)  # fmt: skip
-        for _ in range(self.workers):
-            pool.submit(os.getpid)  # start the workers now, not on the first client's request
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))  # fmt: skip
+        # Start the workers now (the gateway waits for them before it serves), not on a client's request.
+        self.started = [pool.submit(os.getpid) for _ in range(self.workers)]
         return pool
 
     def restart(self, broken: ProcessPoolExecutor | None = None) -> None:
