@@ -372,7 +372,13 @@ def test_settings_from_the_environment(tmp_path) -> None:
     assert (settings.rate_limit, settings.redis_url, settings.metrics_auth) == (7, "redis://cache:6379/3", "operator")
     assert settings.dagster_home == str(tmp_path) and settings.jwt_secret == SECRET
     assert GatewaySettings.from_env("http://web:3000", {"AUTOEDIT_JWT_SECRET": SECRET}).rate_limit == 100
-    for bad in ({"AUTOEDIT_RATE_LIMIT": "lots"}, {"AUTOEDIT_RATE_LIMIT": "-1"}, {"AUTOEDIT_METRICS_AUTH": "maybe"}):
+    proxies = {**env, "AUTOEDIT_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.2"}
+    assert GatewaySettings.from_env("http://web:3000", proxies).trusted_proxies == ("10.0.0.0/8", "127.0.0.2")
+    bad_values = (
+        {"AUTOEDIT_RATE_LIMIT": "lots"}, {"AUTOEDIT_RATE_LIMIT": "-1"}, {"AUTOEDIT_METRICS_AUTH": "maybe"},
+        {"AUTOEDIT_METRICS_AUTH": "none"}, {"AUTOEDIT_TRUSTED_PROXIES": "nginx"}, {"AUTOEDIT_JWT_SECRET": "short"},
+    )  # fmt: skip
+    for bad in bad_values:
         with pytest.raises(ConfigurationError):
             GatewaySettings.from_env("http://web:3000", {**env, **bad})
     with pytest.raises(ConfigurationError, match="upstream"):
