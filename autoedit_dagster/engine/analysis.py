@@ -156,15 +156,17 @@ class _AudioLevels(_Worker):
 
 
 class _Voice(_Worker):
-    """Runs the voice-activity model over the 16 kHz PCM of its own pipe, at the threads' low priority.
+    """Runs the voice-activity model over the 16 kHz PCM of its own pipe.
 
-    Its pipe holds 32 s of audio (`PIPE_BYTES`), so a burst of other work can delay the model
-    without stalling the decode. After a failure the pipe is still drained, so ffmpeg never
-    blocks on it.
+    At the caller's priority, like the loudness: at a lower one, on a busy machine, the model
+    fell behind and the pass waited for it at the end (the 10-minute film on the 2-core VM under
+    a load of ~10: 55 s against 49 s, medians of 3, measured once while choosing). Its pipe holds 32 s of audio (`PIPE_BYTES`), so a burst of other work
+    can delay it without stalling the decode. After a failure the pipe is still drained, so
+    ffmpeg never blocks on it.
     """
 
-    def __init__(self, fd: int, nice: int) -> None:
-        super().__init__(nice)
+    def __init__(self, fd: int) -> None:
+        super().__init__()
         self.fd = fd
         self.model: VoiceActivity | None = None
 
@@ -330,7 +332,7 @@ def analyze(
     scale_x, scale_y = info.width / width, info.height / height
 
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
-    voice_read, voice_write = os.pipe() if info.has_audio else (None, None)
+    voice_read, voice_write = os.pipe() if info.has_audio and settings.voice else (None, None)
     if voice_write is not None:
         with contextlib.suppress(OSError):
             fcntl.fcntl(voice_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
@@ -350,7 +352,7 @@ def analyze(
     voice: _Voice | None = None
     if voice_write is not None and voice_read is not None:
         os.close(voice_write)
-        voice = _Voice(voice_read, settings.nice)
+        voice = _Voice(voice_read)
         voice.start()
     stderr_chunks: list[bytes] = []
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]

@@ -32,6 +32,11 @@ class AnalysisSettings(BaseModel):
         description="How often the whole frame is searched for faces (and at every new shot); faces "
         "already found are followed near their last place at `subject_fps`.",
     )
+    voice: bool = Field(
+        default=True,
+        description="Run the voice-activity model (the `speech_prob` column, ~0.3 s of CPU per minute of "
+        "audio). Off, only the loudness can cut (`SilenceSettings.detector` falls back to it).",
+    )
     nice: int = Field(
         default=10,
         ge=0,

@@ -39,7 +39,7 @@ from .voice import HANGOVER_S
 NO_SPEECH = "no speech found: nothing cut"
 NOTHING_LOUD = "nothing louder than the noise floor: nothing cut"
 NO_AUDIO = "no audio: nothing cut"
-NO_SPEECH_PROB = "analysis table has no speech_prob (stored before the voice detector): cut on loudness"
+NO_SPEECH_PROB = "analysis has no speech_prob (stored before the voice detector, or run without it): cut on loudness"
 
 
 @dataclass
@@ -68,15 +68,15 @@ def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings
     n = analysis.height
     detector = settings.detector
     notes: list[str] = []
-    if detector == "voice" and "speech_prob" not in analysis.columns:
-        detector = "loudness"
-        notes.append(NO_SPEECH_PROB)
     if n == 0:
         return SpeechResult([], detector, [], notes)
     everything = [FrameRange(start=0, end=n)]
     levels = analysis["audio_db"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if not np.isfinite(levels).any():
         return SpeechResult(everything, detector, [0.0], [*notes, NO_AUDIO])
+    if detector == "voice" and ("speech_prob" not in analysis.columns or analysis["speech_prob"].is_null().all()):
+        detector = "loudness"
+        notes.append(NO_SPEECH_PROB)
     if detector == "voice":
         marked = analysis["speech_prob"].fill_null(0.0).to_numpy() >= settings.voice_threshold
         marked = _release(marked, round(HANGOVER_S * float(fps)))

