@@ -160,9 +160,9 @@ class _Voice(_Worker):
 
     At the caller's priority, like the loudness: at a lower one, on a busy machine, the model
     fell behind and the pass waited for it at the end (the 10-minute film on the 2-core VM under
-    a load of ~10: 55 s against 49 s, medians of 3, measured once while choosing). Its pipe holds 32 s of audio (`PIPE_BYTES`), so a burst of other work
-    can delay it without stalling the decode. After a failure the pipe is still drained, so
-    ffmpeg never blocks on it.
+    a load of ~10: 55 s against 49 s, medians of 3, measured once while choosing). Its pipe holds
+    32 s of audio (`PIPE_BYTES`), so a burst of other work can delay it without stalling the
+    decode. After a failure the pipe is still drained, so ffmpeg never blocks on it.
     """
 
     def __init__(self, fd: int) -> None:
