@@ -1,5 +1,7 @@
 """Values the assets hand each other (stored as JSON by the pydantic IO manager)."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from .engine.media_info import MediaInfo
@@ -62,6 +64,11 @@ class EditReport(BaseModel):
     shots: int
     cuts: int
     gradual_transitions: int
+    detector: Literal["voice", "loudness"] | None = Field(
+        default=None, description="What decided the cut; None when the speech table predates it."
+    )
+    speech_found_s: float | None = Field(default=None, description="Seconds of speech (or sound) found and kept.")
+    speech_notes: list[str] = Field(default_factory=list, description='E.g. "no speech found: nothing cut".')
     render_uri: str
     exports: dict[str, str]
     previews: dict[str, str]

@@ -37,7 +37,7 @@ from ..layout import RENDER_NAME, REPORT_NAME, render_prefix, staged_render_pref
 from ..models import EditReport, FileSet, RenderOutput, SourceVideo
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
-from .analysis import table_ranges, table_shots
+from .analysis import table_ranges, table_shots, table_speech_summary
 from .config import ReframeConfig, settings_of
 from .ingest import IO_RETRY
 
@@ -280,6 +280,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         ins={
             "source_video": UPSTREAM["source_video"],
             "shots": UPSTREAM["shots"],
+            "speech_segments": UPSTREAM["speech_segments"],
             "render": dg.AssetIn(render_key),
             "edit_timeline": dg.AssetIn(timeline_key),
             "previews": dg.AssetIn(dg.AssetKey([name, "previews"])),
@@ -292,13 +293,15 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         store: MediaStore,
         source_video: SourceVideo,
         shots: pl.DataFrame,
+        speech_segments: pl.DataFrame,
         edit_timeline: Timeline,
         render: RenderOutput,
         previews: FileSet,
         timeline_exports: FileSet,
     ) -> EditReport:
-        """Per-video numbers of this edit: durations, time removed, shots, output links."""
+        """Per-video numbers of this edit: durations, time removed, speech found, shots, output links."""
         boundaries = table_shots(shots)
+        speech = table_speech_summary(speech_segments)
         report = EditReport(
             video_id=source_video.video_id,
             profile=name,
@@ -314,6 +317,9 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             shots=len(boundaries) + 1,
             cuts=sum(b.kind == "cut" for b in boundaries),
             gradual_transitions=sum(b.kind == "gradual" for b in boundaries),
+            detector=speech.detector if speech else None,
+            speech_found_s=speech.speech_s if speech else None,
+            speech_notes=speech.notes if speech else [],
             render_uri=render.uri,
             exports=timeline_exports.uris,
             previews=previews.uris,

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
-from .timeline import Timeline
+from .timeline import SpeechSummary, Timeline
 
 # Progress messages from the child: at most one per this step of the bar (the analysis reports
 # every 50 frames, which would be thousands of messages for a long file).
@@ -34,6 +34,7 @@ class EditPlan(BaseModel):
 
     timeline: Timeline
     shots: int = Field(description="Shots in the source (boundaries + 1).")
+    speech: SpeechSummary
     timings: dict[str, float]
 
 
@@ -57,7 +58,9 @@ def plan_edit(
     timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
-    return EditPlan(timeline=timeline, shots=len(source.shots) + 1, timings=source.timings)
+    return EditPlan(
+        timeline=timeline, shots=len(source.shots) + 1, speech=source.speech_summary, timings=source.timings
+    )
 
 
 class EditResult(BaseModel):
@@ -69,6 +72,7 @@ class EditResult(BaseModel):
     output_duration: float
     kept_ranges: int
     shots: int
+    speech: SpeechSummary
     exports: dict[str, str]
     timeline_png: str | None
     render: RenderResult
@@ -178,6 +182,7 @@ def edit(
         output_duration=timeline.output_duration,
         kept_ranges=len(timeline.ranges),
         shots=plan.shots,
+        speech=plan.speech,
         exports={k: str(v) for k, v in written.items()},
         timeline_png=str(png) if png else None,
         render=result,

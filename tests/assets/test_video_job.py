@@ -13,6 +13,7 @@ from autoedit_dagster.checks.render_checks import check_render_file
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine.config import get_profile
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.engine.speech import NO_SPEECH_PROB
 from autoedit_dagster.engine.timeline import Timeline
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
@@ -81,7 +82,47 @@ def test_video_job_materializes_every_stage(setup: Setup, finished) -> None:
     )
     report = json.loads((renders / "report.json").read_text())
     assert report["seconds_removed"] > 1.5 and report["video_id"] == video_id
+    # The report says what decided the cut and how much speech it found (two phrases, ~3.5 s).
+    assert report["detector"] == "voice" and report["speech_found_s"] > 2.5 and report["speech_notes"] == []
     assert not [p for p in setup.root.rglob("*") if p.name.startswith(".")]  # no temp files left behind
+
+
+def _speech_only(setup: Setup, video_id: str, **config: str) -> dg.ExecuteInProcessResult:
+    """Materialize `speech_segments` alone with run config, as the launchpad would."""
+    job = setup.defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        partition_key=video_id, instance=setup.instance, asset_selection=[dg.AssetKey("speech_segments")],
+        run_config={"ops": {"speech_segments": {"config": config}}},
+    )  # fmt: skip
+
+
+def test_the_detector_is_run_config(setup: Setup, finished) -> None:
+    video_id, _ = finished
+    stored = setup.root / "work" / video_id / "speech_segments.parquet"
+    try:
+        result = _speech_only(setup, video_id, detector="loudness")
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["detector"].value == "loudness"
+        assert set(pl.read_parquet(stored)["detector"]) == {"loudness"}
+    finally:
+        assert _speech_only(setup, video_id).success  # back to the default for the tests that follow
+    assert set(pl.read_parquet(stored)["detector"]) == {"voice"}
+
+
+def test_an_analysis_stored_before_speech_prob_falls_back_to_loudness(setup: Setup, finished) -> None:
+    """Tables written before the voice detector have no `speech_prob`: they still load, and say so."""
+    video_id, _ = finished
+    analysis = setup.root / "work" / video_id / "media_analysis.parquet"
+    current = pl.read_parquet(analysis)
+    try:
+        current.drop("speech_prob").write_parquet(analysis)
+        result = _speech_only(setup, video_id)
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["detector"].value == "loudness"
+        assert NO_SPEECH_PROB in metadata["notes"].value
+    finally:
+        current.write_parquet(analysis)
+        assert _speech_only(setup, video_id).success
 
 
 def test_render_checks_pass_on_a_good_render(finished) -> None:
