@@ -25,6 +25,8 @@ def test_edit_plans_in_a_child_and_renders(talk, tmp_path: Path) -> None:
     stages: list[str] = []
     out, png = tmp_path / "out.mp4", tmp_path / "pictures" / "timeline.png"
     png.parent.mkdir()
+    # Other tests in this process may keep children of their own (the gateway's GraphQL checkers).
+    before = set(multiprocessing.active_children())
     result = edit(talk.path, out, "tate", exports=["edl"], timeline_png_path=png,
                   on_progress=lambda stage, _f: stages.append(stage))  # fmt: skip
     info = probe(out)
@@ -34,7 +36,7 @@ def test_edit_plans_in_a_child_and_renders(talk, tmp_path: Path) -> None:
     assert Path(result.exports["edl"]).exists()
     # The analysis' progress came across from the planning process, then the render's.
     assert stages[0] == "analyse" and stages[-1] == "render" and "analyse" not in stages[stages.index("render") :]
-    assert multiprocessing.active_children() == []
+    assert set(multiprocessing.active_children()) <= before  # the planner has exited
 
 
 def test_bad_input_keeps_its_type_across_the_process_boundary(tmp_path: Path) -> None:
