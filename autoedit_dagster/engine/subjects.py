@@ -40,7 +40,11 @@ class Subject:
 
 
 FACE_MIN_SCORE = 0.6
-"""libfacedetection's confidence below which a box is dropped (real faces score 0.7-0.9 at 18 px)."""
+"""libfacedetection's confidence below which a box is dropped near a followed face (real faces
+score 0.6-0.9 down to 18 px; half-turned ones and small ones the lower end)."""
+ACQUIRE_SCORE = 0.65
+"""The confidence a face needs to become the followed subject: cartoon and texture look-alikes
+that pass the skin test score 0.5-0.7, real faces mostly above."""
 SKIN_SHARE = 0.6
 """Share of a face box's middle whose colour is skin (Chai and Ngan's YCrCb range); cartoon fur,
 stone and foliage the CNN mistakes for faces score below 0.5. Colourless footage skips the test."""
@@ -81,7 +85,12 @@ def skin_share(bgr: np.ndarray, x: float, y: float, w: float, h: float) -> float
     return float(skin.mean())
 
 
-def find_faces(bgr: np.ndarray, region: tuple[int, int, int, int] | None = None, shrink: float = 1.0) -> list[Subject]:
+def find_faces(
+    bgr: np.ndarray,
+    region: tuple[int, int, int, int] | None = None,
+    shrink: float = 1.0,
+    min_score: float = FACE_MIN_SCORE,
+) -> list[Subject]:
     """Faces in a BGR picture (or in `region` x0, y0, x1, y1 of it), best first.
 
     `shrink` < 1 searches the region that much smaller: for faces known to be large, whose window
@@ -95,7 +104,7 @@ def find_faces(bgr: np.ndarray, region: tuple[int, int, int, int] | None = None,
     window = np.ascontiguousarray(window)
     if min(window.shape[:2]) < 16:
         return []
-    scores, boxes, _ = _yuface().detect(window, conf=FACE_MIN_SCORE)
+    scores, boxes, _ = _yuface().detect(window, conf=min_score)
     check_skin = not _colourless(window)
     found = []
     k = window.shape[1] / (x1 - x0)
@@ -113,13 +122,19 @@ def _people() -> cv2.HOGDescriptor:
     return hog
 
 
-def find_people(bgr: np.ndarray) -> list[Subject]:
-    """Standing or walking people (OpenCV's HOG detector, 64x128 window), largest first."""
-    if min(bgr.shape[:2]) < 128:
+def find_people(bgr: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Subject]:
+    """Standing or walking people (OpenCV's HOG detector, 64x128 window), largest first.
+
+    Finds people at least ~100 px tall (a third of a 360-line plane); a drawn or partly hidden
+    walker only on some frames, which the tracker's hold bridges.
+    """
+    x0, y0, x1, y1 = region or (0, 0, bgr.shape[1], bgr.shape[0])
+    window = bgr[y0:y1, x0:x1]
+    if window.shape[0] < 128 or window.shape[1] < 64:
         return []
-    boxes, weights = _people().detectMultiScale(bgr, winStride=(8, 8), padding=(8, 8), scale=1.1)
+    boxes, weights = _people().detectMultiScale(window, winStride=(8, 8), padding=(8, 8), scale=1.1)
     found = [
-        Subject(x + w / 2, y + h / 2, float(w), float(h), "person", float(s))
+        Subject(x0 + x + w / 2, y0 + y + h / 2, float(w), float(h), "person", float(s))
         for (x, y, w, h), s in zip(boxes, np.ravel(weights), strict=False)
         if s > 0.5
     ]
@@ -188,11 +203,11 @@ def main_subject(found: list[Subject], width: int, height: int) -> Subject:
 def reach(track: Subject, misses: int, width: int) -> float:
     """How far the followed subject may have gone `misses` samples after the last one that saw it.
 
-    Two of its sizes, or a twelfth of the picture's width for a small one (a person walking across
-    a wide shot covers that in half a second), per sample since it was seen; never more than a
+    Two of its sizes, or an eighth of the picture's width for a small one (a brisk walk across a
+    wide shot covers that in half a second), per sample since it was seen; never more than a
     quarter of the picture, so a hold is not taken over by someone on the other side.
     """
-    return min(max(2 * max(track.w, track.h), width / 12) * (1 + misses), width / 4)
+    return min(max(2 * max(track.w, track.h), width / 8) * (1 + misses), width / 4)
 
 
 def same_subject(candidate: Subject, track: Subject, misses: int, width: int) -> bool:
@@ -217,21 +232,23 @@ while it cannot be seen (a turn to profile, a hand or a passer-by in front) befo
 class SubjectTracker:
     """The subject of successive sampled frames: one person followed, re-acquired, else saliency.
 
-    A whole-picture face search (~55 ms of CPU on a 640x360 plane) runs on every `search_every`-th
-    sample and on the first sample of a new shot; on the samples between, the followed face is
-    looked for only in a window around it (a few ms). A face elsewhere never replaces a followed
-    subject that is still alive (seen, or missed for at most `HOLD_SAMPLES`), however large or
-    bright: a distractor has to outlast the hold. With nobody to follow, a whole-picture search
-    that finds no face asks the people detector, then saliency answers.
+    A whole-picture face search (~55 ms of CPU on a 640x360 plane) runs at a new shot and every
+    `search_every` samples while nobody is followed or the followed one is missing; on the other
+    samples the followed person is looked for only in a window around where they should be (a few
+    ms). A face elsewhere never replaces a followed subject that is still alive (seen, or missed
+    for at most `HOLD_SAMPLES`), however large or bright: a distractor has to outlast the hold.
+    While missed, the subject is held where it was heading (its last velocity), so a walker behind
+    a passer-by, or one the people detector sees only on some strides, stays in the crop. With
+    nobody to follow, a whole-picture search that finds no face asks the people detector, then
+    saliency answers.
     """
 
     def __init__(self, search_every: int = 1) -> None:
         self.search_every = max(1, search_every)
         self._track: Subject | None = None
-        self._template: np.ndarray | None = None  # a followed body's look, for following it between searches
+        self._velocity = (0.0, 0.0)  # plane pixels per sample, from the last two sightings
         self._misses = 0
         self._since_search = self.search_every  # the first sample is always searched
-        self._searches = 0
 
     def locate(
         self, gray: np.ndarray, previous: np.ndarray | None, new_shot: bool = False, plane: np.ndarray | None = None
@@ -247,91 +264,66 @@ class SubjectTracker:
         self._since_search += 1
         if new_shot:
             self._track, self._misses = None, 0
+        expected = self._expected(plane.shape[1], plane.shape[0])
         found: Subject | None = None
-        if self._track is not None:
-            found = self._near(plane)
+        if expected is not None:
+            found = self._near(plane, expected)
         # While the followed subject is seen there is nothing to search for: nobody else may replace
         # it. The whole picture is searched at a new shot, and every `search_every` samples while
         # nobody is followed or the followed one is missing.
         if found is None and (new_shot or self._since_search >= self.search_every):
             self._since_search = 0
-            found = self._search(plane, new_shot)
+            found = self._search(plane, expected)
         if found is not None:
+            if self._track is not None and expected is not None:
+                step = 1 + self._misses
+                seen = ((found.cx - self._track.cx) / step, (found.cy - self._track.cy) / step)
+                self._velocity = tuple(0.5 * v + 0.5 * s for v, s in zip(self._velocity, seen, strict=True))
+            else:
+                self._velocity = (0.0, 0.0)
             self._track, self._misses = found, 0
-            self._template = _patch(plane, found) if found.kind == "person" else None
             return _scaled(found, to_gray)
-        if self._track is not None and self._misses < HOLD_SAMPLES:
+        if expected is not None and self._misses < HOLD_SAMPLES:
             self._misses += 1
-            return _scaled(replace(self._track, kind="held"), to_gray)
-        self._track, self._template, self._misses = None, None, 0
+            return _scaled(replace(expected, kind="held"), to_gray)
+        self._track, self._misses = None, 0
         return salient_subject(gray, previous)
 
-    def _search(self, plane: np.ndarray, new_shot: bool) -> Subject | None:
+    def _expected(self, width: int, height: int) -> Subject | None:
+        """Where the followed subject should be on this sample: last seen, moved on at its pace."""
+        if self._track is None:
+            return None
+        step = 1 + self._misses
+        t = self._track
+        cx = min(max(t.cx + self._velocity[0] * step, 0.0), float(width))
+        cy = min(max(t.cy + self._velocity[1] * step, 0.0), float(height))
+        return replace(t, cx=cx, cy=cy)
+
+    def _search(self, plane: np.ndarray, expected: Subject | None) -> Subject | None:
         """The whole picture searched: the followed subject if it is there, else the main one."""
-        track = self._track
-        candidates = find_faces(plane)
-        self._searches += 1
-        # The people detector costs half a face search and finds few: every other search, and at cuts.
-        if not candidates and (track is None or track.kind == "person") and (new_shot or self._searches % 2):
+        candidates = find_faces(plane, min_score=FACE_MIN_SCORE if expected else ACQUIRE_SCORE)
+        if not candidates and (expected is None or expected.kind == "person"):
             candidates = find_people(plane)
-        if track is None:
+        if expected is None:
             return main_subject(candidates, plane.shape[1], plane.shape[0]) if candidates else None
-        candidates = [c for c in candidates if same_subject(c, track, self._misses, plane.shape[1])]
-        return nearest(candidates, track) if candidates else None
+        candidates = [c for c in candidates if same_subject(c, expected, self._misses, plane.shape[1])]
+        return nearest(candidates, expected) if candidates else None
 
-    def _near(self, plane: np.ndarray) -> Subject | None:
-        """The followed subject looked for in a window around where it was last seen."""
-        track = self._track
-        assert track is not None
+    def _near(self, plane: np.ndarray, expected: Subject) -> Subject | None:
+        """The followed subject looked for in a window around where it should be."""
         h, w = plane.shape[:2]
-        far = reach(track, self._misses, w)
-        if track.kind == "person":  # a body moves about its width per sample, not two of its heights
-            return self._follow_body(plane, track, max(track.w, w / 12) * (1 + self._misses))
-        half = max(48.0, far + max(track.w, track.h))
+        half = reach(expected, self._misses, w) + max(expected.w, expected.h)
         region = (
-            max(0, int(track.cx - half)),
-            max(0, int(track.cy - half)),
-            min(w, int(track.cx + half)),
-            min(h, int(track.cy + half)),
+            max(0, int(expected.cx - half)),
+            max(0, int(expected.cy - half)),
+            min(w, int(expected.cx + half)),
+            min(h, int(expected.cy + half)),
         )
-        # A face is searched for at ~40 px tall, whatever its size: small windows stay sharp, the
-        # large windows around large faces shrink (a few ms either way instead of ~55).
-        shrink = min(1.0, NEAR_FACE_PX / max(1.0, track.h))
-        faces = [f for f in find_faces(plane, region, shrink) if same_subject(f, track, self._misses, w)]
-        return nearest(faces, track) if faces else None
-
-    def _follow_body(self, plane: np.ndarray, track: Subject, far: float) -> Subject | None:
-        """A body between people searches: where its look (the last box's pixels) matches best nearby.
-
-        The people detector finds a walker on only some samples (a stride, an arm across); the
-        normalised cross-correlation of its last patch follows it on the others, and refreshes the
-        patch so a slow change of pose or light does not lose it.
-        """
-        if self._template is None:
-            return None
-        gray = cv2.cvtColor(plane, cv2.COLOR_BGR2GRAY)
-        th, tw = self._template.shape
-        x0, y0 = max(0, int(track.cx - tw / 2 - far)), max(0, int(track.cy - th / 2 - far / 2))
-        x1, y1 = min(gray.shape[1], int(track.cx + tw / 2 + far)), min(gray.shape[0], int(track.cy + th / 2 + far / 2))
-        if x1 - x0 < tw or y1 - y0 < th:
-            return None
-        scores = cv2.matchTemplate(gray[y0:y1, x0:x1], self._template, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (mx, my) = cv2.minMaxLoc(scores)
-        if best < BODY_MATCH:
-            return None
-        found = replace(track, cx=x0 + mx + tw / 2, cy=y0 + my + th / 2, score=float(best))
-        self._template = _patch(plane, found)
-        return found
-
-
-BODY_MATCH = 0.5
-"""Normalised correlation above which a body's last look is taken to be found again."""
-
-
-def _patch(plane: np.ndarray, s: Subject) -> np.ndarray:
-    """The middle of a body's box (two fifths of its width, three fifths of its height): the
-    detector's box has a margin of background, which would follow the background instead."""
-    gray = cv2.cvtColor(plane, cv2.COLOR_BGR2GRAY)
-    pw, ph = max(4, int(0.4 * s.w)), max(4, int(0.6 * s.h))
-    x0, y0 = max(0, int(s.cx - pw / 2)), max(0, int(s.cy - ph / 2))
-    return gray[y0 : y0 + ph, x0 : x0 + pw].copy()
+        if expected.kind == "person":
+            found = find_people(plane, region)
+        else:
+            # A face is searched for at ~40 px tall, whatever its size: small windows stay sharp,
+            # the large windows around large faces shrink (a few ms either way instead of ~55).
+            found = find_faces(plane, region, min(1.0, NEAR_FACE_PX / max(1.0, expected.h)))
+        found = [f for f in found if same_subject(f, expected, self._misses, w)]
+        return nearest(found, expected) if found else None
