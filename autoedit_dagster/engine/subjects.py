@@ -9,9 +9,9 @@ It also fires on cartoon faces (Big Buck Bunny's), at lower confidence and witho
 which `FACE_MIN_SCORE` and `SKIN_SHARE` remove. People without a visible face: OpenCV's HOG people
 detector, then motion or local contrast (saliency).
 
-`SubjectTracker` keeps one subject: it follows it near its last place on every sample, holds it
-through a few seconds of misses (a turn, a hand in front), prefers it over any other candidate
-while it lives, and searches the whole picture afresh at a new shot.
+`SubjectTracker` keeps one subject: it looks for it near where it should be on every sample,
+holds it through a few seconds of misses (a turn, a hand in front) where it was heading, prefers
+it over any other candidate while it lives, and searches the whole picture afresh at a new shot.
 """
 
 import os
@@ -28,7 +28,7 @@ class Subject:
     """A subject box in the coordinates of the frame it was found in.
 
     `kind`: "face", "person" (a body without a face), "held" (the followed subject, not seen on
-    this sample: kept where it was last seen) or "saliency".
+    this sample: kept where it was heading) or "saliency". `score`: the detector's confidence.
     """
 
     cx: float
