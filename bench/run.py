@@ -8,6 +8,7 @@ never committed). BENCH_QUICK=1 skips the long-file runs.
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tarfile
@@ -298,16 +299,28 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, sampler.peak
 
 
-def interleaved(candidates: dict[str, Callable[[], object]], rounds: int = REPEATS) -> dict[str, list[float]]:
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (ffmpeg) so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]], rounds: int = REPEATS, cpu: dict[str, list[float]] | None = None
+) -> dict[str, list[float]]:
     """Wall seconds of each candidate, run in turn `rounds` times (A B C A B C ...).
 
     On a shared 2-core VM one run moves by more than the margins measured here (each section lists
-    its runs); alternating and comparing medians keeps drift out of the ratio.
+    its runs); alternating and comparing medians keeps drift out of the ratio. `cpu`, when given,
+    collects each run's CPU seconds too: what other tenants of the machine cannot inflate.
     """
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, run in candidates.items():
+            started = _cpu_seconds()
             times[name].append(timed(run)[0])
+            if cpu is not None:
+                cpu.setdefault(name, []).append(_cpu_seconds() - started)
     return times
 
 
@@ -322,16 +335,21 @@ def _median_ratio(summary: dict[str, dict], ours: str, reference: str) -> float:
 def bench_analysis_speed() -> dict:
     decode = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(BBB), "-f", "null", "-"]
     frames: list[int] = []
+    cpu: dict[str, list[float]] = {}
     times = interleaved({
         "decode_only": lambda: subprocess.run(decode, check=True),
         "autoedit_analysis": lambda: frames.append(analyze_source(BBB).frames.height),
         "scenedetect_content_detector": lambda: scenedetect_cuts(BBB),
-    })  # fmt: skip
+    }, cpu=cpu)  # fmt: skip
     summary = _summary(times)
+    cpu_median = {name: float(np.median(runs)) for name, runs in cpu.items()}
     return {
         "file": "Big Buck Bunny, 596 s, 1280x720 24 fps, AAC",
         "rounds": REPEATS,
+        "load_average_1min_at_end": os.getloadavg()[0],
         "ratio_to_decode (medians)": _median_ratio(summary, "autoedit_analysis", "decode_only"),
+        "cpu_s (medians)": cpu_median,
+        "cpu_ratio_to_decode (medians)": cpu_median["autoedit_analysis"] / cpu_median["decode_only"],
         "faster_than_content_detector": _median_ratio(summary, "autoedit_analysis", "scenedetect_content_detector") < 1,
         **summary,
         "frames": frames[0],
