@@ -313,7 +313,7 @@ def interleaved(
 
     On a shared 2-core VM one run moves by more than the margins measured here (each section lists
     its runs); alternating and comparing medians keeps drift out of the ratio. `cpu`, when given,
-    collects each run's CPU seconds too: what other tenants of the machine cannot inflate.
+    collects each run's CPU seconds too, far less moved by other tenants of the machine than wall time.
     """
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
