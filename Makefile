@@ -47,6 +47,7 @@ lint: install
 
 bench: install
 	$(PIP) install -q -e ".[test,bench]"
+	$(PIP) install -q --no-deps "scenedetect>=0.6.4,<0.7"
 	$(PYTHON) -m bench.run
 
 clean:

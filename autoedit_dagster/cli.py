@@ -3,7 +3,7 @@
     autoedit probe IN [--json]
     autoedit analyze IN --json
     autoedit edit IN -o OUT [--profile tate|square|yoko] [--export fcpxml,fcp7,edl,otio,json]
-                            [--timeline-png PATH]
+                            [--timeline-png PATH] [--cut-on voice|loudness]
     autoedit submit | status | fetch | backfill ...   (remote, over Dagster's GraphQL API)
     autoedit gateway --upstream URL | autoedit token --role viewer|operator
 
@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from .engine.config import PROFILES, EditSettings, get_profile
+from .engine.config import PROFILES, EditSettings, SilenceSettings, get_profile
 from .engine.errors import MediaError
 
 EXIT_BAD_INPUT = 2
@@ -100,13 +100,20 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
+    settings = EditSettings(silence=SilenceSettings(detector=args.cut_on))
     bar = _ProgressBar(sys.stderr.isatty())
-    result = edit(source, output, args.profile, exports=exports, timeline_png_path=args.timeline_png, on_progress=bar)
+    result = edit(
+        source, output, args.profile, settings, exports=exports, timeline_png_path=args.timeline_png, on_progress=bar
+    )
     bar.close()
     print(
         f"{result.output}: {result.output_duration:.2f} s of {result.source_duration:.2f} s kept "
         f"({result.kept_ranges} ranges, {result.shots} shots, profile {result.profile})"
     )
+    found = "speech" if result.speech.detector == "voice" else "sound"
+    print(f"  cut on {result.speech.detector}: {result.speech.speech_s:.2f} s of {found} found")
+    for note in result.speech.notes:
+        print(f"  {note}")
     for fmt, path in result.exports.items():
         print(f"  {fmt}: {path}")
     if result.timeline_png:
@@ -139,6 +146,12 @@ def build_parser(remote: bool = True) -> argparse.ArgumentParser:
     e.add_argument("--profile", default="tate", choices=list(PROFILES))
     e.add_argument("--export", default="", help="comma list of fcpxml,fcp7,edl,otio,json")
     e.add_argument("--timeline-png", default=None, metavar="PATH")
+    e.add_argument(
+        "--cut-on",
+        default=SilenceSettings().detector,
+        choices=["voice", "loudness"],
+        help="keep what a voice model hears as speech (default), or what is louder than the noise floor",
+    )
     e.set_defaults(run=_cmd_edit)
 
     if not remote:

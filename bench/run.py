@@ -22,12 +22,27 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from autoedit_dagster.engine.config import EditSettings, SilenceSettings, get_profile
+from autoedit_dagster.engine.config import AnalysisSettings, EditSettings, SilenceSettings, get_profile
 from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, plan_crop
 from autoedit_dagster.engine.render import crop_commands, crop_positions, render
-from autoedit_dagster.engine.speech import speech_segments
+from autoedit_dagster.engine.speech import find_speech, speech_segments
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import ffmpeg, moving_subject_clip, shots_clip, talk_clip
+from tests.media_factory import (
+    RATE,
+    VOICES,
+    at_level,
+    ffmpeg,
+    mix_under,
+    moving_subject_clip,
+    music,
+    noise,
+    shots_clip,
+    speech_track,
+    street,
+    talk_clip,
+    voiced_rms_db,
+    write_clip,
+)
 from tests.people_factory import CASES, crop_scores, person_clip
 
 HERE = Path(__file__).resolve().parent
@@ -36,10 +51,21 @@ BBB = MEDIA / "bbb.mp4"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 # Each speed comparison runs its candidates in turn this many times (see `interleaved`).
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-# Comma list of sections to run (speech, shots, reframe, people, detectors, analysis, render, scaling,
-# linearity); default all.
+VOICE_PHRASES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "We will now look at the numbers for this quarter.",
+    "Editing video by hand takes a very long time.",
+    "Please remember to subscribe.",
+    "And that is all for today, thank you for watching.",
+    "Sometimes a short answer is best.",
+]
+VOICE_PAUSES = [1.5, 0.8, 2.5, 1.2, 3.0]
+BBB_SCORE_AT = 560.0  # the end credits: orchestral score, no voice
+# Comma list of sections to run (speech, voice, shots, reframe, people, detectors, analysis, render,
+# scaling, linearity); default all.
 SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or {
     "speech",
+    "voice",
     "shots",
     "reframe",
     "people",
@@ -114,7 +140,81 @@ def bench_speech(work: Path) -> dict:
         f"margins {m:.2f} s": score(default.model_copy(update={"margin_before_s": m, "margin_after_s": m}))
         for m in (0.15, 0.1, 0.05)
     }
-    return {"pauses_s": pauses, **score(default), "other_margins": sweep}
+    loudness = default.model_copy(update={"detector": "loudness"})
+    return {"pauses_s": pauses, **score(default), "loudness_detector": score(loudness), "other_margins": sweep}
+
+
+def _judged(path: Path, speech: list[tuple[float, float]], duration: float) -> dict[str, dict]:
+    """Both detectors on one analysis of `path`: speech kept and non-speech removed (default settings)."""
+    source = analyze_source(path)
+    fps = source.info.fps_exact
+    out = {}
+    for detector in ("voice", "loudness"):
+        result = find_speech(source.frames, fps, SilenceSettings(detector=detector))
+        kept = [(float(r.start / fps), float(r.end / fps)) for r in result.ranges]
+        kept_s = sum(e - s for s, e in kept)
+        voiced = sum(e - s for s, e in speech)
+        voiced_kept = sum(overlap(kept, s, e) for s, e in speech)
+        row = {"kept": kept_s / duration}
+        if speech:
+            row["speech_kept"] = voiced_kept / voiced
+            row["non_speech_removed"] = 1 - (kept_s - voiced_kept) / (duration - voiced)
+        if result.notes:
+            row["notes"] = result.notes
+        out[detector] = row
+    return out
+
+
+def bench_voice(work: Path) -> dict:
+    """The voice detector against the loudness one on generated cases with known truth.
+
+    Voices, speeds, beds and levels vary; the worst case of each target is listed first.
+    """
+    cases: dict[str, tuple[np.ndarray, list[tuple[float, float]]]] = {}
+    for i, (voice, speed) in enumerate(VOICES):
+        talk, speech = speech_track(VOICE_PHRASES, VOICE_PAUSES, lead=1.0, voices=[(voice, speed)])
+        talk = at_level(talk, -20.0, voiced_rms_db(talk, speech))
+        seconds = len(talk) / RATE
+        bed = ["film", "piano", "pad", "band", "film"][i]
+        cases[f"music bed: {voice}@{speed} over {bed}, 9 dB under"] = (
+            mix_under(talk, speech, music(bed, seconds), 9),
+            speech,
+        )
+        room = ["pink", "brown", "pink", "brown", "white"][i]
+        cases[f"room: {voice}@{speed} over {room} noise -30 dB"] = (
+            mix_under(talk, speech, noise(room, seconds, i), 30),
+            speech,
+        )
+        peak = 20 * np.log10(np.abs(talk).max())
+        quiet = at_level(talk, -30.0, peak) + at_level(noise("pink", seconds, 3 + i), -45.0)
+        cases[f"quiet: {voice}@{speed} peaking -30 dBFS over -45 dBFS room"] = (quiet, speech)
+        if i < 2:
+            cases[f"street: {voice}@{speed} over street -12 dB"] = (
+                mix_under(talk, speech, street(seconds, i), 12),
+                speech,
+            )
+    for bed in ("film", "piano", "pad", "band"):
+        cases[f"music alone: {bed}"] = (at_level(music(bed, 20.0), -18.0), [])
+    cases["noise alone: street"] = (at_level(street(20.0), -25.0), [])
+    results = {}
+    for i, (name, (audio, speech)) in enumerate(cases.items()):
+        path = work / f"voice{i}.mp4"
+        results[name] = _judged(path, speech, write_clip(path, audio))
+    if BBB.exists():
+        # 20 s of the end credits: the orchestral score, no voice.
+        path = work / "bbb_score.mp4"
+        ffmpeg("-ss", str(BBB_SCORE_AT), "-t", "20", "-i", str(BBB), "-c:v", "libx264", "-preset", "ultrafast",
+               "-c:a", "aac", str(path))  # fmt: skip
+        results["music alone: the film's score (20 s)"] = _judged(path, [], 20.0)
+    worst = {}
+    for kind, key, target in (("music bed", "speech_kept", 0.99), ("music bed", "non_speech_removed", 0.75),
+                              ("music alone", "kept", 0.95), ("noise alone", "kept", 0.95),
+                              ("room", "speech_kept", 1.0),
+                              ("quiet", "speech_kept", 0.98), ("street", "speech_kept", 0.99)):  # fmt: skip
+        rows = {n: r["voice"][key] for n, r in results.items() if n.startswith(f"{kind}:")}
+        name = min(rows, key=rows.__getitem__)
+        worst[f"{kind} {key} (target {target})"] = {"worst": rows[name], "case": name}
+    return {"worst (voice detector)": worst, "cases": results}
 
 
 # --- shots --------------------------------------------------------------------------------------
@@ -336,10 +436,13 @@ def _median_ratio(summary: dict[str, dict], ours: str, reference: str) -> float:
 def bench_analysis_speed() -> dict:
     decode = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(BBB), "-f", "null", "-"]
     frames: list[int] = []
+    # The same pass without the voice model: what the model costs (AnalysisSettings.voice).
+    no_voice = EditSettings(analysis=AnalysisSettings(voice=False))
     cpu: dict[str, list[float]] = {}
     times = interleaved({
         "decode_only": lambda: subprocess.run(decode, check=True),
         "autoedit_analysis": lambda: frames.append(analyze_source(BBB).frames.height),
+        "autoedit_analysis_without_voice": lambda: analyze_source(BBB, no_voice),
         "scenedetect_content_detector": lambda: scenedetect_cuts(BBB),
     }, cpu=cpu)  # fmt: skip
     summary = _summary(times)
@@ -351,6 +454,9 @@ def bench_analysis_speed() -> dict:
         "ratio_to_decode (medians)": _median_ratio(summary, "autoedit_analysis", "decode_only"),
         "cpu_s (medians)": cpu_median,
         "cpu_ratio_to_decode (medians)": cpu_median["autoedit_analysis"] / cpu_median["decode_only"],
+        "ratio_to_decode without the voice model (medians)": _median_ratio(
+            summary, "autoedit_analysis_without_voice", "decode_only"
+        ),
         "faster_than_content_detector": _median_ratio(summary, "autoedit_analysis", "scenedetect_content_detector") < 1,
         **summary,
         "frames": frames[0],
@@ -482,6 +588,9 @@ def main() -> int:
             fetch_bbb()
         if "speech" in SECTIONS:
             results["speech (talk clip, pauses 0.3-4 s)"] = bench_speech(work)
+        if "voice" in SECTIONS:
+            results["voice detector (generated cases, default settings)"] = bench_voice(work)
+            write_results(results)
         if "shots" in SECTIONS:
             results["shots (F1 at +-2 frames)"] = bench_shots(work)
         if "reframe" in SECTIONS:

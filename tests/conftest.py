@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+from tests.media_factory import SHARED_MEDIA
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ must run them. Environment: AUTOEDIT_TEST_PGHOST/PGPORT/PGUSER (default 127.0.0.
 AUTOEDIT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 """
 
+import contextlib
 import os
 import socket
 import uuid
@@ -54,9 +55,9 @@ class PostgresDatabase:
                 "PGDATABASE": self.database}  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[PostgresDatabase]:
-    """A fresh database on the real server for this test session, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[PostgresDatabase]:
+    """A new, empty database on the real server, dropped on exit."""
     require("PostgreSQL", PGHOST, PGPORT)
     import psycopg2
 
@@ -75,6 +76,13 @@ def postgres_database() -> Iterator[PostgresDatabase]:
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[PostgresDatabase]:
+    """A fresh database on the real server for this test session, dropped afterwards."""
+    with fresh_postgres_database() as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,28 @@ def test_edit_yoko_keeps_source_size(talk, tmp_path: Path, capsys: pytest.Captur
     assert (probe(out).width, probe(out).height) == (480, 270)
 
 
+def test_cut_on_chooses_the_detector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Beeps with silence between them: no voice, so `voice` keeps it all; `loudness` cuts the gaps."""
+    beeps = tmp_path / "beeps.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90:r=25:d=6", "-f", "lavfi", "-i",
+           "sine=frequency=1000:duration=6,volume=volume=0.01:enable='gte(mod(t,2),0.5)'",
+           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(beeps))  # fmt: skip
+    kept, said = {}, {}
+    for detector in ("voice", "loudness"):
+        out = tmp_path / f"{detector}.mp4"
+        code, said[detector], err = _run(
+            capsys, "edit", str(beeps), "-o", str(out), "--profile", "yoko", "--cut-on", detector
+        )
+        assert code == 0, err
+        assert f"cut on {detector}:" in said[detector]
+        kept[detector] = probe(out).duration
+    assert "cut on voice: 0.00 s of speech found" in said["voice"] and "no speech found: nothing cut" in said["voice"]
+    assert kept["voice"] > 5.8 > 4.0 > kept["loudness"]
+    with pytest.raises(SystemExit) as refused:
+        main(["edit", str(beeps), "-o", str(tmp_path / "x.mp4"), "--cut-on", "pitch"])
+    assert refused.value.code == 2 and "--cut-on" in capsys.readouterr().err
+
+
 def _assert_refused(capsys, tmp_path: Path, src: Path, pattern: str) -> None:
     out = tmp_path / "refused.mp4"
     code, _, err = _run(capsys, "edit", str(src), "-o", str(out))
@@ -230,6 +252,18 @@ def test_hostile_file_names(tmp_path: Path) -> None:
     assert (probe(out).width, probe(out).height) == (1080, 1080)
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "PWNED2").exists()
     assert (tmp_path / name).exists()
+
+
+def test_output_name_that_looks_like_a_protocol_is_a_file(tmp_path: Path) -> None:
+    """Regression: `-o pipe:1/out.mp4` made ffmpeg write the render to stdout (the pipe protocol)."""
+    _clip(tmp_path / "in.mp4")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autoedit_dagster.cli", "edit", "--profile", "yoko", "-o", "pipe:1/out.mp4", "in.mp4"],
+        cwd=tmp_path, capture_output=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"ftyp" not in proc.stdout
+    assert probe(tmp_path / "pipe:1" / "out.mp4").duration > 1
 
 
 def test_input_is_never_modified_nor_overwritten(tmp_path: Path, capsys) -> None:

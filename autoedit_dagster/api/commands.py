@@ -1,10 +1,12 @@
 """`autoedit gateway` and `autoedit token`: the argparse wiring, added to cli.py's subparsers.
 
     autoedit gateway --upstream URL [--host H] [--port P] [--log-level L] [--log-format json|text]
-    autoedit token --role viewer|operator [--subject NAME] [--ttl SECONDS]
+    autoedit token (--role viewer|operator | --scope metrics) [--subject NAME] [--ttl SECONDS]
 
 `token` prints only the token on stdout (`TOKEN=$(autoedit token --role viewer)`), and its
-subject and expiry on stderr. Without --subject the subject is `<role>-<8 hex>`, so every token
+subject and expiry on stderr. `--scope metrics` mints a token that may read `/metrics` and
+nothing else (for Prometheus). Both commands refuse, in one line with exit status 2, a missing
+AUTOEDIT_JWT_SECRET or one shorter than 32 bytes. Without --subject the subject is `<role>-<8 hex>`, so every token
 minted gets a rate-limit bucket of its own. Environment: AUTOEDIT_JWT_SECRET (both commands), and
 the gateway's variables listed in `gateway.py`. Also runnable as
 `python -m autoedit_dagster.api.commands ...`.
@@ -18,7 +20,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from .tokens import DEFAULT_TTL_SECONDS, ROLES, ConfigurationError, mint_token, weak_secret_warning
+from .tokens import DEFAULT_TTL_SECONDS, ROLES, SCOPES, ConfigurationError, check_secret, mint_token
 
 EXIT_BAD_INPUT = 2
 
@@ -39,27 +41,29 @@ def run_gateway(args: argparse.Namespace) -> int:
         return _error(str(exc))
     import uvicorn
 
-    # Our own access log (without query strings: /login?token=...) replaces uvicorn's.
+    # Our own access log (without query strings: /login?token=...) replaces uvicorn's. Forwarded
+    # headers are read by the gateway itself, from AUTOEDIT_TRUSTED_PROXIES only.
     uvicorn.run(
-        gateway, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True,
+        gateway, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=False,
         ws="websockets-sansio", lifespan="on", server_header=False, log_level=args.log_level,
     )  # fmt: skip
     return 0
 
 
 def run_token(args: argparse.Namespace) -> int:
-    secret = os.environ.get("AUTOEDIT_JWT_SECRET")
-    if not secret:
-        return _error("AUTOEDIT_JWT_SECRET is not set: it signs the tokens (the gateway must have the same value)")
+    try:
+        secret = check_secret(os.environ.get("AUTOEDIT_JWT_SECRET"))
+    except ConfigurationError as exc:
+        return _error(f"{exc} (the gateway must have the same value)")
     if args.ttl <= 0:
         return _error("--ttl must be a positive number of seconds")
-    if warning := weak_secret_warning(secret):
-        print(f"autoedit: warning: {warning}", file=sys.stderr)
-    subject = args.subject or f"{args.role}-{uuid.uuid4().hex[:8]}"
-    token = mint_token(secret, args.role, subject=subject, ttl=args.ttl)
+    kind = args.role or f"{args.scope}-scoped"
+    subject = args.subject or f"{args.role or args.scope}-{uuid.uuid4().hex[:8]}"
+    scopes = (args.scope,) if args.scope else ()
+    token = mint_token(secret, args.role, subject=subject, ttl=args.ttl, scopes=scopes)
     expires = datetime.fromtimestamp(datetime.now(UTC).timestamp() + args.ttl, UTC).isoformat(timespec="seconds")
     print(token)
-    print(f"autoedit: {args.role} token for {subject}, expires {expires}", file=sys.stderr)
+    print(f"autoedit: {kind} token for {subject}, expires {expires}", file=sys.stderr)
     return 0
 
 
@@ -82,7 +86,9 @@ def add_gateway_commands(subparsers: argparse._SubParsersAction) -> None:
         "token", help="print a gateway token signed with AUTOEDIT_JWT_SECRET",
         description="Mint an HS256 token for the gateway; clients send it as `Authorization: Bearer <token>`.",
     )  # fmt: skip
-    t.add_argument("--role", required=True, choices=ROLES, help="viewer: read-only; operator: everything")
+    who = t.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role", choices=ROLES, help="viewer: read-only; operator: everything")
+    who.add_argument("--scope", choices=SCOPES, help="metrics: /metrics only (for Prometheus)")
     t.add_argument("--subject", default=None, help="who the token is for (its rate-limit bucket)")
     t.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS,
                    help=f"seconds until it expires (default {DEFAULT_TTL_SECONDS})")  # fmt: skip

@@ -13,12 +13,29 @@ Who gets in
 
 What each role may do
     `operator`: everything. `viewer`: GET/HEAD/OPTIONS of pages, assets and downloads, and
-    GraphQL queries and subscriptions: the GraphQL document is parsed (graphql-core) from
-    wherever the webserver would read it (JSON body, batched JSON array, `application/graphql`
-    body, or the query string), and a mutation anywhere in it is refused with 403, as is any other
-    write (POST to the REST endpoints). Over the websocket, each `start`/`subscribe` message from
-    a viewer is checked the same way. For every role a mutation sent with GET is refused (405):
-    cookies travel with cross-site GET navigations, so GET must stay read-only.
+    GraphQL queries and subscriptions: a mutation is refused with 403, as is any other write
+    (POST to the REST endpoints). A token with only the `metrics` scope reads `/metrics` and
+    nothing else. Over the websocket, each `start`/`subscribe` message from a viewer is checked
+    too. For every role a mutation sent with GET is refused (405): cookies travel with
+    cross-site GET navigations, so GET must stay read-only.
+
+The request checked is the request forwarded
+    Only an allow-list of end-to-end headers travels upstream (`FORWARDED_HEADERS`), never
+    anything named by `Connection`, and the gateway sets the framing itself. A GraphQL request is
+    read whole and judged as the webserver will read it: a GET's query string (no body allowed),
+    or a POST's body (`application/json` object or `application/graphql`; any other type, a JSON
+    batch, or GraphQL parameters in the query string as well are 400). What is forwarded is
+    rebuilt from what was judged: the canonical Content-Type and the judged fields re-encoded.
+    Every document is checked off the event loop, in worker processes at a lower CPU priority
+    (`graphql_check.py`; results cached by hash), within `GraphQLLimits` (bytes, tokens, depth,
+    aliases, fields and repeated fields with fragments expanded, time): past any of them, 400, so
+    one client's huge query can stall neither the gateway nor, through it, the webserver.
+
+Cookie sessions
+    A request authenticated by the cookie that is not GET/HEAD/OPTIONS (and `POST /login`, and a
+    websocket handshake) must come from the gateway's own origin: an `Origin` equal to it, or,
+    without `Origin`, `Sec-Fetch-Site: same-origin`; else 403. Bearer tokens are not affected
+    (no browser attaches them by itself).
 
 How often
     Per client (the token's `sub`, else the remote address) at most AUTOEDIT_RATE_LIMIT requests
@@ -31,27 +48,32 @@ How often
 
 Also
     `/healthz` (no auth): 200 when the upstream's `/server_info` and Redis answer, else 503, with
-    each check's state in the JSON body. `/metrics`: Prometheus text (`metrics.py`), without auth
-    by default (aggregate numbers only: no ids, names or tokens; keep it off the public network),
-    or operator-only with AUTOEDIT_METRICS_AUTH=operator (Prometheus then sends a token with
-    `authorization: {credentials: ...}`). An unreachable or failing upstream is answered with 502
+    each check's state in the JSON body. `/metrics`: Prometheus text (`metrics.py`), for a token
+    with the `metrics` scope (`autoedit token --scope metrics`, what Prometheus sends with
+    `authorization: {credentials_file: ...}`) or any role; operator tokens only with
+    AUTOEDIT_METRICS_AUTH=operator. An unreachable or failing upstream is answered with 502
     and a JSON body saying what failed. The `Authorization` header and the token cookie are not
     forwarded upstream. Access logs (`autoedit.gateway`, JSON per `logs.py`) never include query
     strings, so `/login?token=` does not leak into logs.
 
-Environment (read by `GatewaySettings.from_env`): AUTOEDIT_JWT_SECRET, AUTOEDIT_JWT_PUBLIC_KEY,
-AUTOEDIT_REDIS_URL (default redis://127.0.0.1:6379/0), AUTOEDIT_RATE_LIMIT (requests per minute,
-default 100, 0 disables), AUTOEDIT_METRICS_AUTH (none|operator), AUTOEDIT_COOKIE_SECURE (1 forces
-the Secure flag, e.g. behind a TLS proxy that is not in FORWARDED_ALLOW_IPS),
-AUTOEDIT_UPSTREAM_TIMEOUT (seconds, default 120), DAGSTER_HOME (the instance `/metrics` reads).
-uvicorn trusts X-Forwarded-For/-Proto only from FORWARDED_ALLOW_IPS (default 127.0.0.1).
+Environment (read by `GatewaySettings.from_env`): AUTOEDIT_JWT_SECRET (at least 32 bytes, else
+the gateway refuses to start), AUTOEDIT_JWT_PUBLIC_KEY, AUTOEDIT_REDIS_URL (default
+redis://127.0.0.1:6379/0), AUTOEDIT_RATE_LIMIT (requests per minute, default 100, 0 disables),
+AUTOEDIT_METRICS_AUTH (token|operator, default token), AUTOEDIT_TRUSTED_PROXIES (comma-separated
+addresses or CIDR networks of the reverse proxies in front, e.g. nginx: only from these are
+X-Forwarded-For, the client whose address is its rate-limit bucket, and X-Forwarded-Proto, which
+makes the cookie Secure, believed; default none), AUTOEDIT_COOKIE_SECURE (1 forces the Secure
+flag), AUTOEDIT_UPSTREAM_TIMEOUT (seconds, default 120), DAGSTER_HOME (the instance `/metrics`
+reads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
+import ipaddress
 import json
 import logging
 import math
@@ -59,16 +81,16 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
-from functools import lru_cache
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import redis.asyncio as aioredis
 import websockets
-from graphql import GraphQLError, OperationDefinitionNode, parse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -77,25 +99,38 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from websockets.asyncio.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
+from .graphql_check import GraphQLLimits, check_document, shared_pool
 from .metrics import build_registry
-from .tokens import ConfigurationError, Principal, TokenError, TokenVerifier, read_public_key, weak_secret_warning
+from .tokens import ROLES, ConfigurationError, Principal, TokenError, TokenVerifier, check_secret, read_public_key
 
 log = logging.getLogger("autoedit.gateway")
 
 COOKIE_NAME = "autoedit_token"
 DEFAULT_RATE_LIMIT = 100
 WINDOW_SECONDS = 60
+CHECKERS_START_SECONDS = 120.0  # to start the GraphQL checker processes
 REDIS_RETRY_SECONDS = 5.0  # after a Redis failure, requests pass unlimited this long before it is tried again
-MAX_GRAPHQL_BODY = 1 << 20  # a viewer's GraphQL body is read whole to be parsed
+MAX_GRAPHQL_BODY = 1 << 20  # a GraphQL body is read whole to be judged
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade",
 }  # fmt: skip
+# The only request headers that travel upstream (besides the filtered cookie, a content-length the
+# gateway recomputes and the X-Forwarded-* it sets): an allow-list, so no hop-by-hop trick
+# (`Connection: Content-Type`) can remove one that was checked, and nothing unknown is smuggled.
+FORWARDED_HEADERS = frozenset({
+    "accept", "accept-encoding", "accept-language", "cache-control", "content-type", "if-match",
+    "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "origin", "pragma", "range",
+    "referer", "user-agent",
+})  # fmt: skip
+GRAPHQL_PARAMS = ("query", "variables", "operationName")  # what dagster-webserver reads from a request
+GRAPHQL_TYPES = ("application/json", "application/graphql")
 GATEWAY_PATHS = {"/healthz": "healthz", "/metrics": "metrics", "/login": "login", "/logout": "logout"}
 
 
@@ -111,12 +146,23 @@ class GatewaySettings:
     rate_limit: int = DEFAULT_RATE_LIMIT
     window_seconds: int = WINDOW_SECONDS
     dagster_home: str | None = None
-    metrics_auth: str = "none"
+    metrics_auth: str = "token"
     cookie_secure: bool = False
     upstream_timeout: float = 120.0
     key_prefix: str = "autoedit:ratelimit:"
+    trusted_proxies: tuple[str, ...] = ()
+    graphql_limits: GraphQLLimits = field(default_factory=lambda: GraphQLLimits())
 
     def __post_init__(self) -> None:
+        if self.jwt_secret is not None:
+            check_secret(self.jwt_secret)
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"AUTOEDIT_TRUSTED_PROXIES must list IP addresses or CIDR networks, not {proxy!r}"
+                ) from exc
         parts = urlsplit(self.upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(
@@ -124,8 +170,11 @@ class GatewaySettings:
             )
         if self.rate_limit < 0 or self.window_seconds <= 0:
             raise ConfigurationError("AUTOEDIT_RATE_LIMIT must be 0 (off) or a positive number of requests per minute")
-        if self.metrics_auth not in ("none", "operator"):
-            raise ConfigurationError(f"AUTOEDIT_METRICS_AUTH must be none or operator, not {self.metrics_auth!r}")
+        if self.metrics_auth not in ("token", "operator"):
+            raise ConfigurationError(
+                f"AUTOEDIT_METRICS_AUTH must be token (a metrics-scoped or any role's token) or operator, not "
+                f"{self.metrics_auth!r}: /metrics is never public"
+            )
 
     @classmethod
     def from_env(cls, upstream: str, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -136,6 +185,7 @@ class GatewaySettings:
         except ValueError as exc:
             raise ConfigurationError(f"AUTOEDIT_RATE_LIMIT / AUTOEDIT_UPSTREAM_TIMEOUT must be numbers: {exc}") from exc
         public_key = env.get("AUTOEDIT_JWT_PUBLIC_KEY")
+        proxies = tuple(p.strip() for p in (env.get("AUTOEDIT_TRUSTED_PROXIES") or "").split(",") if p.strip())
         return cls(
             upstream=upstream,
             jwt_secret=env.get("AUTOEDIT_JWT_SECRET") or None,
@@ -143,9 +193,10 @@ class GatewaySettings:
             redis_url=env.get("AUTOEDIT_REDIS_URL") or cls.redis_url,
             rate_limit=rate_limit,
             dagster_home=env.get("DAGSTER_HOME") or None,
-            metrics_auth=(env.get("AUTOEDIT_METRICS_AUTH") or "none").lower(),
+            metrics_auth=(env.get("AUTOEDIT_METRICS_AUTH") or "token").lower(),
             cookie_secure=(env.get("AUTOEDIT_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
             upstream_timeout=timeout,
+            trusted_proxies=proxies,
         )
 
 
@@ -208,44 +259,135 @@ class Refusal(Exception):
         return JSONResponse({"error": self.error, "detail": self.detail}, self.status, headers=self.headers)
 
 
-@lru_cache(maxsize=512)  # the UI sends the same few documents over and over
-def operation_types(document: str) -> frozenset[str]:
-    """`query`, `mutation`, `subscription`: the operations a GraphQL document defines."""
-    parsed = parse(document, no_location=True)
-    return frozenset(node.operation.value for node in parsed.definitions if isinstance(node, OperationDefinitionNode))
+class GraphQLJudge:
+    """Checks GraphQL documents within `GraphQLLimits` in worker processes (`graphql_check`), never on the
+    event loop.
 
+    Results (refusals included) are cached by the document's hash, not its text, so the cache's
+    memory stays small whatever clients send; the UI sends the same few documents over and over.
+    """
 
-def graphql_documents(method: str, content_type: str, body: bytes, query_params: Mapping[str, str]) -> list[Any]:
-    """The query texts dagster-webserver would execute for this request (it reads them the same way)."""
-    if method == "POST" and "application/json" in content_type:
-        try:
-            payload = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Refusal(400, "bad request", f"GraphQL request body is not valid JSON: {exc}") from exc
-        items = payload if isinstance(payload, list) else [payload]
-        return [item.get("query") if isinstance(item, dict) else None for item in items] or [None]
-    if method == "POST" and "application/graphql" in content_type:
-        return [body.decode("utf-8", "replace")]
-    return [query_params.get("query")]
+    def __init__(self, limits: GraphQLLimits, cache_size: int = 1024) -> None:
+        self.limits = limits
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, frozenset[str] | str] = OrderedDict()
 
-
-def check_graphql(documents: Iterable[Any], *, allow_mutations: bool, require_query: bool) -> None:
-    """Raise `Refusal` for an unreadable document or a mutation the caller may not run."""
-    for document in documents:
-        if document is None:
-            if require_query:
-                raise Refusal(400, "bad request", "no GraphQL query in the request")
-            continue
+    async def operation_types(self, document: Any) -> frozenset[str]:
         if not isinstance(document, str):
             raise Refusal(400, "bad request", "the GraphQL query must be a string")
+        encoded = document.encode("utf-8", "surrogatepass")
+        if len(encoded) > self.limits.max_bytes:
+            raise Refusal(400, "bad request",
+                          f"GraphQL document of {len(encoded)} bytes; at most {self.limits.max_bytes}")  # fmt: skip
+        key = hashlib.sha256(encoded).digest()
+        result = self._cache.get(key)
+        if result is None:
+            result = await self._check(document)
+            self._cache[key] = result
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        if isinstance(result, str):
+            raise Refusal(400, "bad request", result)
+        return result
+
+    async def _check(self, document: str) -> frozenset[str] | str:
+        pool = shared_pool()
+        executor = pool.executor
         try:
-            kinds = operation_types(document)
-        except GraphQLError as exc:
-            raise Refusal(400, "bad request", f"GraphQL syntax error: {exc.message}") from exc
+            future = asyncio.get_running_loop().run_in_executor(executor, check_document, document, self.limits)
+            return await asyncio.wait_for(future, self.limits.timeout)
+        except TimeoutError:
+            raise Refusal(400, "bad request",
+                          f"GraphQL document not checked within {self.limits.timeout:g} s") from None  # fmt: skip
+        except BrokenProcessPool:
+            pool.restart(executor)
+            raise Refusal(503, "service unavailable", "the GraphQL checker restarted: retry") from None
+
+    async def check(self, document: Any, *, allow_mutations: bool) -> None:
+        """`Refusal` for a missing, unreadable or oversized document, or a mutation the caller may not run."""
+        if document is None:
+            raise Refusal(400, "bad request", "no GraphQL query in the request")
+        kinds = await self.operation_types(document)
         if "mutation" in kinds and not allow_mutations:
             raise Refusal(
                 403, "forbidden", "viewer tokens may run GraphQL queries only; mutations need an operator token"
             )
+
+
+@dataclass(frozen=True)
+class GraphQLRequest:
+    """What dagster-webserver will execute for an HTTP request to `/graphql`, and the exact bytes to send it."""
+
+    document: Any  # the `query` the webserver reads (None: none; it answers 400)
+    body: bytes | None  # the body to forward (None for GET/HEAD)
+    content_type: str | None  # the one Content-Type to forward with it
+    query_string: bytes  # the query string to forward
+
+
+def read_graphql_request(method: str, headers: Any, body: bytes, query_string: bytes) -> GraphQLRequest:
+    """Judge a `/graphql` request as dagster-webserver reads it (`dagster_webserver/graphql.py`), refusing
+    anything it could read differently: a GET's query string only; a POST's body only, as JSON (one object)
+    or `application/graphql`. The forwarded request is rebuilt from what was read."""
+    params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    names = [name for name, _ in params]
+    if any(names.count(name) > 1 for name in GRAPHQL_PARAMS):
+        raise Refusal(400, "bad request", "GraphQL parameters given more than once in the query string")
+    canonical_query = urlencode(params).encode("latin-1") if params else b""
+    if method in ("GET", "HEAD"):
+        if body:
+            raise Refusal(400, "bad request", f"a GraphQL {method} has no body: send the query in the query string")
+        return GraphQLRequest(dict(params).get("query"), None, None, canonical_query)
+    if method != "POST":
+        return GraphQLRequest(None, body, None, canonical_query)  # the webserver answers 405
+    if any(name in GRAPHQL_PARAMS for name in names):
+        raise Refusal(400, "bad request", "a GraphQL POST carries its query in the body, not the query string")
+    types = headers.getlist("content-type")
+    media = types[0].split(";", 1)[0].strip().lower() if len(types) == 1 else None
+    if media not in GRAPHQL_TYPES:
+        raise Refusal(415, "unsupported media type",
+                      "a GraphQL POST is one application/json object or an application/graphql document")  # fmt: skip
+    if media == "application/graphql":
+        try:
+            document = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refusal(400, "bad request", f"GraphQL document is not UTF-8: {exc}") from exc
+        return GraphQLRequest(document, body, media, canonical_query)
+    try:
+        payload = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Refusal(400, "bad request", f"GraphQL request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise Refusal(400, "bad request", "a GraphQL request body is one JSON object (batches are not supported)")
+    # Only the fields the webserver reads travel on, re-encoded: no duplicate key or encoding trick survives.
+    kept = {name: payload[name] for name in GRAPHQL_PARAMS if name in payload}
+    return GraphQLRequest(payload.get("query"), json.dumps(kept).encode(), media, canonical_query)
+
+
+def request_origin(conn: HTTPConnection) -> str:
+    """This gateway's origin as the client addressed it (scheme from a trusted proxy, host from Host)."""
+    scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
+    return _canonical_origin(f"{scheme}://{conn.headers.get('host', '')}")
+
+
+def _canonical_origin(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        return ""
+    if not parts.hostname:
+        return ""
+    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+
+
+def is_same_origin(conn: HTTPConnection) -> bool:
+    """A browser request from this site's own pages: its `Origin`, else its `Sec-Fetch-Site`, says so."""
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return conn.headers.get("sec-fetch-site") == "same-origin"
+    return origin != "null" and _canonical_origin(origin) == request_origin(conn) != ""
 
 
 def normalize_path(path: str) -> str:
@@ -309,6 +451,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, instance: Any = None) -> None:
         self.settings = settings
         self.verifier = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+        self.judge = GraphQLJudge(settings.graphql_limits)
         source = instance
         if source is None and settings.dagster_home:
             import dagster as dg
@@ -334,14 +477,20 @@ class Gateway:
             ],
             lifespan=self._lifespan,
         )
+        # The client's address and scheme, from X-Forwarded-For/-Proto of a trusted proxy only
+        # (uvicorn's own middleware: the right-most address not in the list is the client).
+        self._asgi: Any = self.app
+        if settings.trusted_proxies:
+            self._asgi = ProxyHeadersMiddleware(self.app, trusted_hosts=list(settings.trusted_proxies))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+        await self._asgi(scope, receive, send)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        if warning := weak_secret_warning(self.settings.jwt_secret):
-            log.warning(warning)
+        # The GraphQL checkers are up before the first request (starting one takes seconds on a loaded host).
+        checkers = shared_pool().started
+        await asyncio.wait_for(asyncio.gather(*(asyncio.wrap_future(f) for f in checkers)), CHECKERS_START_SECONDS)
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.upstream_timeout, connect=5.0),
             follow_redirects=False,
@@ -446,15 +595,13 @@ class Gateway:
         try:
             if route == "healthz":
                 response = await self._healthz()
-            elif route == "metrics" and self.settings.metrics_auth == "none":
-                response = await self._metrics()
             else:
                 caller = self._identify(request)
                 response = await self._handle_authenticated(request, path, route, caller)
         except Refusal as refusal:
             response = refusal.response()
         elapsed = time.perf_counter() - started
-        role = caller.principal.role if caller and caller.principal else "anonymous"
+        role = caller.principal.label if caller and caller.principal else "anonymous"
         self.metrics.requests.labels(route, request.method, str(response.status_code), role).inc()
         self.metrics.latency.labels(route).observe(elapsed)
         log.log(
@@ -475,6 +622,9 @@ class Gateway:
                 response = RedirectResponse("/login", 303)
                 response.delete_cookie(COOKIE_NAME, path="/")
                 return response
+            if request.method == "POST" and not is_same_origin(request):
+                # Login CSRF: another site must not sign a browser in under the attacker's token.
+                raise Refusal(403, "forbidden", "sign in from this site's own /login page")
             return await self._login(request)
         # The UI's static files (a page load fetches some 60) are not API calls: only authenticated,
         # never counted, or one page view would spend most of a client's minute.
@@ -486,44 +636,48 @@ class Gateway:
             return self._unauthorized(caller.error or TokenError("missing", "no token"), request)
         principal = caller.principal
         if route == "metrics":
-            if not principal.is_operator:
-                raise Refusal(403, "forbidden", "/metrics needs an operator token (AUTOEDIT_METRICS_AUTH=operator)")
-            return await self._metrics()
-        body = await self._authorize(request, path, principal)
-        response = await self._forward(request, path, body)
+            return await self._metrics(principal)
+        if principal.role not in ROLES:
+            raise Refusal(403, "forbidden", f"a token scoped to {principal.label} may read /metrics only")
+        if caller.via_cookie and request.method not in READ_METHODS and not is_same_origin(request):
+            raise Refusal(403, "forbidden", f"cross-site {request.method} refused: a cookie session may change "
+                          "things only from this site's own pages (Origin or Sec-Fetch-Site: same-origin)")  # fmt: skip
+        if is_graphql_path(path):
+            graphql = await self._authorize_graphql(request, principal)
+            response = await self._forward(request, path, graphql.body, graphql.query_string, graphql.content_type)
+        else:
+            if not principal.is_operator and request.method not in READ_METHODS:
+                detail = f"viewer tokens are read-only: {request.method} {path} needs an operator token"
+                raise Refusal(403, "forbidden", detail)
+            response = await self._forward(request, path, None, request.scope.get("query_string", b""), None)
         if decision is not None:
             response.headers["X-RateLimit-Limit"] = str(decision.limit)
             response.headers["X-RateLimit-Remaining"] = str(decision.remaining)
         return response
 
-    async def _authorize(self, request: Request, path: str, principal: Principal) -> bytes | None:
-        """Refuse what the role may not do; returns the body when it had to be read to decide."""
+    async def _authorize_graphql(self, request: Request, principal: Principal) -> GraphQLRequest:
+        """Judge a `/graphql` request as the webserver will read it; returns what to forward."""
         method = request.method
-        if method == "OPTIONS":
-            return None
-        if is_graphql_path(path):
-            if method in ("GET", "HEAD"):
-                documents = graphql_documents(method, "", b"", request.query_params)
+        if method in READ_METHODS:
+            # A GET body is read (bounded) only to refuse it: the webserver would ignore it.
+            body = await self._read_limited(request) if _has_body(request) else b""
+        else:
+            body = await self._read_limited(request)
+        graphql = read_graphql_request(method, request.headers, body, request.scope.get("query_string", b""))
+        if method in ("GET", "HEAD"):
+            if graphql.document is not None:
                 try:
-                    check_graphql(documents, allow_mutations=False, require_query=False)
+                    await self.judge.check(graphql.document, allow_mutations=False)
                 except Refusal as refusal:
                     if refusal.status == 403:
                         raise Refusal(405, "method not allowed", "GraphQL mutations must be sent with POST",
                                       {"Allow": "POST"}) from None  # fmt: skip
                     raise
-                return None
-            if principal.is_operator:
-                return None
-            if method != "POST":
-                raise Refusal(403, "forbidden", f"viewer tokens may not {method} {path}")
-            body = await self._read_limited(request)
-            content_type = request.headers.get("content-type", "")
-            documents = graphql_documents(method, content_type, body, request.query_params)
-            check_graphql(documents, allow_mutations=False, require_query=True)
-            return body
-        if not principal.is_operator and method not in READ_METHODS:
-            raise Refusal(403, "forbidden", f"viewer tokens are read-only: {method} {path} needs an operator token")
-        return None
+        elif method == "POST":
+            await self.judge.check(graphql.document, allow_mutations=principal.is_operator)
+        elif not principal.is_operator and method != "OPTIONS":
+            raise Refusal(403, "forbidden", f"viewer tokens may not {method} /graphql")
+        return graphql
 
     @staticmethod
     async def _read_limited(request: Request) -> bytes:
@@ -542,39 +696,41 @@ class Gateway:
         netloc = self._upstream.netloc
         return f"{scheme or self._upstream.scheme}://{netloc}{quoted}{query}"
 
-    def _upstream_headers(self, conn: HTTPConnection, drop_length: bool) -> list[tuple[str, str]]:
-        connection_tokens = {t.strip().lower() for t in conn.headers.get("connection", "").split(",") if t.strip()}
+    @staticmethod
+    def _upstream_headers(conn: HTTPConnection, content_type: str | None = None) -> list[tuple[str, str]]:
+        """The allow-listed headers (`FORWARDED_HEADERS`), our cookie removed, and the X-Forwarded-* we vouch
+        for; `content_type` replaces the client's (a judged GraphQL request carries the canonical one)."""
         headers: list[tuple[str, str]] = []
         for raw_name, raw_value in conn.headers.raw:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            if name in HOP_BY_HOP or name in connection_tokens or name in ("host", "authorization"):
-                continue
-            if name == "content-length" and drop_length:
-                continue
             if name == "cookie":
-                kept = [c for c in value.split(";") if c.strip() and c.strip().split("=", 1)[0] != COOKIE_NAME]
-                if not kept:
-                    continue
-                value = ";".join(kept).strip()
-            headers.append((name, value))
-        client = conn.client.host if conn.client else ""
-        forwarded_for = conn.headers.get("x-forwarded-for")
-        headers = [(n, v) for n, v in headers if not n.startswith("x-forwarded-")]
-        headers.append(("x-forwarded-for", f"{forwarded_for}, {client}" if forwarded_for else client))
-        headers.append(("x-forwarded-proto", conn.url.scheme.replace("ws", "http")))
+                kept = [c for c in value.split(";") if c.strip() and c.strip().split("=", 1)[0].strip() != COOKIE_NAME]
+                if kept:
+                    headers.append((name, ";".join(kept).strip()))
+            elif name in FORWARDED_HEADERS and not (name == "content-type" and content_type is not None):
+                headers.append((name, value))
+        if content_type is not None:
+            headers.append(("content-type", content_type))
+        headers.append(("x-forwarded-for", conn.client.host if conn.client else ""))
+        headers.append(("x-forwarded-proto", "https" if conn.url.scheme in ("https", "wss") else "http"))
         if host := conn.headers.get("host"):
             headers.append(("x-forwarded-host", host))
         return headers
 
-    async def _forward(self, request: Request, path: str, body: bytes | None) -> Response:
+    async def _forward(
+        self, request: Request, path: str, body: bytes | None, query_string: bytes, content_type: str | None
+    ) -> Response:
+        """Send upstream: `body` when the gateway read and judged it, else the client's body streamed."""
         assert self.http is not None
-        target = self._upstream_target(path, request.scope.get("query_string", b""))
-        headers = self._upstream_headers(request, drop_length=body is not None)
+        target = self._upstream_target(path, query_string)
+        headers = self._upstream_headers(request, content_type)
         content: Any = None
         if body is not None:
             content = body
-        elif "content-length" in request.headers or "transfer-encoding" in request.headers:
+        elif _has_body(request):
             content = request.stream()
+            if (length := request.headers.get("content-length", "")).isdigit():
+                headers.append(("content-length", length))
         upstream_request = self.http.build_request(request.method, target, headers=headers, content=content)
         try:
             upstream = await self.http.send(upstream_request, stream=True)
@@ -626,7 +782,11 @@ class Gateway:
         healthy = checks["upstream"] == "ok" and (self.redis is None or checks["redis"] == "ok")
         return JSONResponse({"status": "ok" if healthy else "unhealthy", **checks}, 200 if healthy else 503)
 
-    async def _metrics(self) -> Response:
+    async def _metrics(self, principal: Principal) -> Response:
+        if self.settings.metrics_auth == "operator" and not principal.is_operator:
+            raise Refusal(403, "forbidden", "/metrics needs an operator token (AUTOEDIT_METRICS_AUTH=operator)")
+        if principal.role not in ROLES and "metrics" not in principal.scopes:
+            raise Refusal(403, "forbidden", "/metrics needs a token with the metrics scope or a role")
         payload = await run_in_threadpool(generate_latest, self.registry)
         return Response(payload, headers={"content-type": CONTENT_TYPE_LATEST})
 
@@ -656,7 +816,7 @@ class Gateway:
     async def handle_websocket(self, websocket: WebSocket) -> None:
         path = normalize_path(websocket.scope["path"])
         caller = self._identify(websocket)
-        role = caller.principal.role if caller.principal else "anonymous"
+        role = caller.principal.label if caller.principal else "anonymous"
         decision = await self._rate_limit(caller.client_id)
         try:
             if decision is not None and not decision.allowed:
@@ -666,11 +826,11 @@ class Gateway:
                 error = caller.error or TokenError("missing", "no token")
                 await self._deny(websocket, self._unauthorized(error, websocket))
                 return
-            if caller.via_cookie:
+            if caller.principal.role not in ROLES:
+                raise Refusal(403, "forbidden", f"a token scoped to {caller.principal.label} may read /metrics only")
+            if caller.via_cookie and not is_same_origin(websocket):
                 # Cookies ride along on cross-site websocket handshakes: only our own pages may use them.
-                origin = websocket.headers.get("origin")
-                if origin and urlsplit(origin).netloc != websocket.headers.get("host"):
-                    raise Refusal(403, "forbidden", f"websocket from origin {origin} refused")
+                raise Refusal(403, "forbidden", f"websocket from origin {websocket.headers.get('origin')} refused")
             await self._proxy_websocket(websocket, path, caller.principal)
         except Refusal as refusal:
             self.metrics.requests.labels("websocket", "GET", str(refusal.status), role).inc()
@@ -687,7 +847,7 @@ class Gateway:
         scheme = "wss" if self._upstream.scheme == "https" else "ws"
         target = self._upstream_target(path, websocket.scope.get("query_string", b""), scheme)
         requested = [Subprotocol(p) for p in websocket.scope.get("subprotocols", [])]
-        headers = [(n, v) for n, v in self._upstream_headers(websocket, drop_length=True)
+        headers = [(n, v) for n, v in self._upstream_headers(websocket)
                    if n == "cookie" or n.startswith("x-forwarded-")]  # fmt: skip
         try:
             upstream = await ws_connect(
@@ -705,7 +865,7 @@ class Gateway:
                 502, "bad gateway", f"upstream {self.settings.upstream} websocket unreachable: {type(exc).__name__}"
             ) from exc
         await websocket.accept(subprotocol=upstream.subprotocol)
-        self.metrics.requests.labels("websocket", "GET", "101", principal.role).inc()
+        self.metrics.requests.labels("websocket", "GET", "101", principal.label).inc()
         self.metrics.websockets.inc()
         log.info("websocket open", extra={"path": path, "subject": principal.subject, "role": principal.role})
         try:
@@ -723,7 +883,7 @@ class Gateway:
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if not principal.is_operator and (refusal := viewer_ws_refusal(data)) is not None:
+                if not principal.is_operator and (refusal := await viewer_ws_refusal(data, self.judge)) is not None:
                     await websocket.send_text(json.dumps(refusal))
                     continue
                 await upstream.send(data)
@@ -765,7 +925,7 @@ class Gateway:
             await websocket.close(code=sendable, reason=reason)
 
 
-def viewer_ws_refusal(data: str | bytes) -> dict | None:
+async def viewer_ws_refusal(data: str | bytes, judge: GraphQLJudge) -> dict | None:
     """An error message for the client when a viewer's websocket message starts a mutation (else None)."""
     try:
         message = json.loads(data)
@@ -776,10 +936,14 @@ def viewer_ws_refusal(data: str | bytes) -> dict | None:
     payload = message.get("payload")
     query = payload.get("query") if isinstance(payload, dict) else None
     try:
-        check_graphql([query], allow_mutations=False, require_query=True)
+        await judge.check(query, allow_mutations=False)
     except Refusal as refusal:
         return {"type": "error", "id": message.get("id"), "payload": {"message": refusal.detail}}
     return None
+
+
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
 
 
 _STATIC_SUFFIXES = (".js", ".css", ".map", ".svg", ".png", ".ico", ".woff", ".woff2", ".ttf", ".json", ".txt")

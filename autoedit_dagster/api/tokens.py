@@ -1,11 +1,13 @@
 """The gateway's bearer tokens: JWTs carrying a role, minted by `autoedit token`, checked per request.
 
-A token is a JWT with `role` (`viewer` or `operator`), `exp` (required), and usually `sub` (the
-client's name: its rate-limit bucket), `iat` and `jti`. Two ways to sign, chosen by the token's
+A token is a JWT with `role` (`viewer` or `operator`) or `scope` (space-separated, RFC 9068: today
+only `metrics`, for Prometheus, which may read `/metrics` and nothing else), `exp` (required),
+and usually `sub` (the client's name: its rate-limit bucket), `iat` and `jti`. Two ways to sign, chosen by the token's
 own `alg` header and each tied to its own key, so one key can never be used as the other
 (the HS256/RS256 confusion attack):
 
-- HS256 with a shared secret (`AUTOEDIT_JWT_SECRET`): what `autoedit token` mints;
+- HS256 with a shared secret (`AUTOEDIT_JWT_SECRET`, at least 32 bytes, else `ConfigurationError`:
+  a short HMAC key is guessed offline from any one token): what `autoedit token` mints;
 - RS256 with a public key (`AUTOEDIT_JWT_PUBLIC_KEY`, the PEM text or a path to a PEM file):
   optional, for tokens minted by an identity provider that keeps the private key.
 
@@ -26,10 +28,12 @@ from typing import Any
 import jwt
 
 ROLES = ("viewer", "operator")
+SCOPES = ("metrics",)  # what a token without a role may do
 HS256, RS256 = "HS256", "RS256"
 DEFAULT_TTL_SECONDS = 24 * 3600
 # HMAC-SHA256 keys shorter than the digest are guessable offline from any one token.
 MIN_SECRET_BYTES = 32
+GENERATE_SECRET = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
 
 
 class TokenError(Exception):
@@ -49,14 +53,20 @@ class ConfigurationError(Exception):
 class Principal:
     """Who a verified token speaks for."""
 
-    role: str
+    role: str | None  # None for a token that carries only scopes
     subject: str | None
     expires_at: float
     claims: Mapping[str, Any] = field(default_factory=dict)
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_operator(self) -> bool:
         return self.role == "operator"
+
+    @property
+    def label(self) -> str:
+        """The role, or the scopes of a role-less token: a bounded label for metrics and logs."""
+        return self.role or "+".join(sorted(self.scopes))
 
 
 def read_public_key(value: str) -> str:
@@ -78,6 +88,7 @@ class TokenVerifier:
             raise ConfigurationError("set AUTOEDIT_JWT_SECRET (HS256) or AUTOEDIT_JWT_PUBLIC_KEY (RS256)")
         self._keys: dict[str, Any] = {}
         if secret:
+            check_secret(secret)
             self._keys[HS256] = secret
         if public_key:
             from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -127,40 +138,61 @@ class TokenVerifier:
             raise TokenError("malformed", f"malformed token: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError("claims", f"token refused: {exc}") from exc
-        role = claims.get("role")
-        if role not in ROLES:
+        role, scope = claims.get("role"), claims.get("scope")
+        if role is not None and role not in ROLES:
             raise TokenError("claims", f"token role {role!r} is not one of {', '.join(ROLES)}")
+        scopes = frozenset(scope.split()) if isinstance(scope, str) else None
+        if scope is not None and (scopes is None or not scopes <= set(SCOPES)):
+            raise TokenError("claims", f"token scope {scope!r} is not a space-separated list of {', '.join(SCOPES)}")
+        if role is None and not scopes:
+            raise TokenError("claims", f"token has neither a role ({', '.join(ROLES)}) nor a scope")
         subject = claims.get("sub")
         return Principal(
             role=role,
             subject=str(subject) if subject not in (None, "") else None,
             expires_at=float(claims["exp"]),
             claims=claims,
+            scopes=scopes or frozenset(),
         )
 
 
-def weak_secret_warning(secret: str | None) -> str | None:
-    """A sentence for the operator when the HS256 secret is short enough to brute-force offline."""
-    if secret and len(secret.encode()) < MIN_SECRET_BYTES:
-        return (
-            f"AUTOEDIT_JWT_SECRET is {len(secret.encode())} bytes; use at least {MIN_SECRET_BYTES} random bytes "
-            "(e.g. `openssl rand -hex 32`): a short HS256 secret can be guessed offline from any one token"
+def check_secret(secret: str | None) -> str:
+    """The HS256 secret, or `ConfigurationError` (one line) when it is missing or short enough to guess offline."""
+    if not secret:
+        raise ConfigurationError("AUTOEDIT_JWT_SECRET is not set: it signs the tokens")
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"AUTOEDIT_JWT_SECRET is {len(secret.encode())} bytes, it must be at least {MIN_SECRET_BYTES} random "
+            f"bytes: {GENERATE_SECRET}"
         )
-    return None
+    return secret
 
 
 def mint_token(
-    secret: str, role: str, subject: str | None = None, ttl: int = DEFAULT_TTL_SECONDS, now: float | None = None
+    secret: str,
+    role: str | None,
+    subject: str | None = None,
+    ttl: int = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+    scopes: tuple[str, ...] = (),
 ) -> str:
-    """An HS256 token for `role`, valid `ttl` seconds; `subject` names the client (its rate-limit bucket)."""
-    if role not in ROLES:
+    """An HS256 token for `role` (or, without one, only `scopes`), valid `ttl` seconds; `subject` names the
+    client (its rate-limit bucket)."""
+    if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if unknown := set(scopes) - set(SCOPES):
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}, not {', '.join(sorted(unknown))}")
+    if role is None and not scopes:
+        raise ValueError("a token needs a role or a scope")
     if ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
-    if not secret:
-        raise ConfigurationError("AUTOEDIT_JWT_SECRET is not set: it signs the tokens")
+    check_secret(secret)
     issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"role": role, "iat": issued, "exp": issued + int(ttl), "jti": uuid.uuid4().hex}
+    claims: dict[str, Any] = {"iat": issued, "exp": issued + int(ttl), "jti": uuid.uuid4().hex}
+    if role is not None:
+        claims["role"] = role
+    if scopes:
+        claims["scope"] = " ".join(sorted(set(scopes)))
     if subject:
         claims["sub"] = subject
     return jwt.encode(claims, secret, algorithm=HS256)

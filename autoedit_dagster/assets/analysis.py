@@ -9,8 +9,8 @@ from ..engine.analysis import analyze
 from ..engine.config import AnalysisSettings, ShotSettings, SilenceSettings
 from ..engine.errors import MediaError
 from ..engine.shots import ShotBoundary, detect_shots
-from ..engine.speech import speech_segments as find_speech
-from ..engine.timeline import FrameRange
+from ..engine.speech import NO_SPEECH_PROB, SpeechResult, find_speech
+from ..engine.timeline import FrameRange, SpeechSummary
 from ..models import SourceVideo
 from ..partitions import videos
 from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
@@ -33,15 +33,38 @@ TABLE_ASSET = {
 }
 
 
-def ranges_table(ranges: list[FrameRange], fps: float) -> pl.DataFrame:
+SPEECH_SCHEMA = {
+    "start_frame": pl.Int64, "end_frame": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64,
+    "detector": pl.Utf8, "speech_s": pl.Float64, "notes": pl.Utf8,
+}  # fmt: skip
+"""One row per kept range. `detector` decided it (`voice` or `loudness`), `speech_s` is the
+speech (or sound) found inside it, and `notes` says why everything was kept or why the detector
+fell back; both are the same on every row. Tables stored before them have the first four only."""
+
+
+def ranges_table(result: SpeechResult, fps: float) -> pl.DataFrame:
+    ranges = result.ranges
     return pl.DataFrame(
         {
             "start_frame": [r.start for r in ranges],
             "end_frame": [r.end for r in ranges],
             "start_s": [r.start / fps for r in ranges],
             "end_s": [r.end / fps for r in ranges],
+            "detector": [result.detector] * len(ranges),
+            "speech_s": result.speech_s,
+            "notes": ["; ".join(result.notes) or None] * len(ranges),
         },
-        schema={"start_frame": pl.Int64, "end_frame": pl.Int64, "start_s": pl.Float64, "end_s": pl.Float64},
+        schema=SPEECH_SCHEMA,
+    )
+
+
+def table_speech_summary(table: pl.DataFrame) -> SpeechSummary | None:
+    """How a stored speech table was judged; None for tables stored before the detector was recorded."""
+    if "detector" not in table.columns or not table.height:
+        return None
+    notes = table["notes"][0]
+    return SpeechSummary(
+        detector=table["detector"][0], speech_s=float(table["speech_s"].sum()), notes=notes.split("; ") if notes else []
     )
 
 
@@ -90,14 +113,24 @@ def media_analysis(
 def speech_segments(
     context: dg.AssetExecutionContext, config: SilenceConfig, source_video: SourceVideo, media_analysis: pl.DataFrame
 ) -> pl.DataFrame:
-    """The source ranges worth keeping: sound above the file's own noise floor, with margins."""
+    """The source ranges worth keeping: speech (voice model) or sound (loudness), with margins."""
     fps = source_video.info.fps_exact
-    ranges = find_speech(media_analysis, fps, settings_of(config, SilenceSettings))
-    table = ranges_table(ranges, float(fps))
+    result = find_speech(media_analysis, fps, settings_of(config, SilenceSettings))
+    for note in result.notes:
+        (context.log.warning if note == NO_SPEECH_PROB else context.log.info)(note)
+    table = ranges_table(result, float(fps))
     kept = float((table["end_s"] - table["start_s"]).sum())
     total = media_analysis.height / float(fps)
     context.add_output_metadata(
-        {"ranges": table.height, "kept_s": kept, "removed_s": total - kept, "kept_ratio": kept / total if total else 1}
+        {
+            "ranges": table.height,
+            "kept_s": kept,
+            "removed_s": total - kept,
+            "kept_ratio": kept / total if total else 1,
+            "detector": result.detector,
+            "speech_found_s": sum(result.speech_s),
+            "notes": "; ".join(result.notes),
+        }
     )
     return table
 

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ..engine.config import PROFILES
+from ..layout import QUARANTINE_PREFIX, RENDERS_PREFIX, REPORT_NAME, UPLOADS_PREFIX
 from ..partitions import video_id_for_upload
 from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
 from ..sensors.upload_sensor import is_video_upload
@@ -29,25 +30,28 @@ def build_catalog(store: MediaStore) -> pl.DataFrame:
 
     Built from what is in the store (reports beside the renders, quarantine records), so it is
     right whatever ran where, and costs one listing per prefix, not one Dagster query per video.
+    Both are matched by the upload key they name: a video may still carry a legacy id, and a
+    refused upload's record sits beside the owner's under the same id.
     """
     reports: dict[str, list[dict]] = {}
-    for obj in store.list("renders/"):
-        if obj.key.endswith("/report.json"):
+    for obj in store.list(RENDERS_PREFIX):
+        if obj.key.endswith("/" + REPORT_NAME):
             report = json.loads(store.read_bytes(obj.key))
-            reports.setdefault(report["video_id"], []).append(report)
+            reports.setdefault(report["upload_key"], []).append(report)
     quarantined = {}
-    for obj in store.list("quarantine/"):
+    for obj in store.list(QUARANTINE_PREFIX):
         if obj.key.endswith(".json"):
             record = json.loads(store.read_bytes(obj.key))
-            quarantined[obj.key.removeprefix("quarantine/").removesuffix(".json")] = record
+            if record.get("upload_key"):
+                quarantined[record["upload_key"]] = record
     rows = []
-    for obj in store.list("uploads/"):
+    for obj in store.list(UPLOADS_PREFIX):
         if not is_video_upload(obj.key):
             continue
-        video_id = video_id_for_upload(obj.key)
-        done = sorted(reports.get(video_id, []), key=lambda r: r["profile"])
+        done = sorted(reports.get(obj.key, []), key=lambda r: r["profile"])
         first = done[0] if done else None
-        bad = quarantined.get(video_id)
+        bad = quarantined.get(obj.key)
+        video_id = first["video_id"] if first else bad["video_id"] if bad else video_id_for_upload(obj.key)
         rows.append(
             {
                 "video_id": video_id,

@@ -1,6 +1,13 @@
 """The render stage, one asset chain per edit profile: `<profile>/crop_path` -> `edit_timeline` ->
 `render` -> `previews`, `timeline_exports`, `edit_report`.
 
+Publishing: every deliverable is written under the run's staging folder
+(``staging/<run_id>/<video_id>/<profile>/``), the render checks measure the staged video, and
+`edit_report`, the last step, promotes the whole set to ``renders/<video_id>/<profile>/`` at
+once (the video last). A failed check skips it, a crash never reaches it: either way the published
+set stays the old one, whole. A run that materializes only part of the chain publishes what it
+made when it is safe: companions right away, the video once its blocking checks passed.
+
 Why one chain per profile rather than a profile partition dimension: every asset stays on the
 one `videos` partitioning, so a single run (and a single backfill) covers a whole video; a new
 profile for old videos is a backfill of that profile's group alone, which loads the stored
@@ -23,12 +30,14 @@ from ..engine.previews import thumbnail, timeline_png
 from ..engine.reframe import mode_per_shot, plan_reframe
 from ..engine.render import render
 from ..engine.shots import shot_ranges
+from ..engine.tempfiles import temp_dir
 from ..engine.timeline import Timeline
 from ..executors import RENDER_OP_TAGS
+from ..layout import RENDER_NAME, REPORT_NAME, render_prefix, staged_render_prefix
 from ..models import EditReport, FileSet, RenderOutput, SourceVideo
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
-from .analysis import table_ranges, table_shots
+from .analysis import table_ranges, table_shots, table_speech_summary
 from .config import ReframeConfig, settings_of
 from .ingest import IO_RETRY
 
@@ -40,8 +49,30 @@ UPSTREAM = {
 EXPORT_NAMES = {"fcpxml": "edit.fcpxml", "fcp7": "edit.fcp7.xml", "edl": "edit.edl", "otio": "edit.otio.json"}
 
 
-def render_prefix(video_id: str, profile: str) -> str:
-    return f"renders/{video_id}/{profile}/"
+def report_publishes(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, profile: str) -> bool:
+    """True if this run's `<profile>/edit_report` will promote the deliverables it staged."""
+    report = dg.AssetKey([profile, "edit_report"])
+    # The run's subset when launched with one, else the assets its job (possibly a subset) executes.
+    selected = context.run.asset_selection or context.job_def.asset_layer.executable_asset_keys
+    return report in selected
+
+
+def stage(
+    context: dg.AssetExecutionContext, store: MediaStore, video_id: str, profile: str, files: dict[str, Path]
+) -> FileSet:
+    """Stage `files` ({kind: local file}) for publishing; the returned keys and URIs are the published ones.
+
+    Published by `edit_report` with the rest of the set, or right away in a run without it (their
+    inputs are verified already: a render only flows on once its blocking checks passed).
+    """
+    staged = staged_render_prefix(context.run.run_id, video_id, profile)
+    final = render_prefix(video_id, profile)
+    for path in files.values():
+        store.put_file(path, staged + path.name)
+    if not report_publishes(context, profile):
+        store.promote(staged, final, names=[path.name for path in files.values()])
+    keys = {kind: final + path.name for kind, path in files.items()}
+    return FileSet(keys=keys, uris={kind: store.uri(key) for kind, key in keys.items()})
 
 
 def _common(profile: EditProfile, io_manager_key: str, kinds: set[str]) -> dict:
@@ -165,16 +196,20 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, store: MediaStore, source_video: SourceVideo, edit_timeline: Timeline
     ) -> RenderOutput:
         """The finished video: cut, reframed, loudness-normalised H.264/AAC (`final.mp4`)."""
-        key = render_prefix(source_video.video_id, name) + "final.mp4"
+        key = render_prefix(source_video.video_id, name) + RENDER_NAME
+        # Staged, not published: the checks measure this file, edit_report promotes it.
+        staged_key = staged_render_prefix(context.run.run_id, source_video.video_id, name) + RENDER_NAME
         started = time.perf_counter()
-        with store.local_copy(source_video.upload_key) as src, tempfile.TemporaryDirectory() as tmp:
+        # Named after this process, so a sweep finds the partial render a kill -9 leaves in it.
+        with store.local_copy(source_video.upload_key) as src, temp_dir("render") as tmp:
             local = edit_timeline.model_copy(update={"source": str(src)})
-            result = render(local, Path(tmp) / "final.mp4", profile)
-            store.put_file(result.output, key)
+            result = render(local, Path(tmp) / RENDER_NAME, profile)
+            store.put_file(result.output, staged_key)
         uri = store.uri(key)
         context.add_output_metadata(
             {
                 "video": dg.MetadataValue.path(uri),
+                "staged": dg.MetadataValue.path(store.uri(staged_key)),
                 "output_s": result.output_duration,
                 "render_s": time.perf_counter() - started,
                 "ffmpeg_command": dg.MetadataValue.text(" ".join(result.command)),
@@ -185,6 +220,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             profile=name,
             key=key,
             uri=uri,
+            staged_key=staged_key,
             output_duration=result.output_duration,
             command=result.command,
             integrated_lufs_before=result.loudness.input_i if result.loudness else None,
@@ -213,18 +249,14 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         shots: pl.DataFrame,
     ) -> FileSet:
         """A poster thumbnail of the render and a timeline PNG (loudness, cuts, shots, crop path)."""
-        prefix = render_prefix(render.video_id, name)
-        keys = {"thumbnail": prefix + "thumb.jpg", "timeline_png": prefix + "timeline.png"}
-        with tempfile.TemporaryDirectory() as tmp, store.local_copy(render.key) as video:
+        with tempfile.TemporaryDirectory() as tmp, store.local_copy(render.key_for_run(context.run.run_id)) as video:
             thumb = thumbnail(Path(video), Path(tmp) / "thumb.jpg")
             frames = [b.frame for b in table_shots(shots)]
             png = timeline_png(media_analysis, edit_timeline, frames, Path(tmp) / "timeline.png")
-            store.put_file(thumb, keys["thumbnail"])
-            store.put_file(png, keys["timeline_png"])
+            files = stage(context, store, render.video_id, name, {"thumbnail": thumb, "timeline_png": png})
             context.add_output_metadata({"timeline": _png_markdown(png)})
-        uris = {kind: store.uri(key) for kind, key in keys.items()}
-        context.add_output_metadata({kind: dg.MetadataValue.path(uri) for kind, uri in uris.items()})
-        return FileSet(keys=keys, uris=uris)
+        context.add_output_metadata({kind: dg.MetadataValue.path(uri) for kind, uri in files.uris.items()})
+        return files
 
     @dg.asset(
         name="timeline_exports",
@@ -236,22 +268,19 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, store: MediaStore, source_video: SourceVideo, edit_timeline: Timeline
     ) -> FileSet:
         """The cut list for editors: FCPXML, FCP 7 XML, CMX3600 EDL and OpenTimelineIO JSON."""
-        prefix = render_prefix(source_video.video_id, name)
-        keys: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             written = export_all(edit_timeline, list(EXPORT_NAMES), Path(tmp) / "edit")
-            for fmt, path in written.items():
-                keys[fmt] = prefix + EXPORT_NAMES[fmt]
-                store.put_file(path, keys[fmt])
-        uris = {fmt: store.uri(key) for fmt, key in keys.items()}
-        context.add_output_metadata({fmt: dg.MetadataValue.path(uri) for fmt, uri in uris.items()})
-        return FileSet(keys=keys, uris=uris)
+            named = {fmt: path.rename(path.with_name(EXPORT_NAMES[fmt])) for fmt, path in written.items()}
+            files = stage(context, store, source_video.video_id, name, named)
+        context.add_output_metadata({fmt: dg.MetadataValue.path(uri) for fmt, uri in files.uris.items()})
+        return files
 
     @dg.asset(
         name="edit_report",
         ins={
             "source_video": UPSTREAM["source_video"],
             "shots": UPSTREAM["shots"],
+            "speech_segments": UPSTREAM["speech_segments"],
             "render": dg.AssetIn(render_key),
             "edit_timeline": dg.AssetIn(timeline_key),
             "previews": dg.AssetIn(dg.AssetKey([name, "previews"])),
@@ -264,13 +293,15 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         store: MediaStore,
         source_video: SourceVideo,
         shots: pl.DataFrame,
+        speech_segments: pl.DataFrame,
         edit_timeline: Timeline,
         render: RenderOutput,
         previews: FileSet,
         timeline_exports: FileSet,
     ) -> EditReport:
-        """Per-video numbers of this edit: durations, time removed, shots, output links."""
+        """Per-video numbers of this edit: durations, time removed, speech found, shots, output links."""
         boundaries = table_shots(shots)
+        speech = table_speech_summary(speech_segments)
         report = EditReport(
             video_id=source_video.video_id,
             profile=name,
@@ -286,16 +317,27 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             shots=len(boundaries) + 1,
             cuts=sum(b.kind == "cut" for b in boundaries),
             gradual_transitions=sum(b.kind == "gradual" for b in boundaries),
+            detector=speech.detector if speech else None,
+            speech_found_s=speech.speech_s if speech else None,
+            speech_notes=speech.notes if speech else [],
             render_uri=render.uri,
             exports=timeline_exports.uris,
             previews=previews.uris,
             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         # Beside the render too: the catalog reads reports from renders/, which retention keeps.
-        store.write_bytes(render_prefix(source_video.video_id, name) + "report.json",
-                          report.model_dump_json(indent=2).encode())  # fmt: skip
+        staged = staged_render_prefix(context.run.run_id, source_video.video_id, name)
+        store.write_bytes(staged + REPORT_NAME, report.model_dump_json(indent=2).encode())
+        # Everything this run staged for the profile, together, the video last. Only reached when
+        # the render passed its blocking checks and every companion was written.
+        published = store.promote(staged, render_prefix(source_video.video_id, name), last=RENDER_NAME)
         context.add_output_metadata(
-            {"seconds_removed": report.seconds_removed, "kept_ratio": report.kept_ratio, "shots": report.shots}
+            {
+                "seconds_removed": report.seconds_removed,
+                "kept_ratio": report.kept_ratio,
+                "shots": report.shots,
+                "published": dg.MetadataValue.json(published),
+            }
         )
         return report
 

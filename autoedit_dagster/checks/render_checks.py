@@ -1,15 +1,19 @@
-"""Checks on each profile's `render`, measured on the published file.
+"""Checks on each profile's `render`, measured on the file that gets published.
 
-Blocking (a bad output must not flow into previews, exports and the report): size and aspect,
-duration equal to the timeline's, audio and video within one frame. Warnings: loudness within
-±1 LU of the target, a first frame that is not black.
+In the run that rendered it, that is the staged file: its bytes are what `edit_report` promotes
+to `renders/`, and only if these checks pass. Blocking (a bad output must not flow into
+previews, exports and the report, nor be published): size and aspect, duration equal to the
+timeline's, audio and video within one frame. Warnings: loudness within ±1 LU of the target, a
+first frame that is not black.
 """
 
 import dagster as dg
 
+from ..assets.profile_assets import report_publishes
 from ..engine.config import EditProfile
 from ..engine.timeline import Timeline
-from ..engine.verify import evaluate_render, measure_render
+from ..engine.verify import CheckOutcome, evaluate_render, measure_render
+from ..layout import RENDER_NAME, render_prefix
 from ..models import RenderOutput
 from ..partitions import videos
 from ..resources import MediaStore
@@ -21,6 +25,12 @@ RENDER_CHECKS = {
     "loudness_on_target": (False, "Integrated loudness within ±1 LU of the profile's target."),
     "first_frame_not_black": (False, "The first frame is not black."),
 }
+
+
+def check_render_file(store: MediaStore, key: str, timeline: Timeline, profile: EditProfile) -> list[CheckOutcome]:
+    """The render checks' verdicts on the video stored at `key`."""
+    with store.local_copy(key) as path:
+        return evaluate_render(measure_render(path), timeline, profile)
 
 
 def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
@@ -44,11 +54,18 @@ def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
         specs=specs,
         ins={"render": dg.AssetIn(render_key), "edit_timeline": dg.AssetIn(timeline_key)},
     )
-    def render_checks(store: MediaStore, render: RenderOutput, edit_timeline: Timeline):
-        """Measure the published render and compare it with the timeline and the profile."""
-        with store.local_copy(render.key) as path:
-            quality = measure_render(path)
-        for outcome in evaluate_render(quality, edit_timeline, profile):
+    def render_checks(
+        context: dg.AssetCheckExecutionContext, store: MediaStore, render: RenderOutput, edit_timeline: Timeline
+    ):
+        """Measure the render to be published and compare it with the timeline and the profile."""
+        measured = render.key_for_run(context.run.run_id)
+        outcomes = check_render_file(store, measured, edit_timeline, profile)
+        verified = all(o.passed for o in outcomes if o.blocking)
+        if verified and measured != render.key and not report_publishes(context, profile.name):
+            # A run without edit_report (the render alone, from the UI): publish the verified video now.
+            store.promote(measured.removesuffix(RENDER_NAME), render_prefix(render.video_id, profile.name),
+                          names=[RENDER_NAME])  # fmt: skip
+        for outcome in outcomes:
             yield dg.AssetCheckResult(
                 asset_key=render_key,
                 check_name=outcome.name,

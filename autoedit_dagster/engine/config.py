@@ -39,6 +39,11 @@ class AnalysisSettings(BaseModel):
         description="How often the whole picture is searched for faces (and at every new shot); the "
         "subject already followed is looked for near its last place at `subject_fps`.",
     )
+    voice: bool = Field(
+        default=True,
+        description="Run the voice-activity model (the `speech_prob` column, ~0.3 s of CPU per minute of "
+        "audio). Off, only the loudness can cut (`SilenceSettings.detector` falls back to it).",
+    )
     nice: int = Field(
         default=10,
         ge=0,
@@ -52,6 +57,15 @@ class AnalysisSettings(BaseModel):
 class SilenceSettings(BaseModel):
     """Which stretches of the audio are dead air worth cutting."""
 
+    detector: Literal["voice", "loudness"] = Field(
+        default="voice",
+        description="What counts as worth keeping: `voice` (a voice-activity model: pauses go even under "
+        "music or noise, a file with no voice keeps everything) or `loudness` (sound above the file's "
+        "noise floor: for music videos and sound-driven edits).",
+    )
+    voice_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="With `voice`: a frame is speech at this speech probability or above."
+    )
     threshold_db: float = Field(
         default=12.0, description="A frame is loud when this many dB above the file's noise floor."
     )

@@ -11,7 +11,6 @@ This module imports nothing heavy itself; keep it that way (a test checks).
 
 import multiprocessing
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -20,10 +19,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from . import ffmpeg_io
+from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
-from .timeline import Timeline
+from .timeline import SpeechSummary, Timeline
 
 # Progress messages from the child: at most one per this step of the bar (the analysis reports
 # every 50 frames, which would be thousands of messages for a long file).
@@ -35,6 +34,7 @@ class EditPlan(BaseModel):
 
     timeline: Timeline
     shots: int = Field(description="Shots in the source (boundaries + 1).")
+    speech: SpeechSummary
     timings: dict[str, float]
 
 
@@ -58,7 +58,9 @@ def plan_edit(
     timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
-    return EditPlan(timeline=timeline, shots=len(source.shots) + 1, timings=source.timings)
+    return EditPlan(
+        timeline=timeline, shots=len(source.shots) + 1, speech=source.speech_summary, timings=source.timings
+    )
 
 
 class EditResult(BaseModel):
@@ -70,6 +72,7 @@ class EditResult(BaseModel):
     output_duration: float
     kept_ranges: int
     shots: int
+    speech: SpeechSummary
     exports: dict[str, str]
     timeline_png: str | None
     render: RenderResult
@@ -158,7 +161,7 @@ def edit(
     settings = settings or EditSettings()
     prof = get_profile(profile) if isinstance(profile, str) else profile
     output = Path(output)
-    with tempfile.TemporaryDirectory(prefix="autoedit-plan-") as work:
+    with tempfiles.temp_dir("plan") as work:
         png_draft = Path(work) / "timeline.png" if timeline_png_path is not None else None
         plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress)
         timeline = plan.timeline
@@ -179,6 +182,7 @@ def edit(
         output_duration=timeline.output_duration,
         kept_ranges=len(timeline.ranges),
         shots=plan.shots,
+        speech=plan.speech,
         exports={k: str(v) for k, v in written.items()},
         timeline_png=str(png) if png else None,
         render=result,

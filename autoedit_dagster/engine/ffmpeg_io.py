@@ -58,6 +58,14 @@ def input_args(path: str | Path, decoder_args: Sequence[str] = ()) -> list[str]:
     ]  # fmt: skip
 
 
+def output_arg(path: str | Path) -> str:
+    """An output path as ffmpeg must get it: `file:<absolute path>`.
+
+    A bare relative name is parsed for a protocol first: `-o pipe:1/out.mp4` would write to stdout.
+    """
+    return f"file:{Path(path).resolve()}"
+
+
 # Text formats that make ffmpeg open other resources. Some are only recognised by ffmpeg with
 # particular tags, so a file that starts like one is refused outright rather than left to probing.
 _PLAYLIST_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"[playlist]", b"<smil")

@@ -16,8 +16,8 @@ from .config import EditProfile, EditSettings
 from .media_info import MediaInfo, check_editable, probe
 from .reframe import crop_path_records, plan_reframe
 from .shots import ShotBoundary, detect_shots, shot_ranges
-from .speech import ranges_to_seconds, speech_segments
-from .timeline import FrameRange, Timeline, crop_keys, even
+from .speech import find_speech, ranges_to_seconds
+from .timeline import FrameRange, SpeechSummary, Timeline, crop_keys, even
 
 Progress = Callable[[str, float], None]
 
@@ -30,6 +30,7 @@ class SourceAnalysis:
     frames: pl.DataFrame
     speech: list[FrameRange]
     shots: list[ShotBoundary]
+    speech_summary: SpeechSummary
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -43,10 +44,10 @@ def analyze_source(
     check_editable(info, settings.limits)
     frames = analyze(info, settings.analysis, lambda f: on_progress("analyse", f) if on_progress else None)
     decoded = time.perf_counter()
-    speech = speech_segments(frames, info.fps_exact, settings.silence)
+    speech = find_speech(frames, info.fps_exact, settings.silence)
     shots = detect_shots(frames, info.fps_exact, settings.shots)
     return SourceAnalysis(
-        info, frames, speech, shots,
+        info, frames, speech.ranges, shots, speech.summary,
         timings={"decode_s": decoded - started, "detect_s": time.perf_counter() - decoded},
     )  # fmt: skip
 
@@ -111,5 +112,8 @@ def analysis_summary(source: SourceAnalysis, crop_path: pl.DataFrame | None) -> 
         "has_audio": info.has_audio,
         "shots": [{"time": s.time, "frame": s.frame, "kind": s.kind} for s in source.shots],
         "speech": [list(r) for r in ranges_to_seconds(source.speech, info.fps_exact)],
+        "speech_detector": source.speech_summary.detector,
+        "speech_found_s": source.speech_summary.speech_s,
+        "speech_notes": source.speech_summary.notes,
         "crop_path": crop_path_records(crop_path) if crop_path is not None else [],
     }

@@ -1,6 +1,7 @@
 """Pictures of an edit for people: a timeline overview PNG and a JPEG poster frame.
 
-`timeline_png` draws, over the source's time, the loudness envelope, the kept (green) and removed
+`timeline_png` draws, over the source's time, the loudness envelope with the voice model's speech
+probability over it (orange line, 0 at the lane's bottom, 1 at its top), the kept (green) and removed
 (red) ranges, shot boundaries and the crop window's horizontal path, so an operator sees at a
 glance what was cut and where the vertical frame looks. It is drawn with numpy and OpenCV only.
 `thumbnail` asks ffmpeg for one representative frame. Both write atomically.
@@ -28,6 +29,7 @@ _REMOVED_TINT = (230, 232, 252)
 _WAVE_KEPT = (150, 105, 45)  # steel blue: the sound that stays
 _WAVE_REMOVED = (165, 165, 170)  # grey: the sound that goes
 _SHOT = (170, 40, 150)  # purple
+SPEECH_BGR = (0, 140, 255)  # orange: the speech probability line
 _CROP_FILL = (235, 190, 120)  # light blue: the crop window
 _CROP_FILL_REMOVED = (245, 225, 200)  # paler where the frames are cut anyway
 _CROP_LINE = (160, 90, 20)
@@ -123,6 +125,18 @@ def _loudness(analysis: pl.DataFrame, frames: int, starts: np.ndarray) -> np.nda
     return np.fmax.reduceat(per_frame, starts)
 
 
+def _speech_columns(analysis: pl.DataFrame, frames: int, starts: np.ndarray) -> np.ndarray | None:
+    """Highest speech probability per column, or None without one (no sound, or an older table)."""
+    if "speech_prob" not in analysis.columns or analysis["speech_prob"].null_count() == analysis.height:
+        return None
+    per_frame = np.zeros(frames)
+    table = analysis.select("frame", "speech_prob").drop_nulls()
+    index = table["frame"].to_numpy().astype(np.int64)
+    inside = index < frames
+    per_frame[index[inside]] = table["speech_prob"].to_numpy()[inside]
+    return np.maximum.reduceat(per_frame, starts)
+
+
 def _crop_columns(timeline: Timeline, centres: np.ndarray) -> np.ndarray | None:
     """The crop window's left edge (source pixels) at each column, as `Timeline.crop_at` gives it."""
     if timeline.crop_width is None or not timeline.crop:
@@ -139,6 +153,7 @@ def _legend(img: np.ndarray, x: int, y: int) -> None:
         ("kept", KEPT_BGR, "box"),
         ("removed", REMOVED_BGR, "box"),
         ("loudness", _WAVE_KEPT, "box"),
+        ("speech probability", SPEECH_BGR, "trace"),
         ("shot cut", _SHOT, "line"),
         ("crop window", _CROP_FILL, "box"),
     ):
@@ -146,6 +161,8 @@ def _legend(img: np.ndarray, x: int, y: int) -> None:
             break  # a narrow picture shows the first entries only
         if kind == "box":
             cv2.rectangle(img, (x, y - 10), (x + 12, y + 1), colour, -1)
+        elif kind == "trace":
+            cv2.line(img, (x, y - 4), (x + 12, y - 4), colour, 2)
         else:
             cv2.line(img, (x + 6, y - 11), (x + 6, y + 2), colour, 2)
         _text(img, label, (x + 18, y), 0.42, _MUTED)
@@ -207,6 +224,12 @@ def timeline_png(
             _right_text(img, f"{db}", left - 6, y + 4)
         _right_text(img, "0", left - 6, top + 9)
         _right_text(img, f"{_DB_FLOOR:.0f}", left - 6, bottom - 1)
+        speech = _speech_columns(analysis, frames, starts)
+        if speech is not None:
+            _text(img, "speech", (8, top + 52), 0.38, SPEECH_BGR)
+            ys = bottom - 1 - np.round(np.clip(speech, 0.0, 1.0) * (lane_h - 3))
+            points = np.stack([np.arange(left, right), ys], axis=1).astype(np.int32)
+            cv2.polylines(img, [points.reshape(-1, 1, 2)], False, SPEECH_BGR, 2, cv2.LINE_AA)
     cv2.rectangle(img, (left - 1, top - 1), (right, bottom), _GRID, 1)
 
     # The edit band: exactly two colours, one per column, so its proportions are the kept share.

@@ -37,17 +37,15 @@ import math
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from . import ffmpeg_io
+from . import ffmpeg_io, tempfiles
 from .config import EditProfile
 from .crop_script import crop_script
 from .errors import CorruptMedia, FFmpegFailed
@@ -347,7 +345,7 @@ def render_command(
         *audio_args,
         # Chapters and source metadata describe the uncut source; rotation is already applied.
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-        "-movflags", "+faststart", "-f", "mp4", str(output),
+        "-movflags", "+faststart", "-f", "mp4", ffmpeg_io.output_arg(output),
     ]  # fmt: skip
 
 
@@ -444,7 +442,7 @@ def measure_loudness(
     _check_source(timeline)
     segments(timeline)
     profile = profile or EditProfile(name="measure", aspect=None, width=None, height=None)
-    with tempfile.TemporaryDirectory(prefix="autoedit-loudness-") as tmp:
+    with tempfiles.temp_dir("loudness") as tmp:
         cmd = _measure_command(timeline, profile, Path(tmp) / GRAPH_FILE)
         stderr = _run_keeping_stderr(cmd, timeline.output_duration, on_progress, media=timeline.source)
     return parse_loudnorm_json(stderr)
@@ -484,9 +482,12 @@ def render(
     loudness = measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    # What a killed render left here or in the temp dir (dead owners, over an hour old only).
+    tempfiles.sweep_partials(output.parent)
+    tempfiles.sweep_temp_dirs()
     # Hidden name in the same directory: the rename is atomic and upload sensors skip dot files.
-    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
-    with tempfile.TemporaryDirectory(prefix="autoedit-render-") as tmp:
+    partial = tempfiles.partial_path(output)
+    with tempfiles.temp_dir("render") as tmp:
         work_dir = Path(tmp)
         write_work_files(timeline, profile, loudness, work_dir)
         cmd = render_command(timeline, partial, profile, loudness, work_dir=work_dir)

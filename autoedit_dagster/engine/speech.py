@@ -1,11 +1,20 @@
-"""Which frames to keep: the loud stretches of the audio, with margins, as frame ranges.
+"""Which frames to keep: the stretches of speech (or of sound), with margins, as frame ranges.
 
-A frame is loud when its RMS level (`audio_db` from the analysis pass) stands `threshold_db`
-above the file's own noise floor, and never below `min_threshold_dbfs`. The floor is a low
-percentile of the frame levels, so a noisy room and a studio each get a threshold that suits
-them. Then, as auto-editor does:
+Two detectors (`SilenceSettings.detector`) mark the frames worth keeping:
 
-1. loud stretches whose sound (counting the gaps that the margins and `min_silence_s` would
+- `voice` (default): the voice-activity model's `speech_prob` (analysis pass) is at least
+  `voice_threshold`, each stretch ending `voice.HANGOVER_S` earlier (the model's own lag).
+  Pauses between sentences go even under a music bed or street noise, and a
+  file in which no voice is found keeps everything ("no speech found: nothing cut") instead of
+  losing its music or ambience. Tables stored before `speech_prob` existed fall back to loudness,
+  and the result says so.
+- `loudness`: the frame's RMS level (`audio_db`) stands `threshold_db` above the file's own
+  noise floor, and never below `min_threshold_dbfs`. The floor is a low percentile of the frame
+  levels, so a noisy room and a studio each get a threshold that suits them.
+
+Then, for either, as auto-editor does:
+
+1. marked stretches whose sound (counting the gaps that the margins and `min_silence_s` would
    close anyway) lasts less than `min_clip_s` are dropped: a click or a thump is not speech;
 2. each remaining stretch grows by `margin_before_s` / `margin_after_s`, so the breath before a
    word and the decay after it are not clipped;
@@ -15,54 +24,123 @@ them. Then, as auto-editor does:
 All steps work on arrays of run boundaries (numpy), never frame by frame in Python.
 """
 
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from .analysis import SILENT_DB
 from .config import SilenceSettings
-from .timeline import FrameRange
+from .timeline import FrameRange, SpeechSummary
+from .voice import HANGOVER_S
+
+NO_SPEECH = "no speech found: nothing cut"
+NOTHING_LOUD = "nothing louder than the noise floor: nothing cut"
+NO_AUDIO = "no audio: nothing cut"
+NO_SPEECH_PROB = "analysis has no speech_prob (stored before the voice detector, or run without it): cut on loudness"
 
 
-def speech_segments(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings | None = None) -> list[FrameRange]:
-    """The frame ranges to keep, ascending and disjoint.
+@dataclass
+class SpeechResult:
+    """The kept ranges and how they were judged."""
 
-    Everything is kept when there is nothing to judge by: no audio stream (`audio_db` all null)
-    or nothing loud at all (digital silence, a steady hum). An edit that drops every frame
-    is never what anyone wants, and the caller can still decide to refuse such a file; the
-    empty list is returned only for an empty table.
+    ranges: list[FrameRange]
+    detector: Literal["voice", "loudness"]
+    speech_s: list[float]  # per kept range: the seconds in it marked as speech (or sound)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> SpeechSummary:
+        return SpeechSummary(detector=self.detector, speech_s=sum(self.speech_s), notes=self.notes)
+
+
+def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings | None = None) -> SpeechResult:
+    """The frame ranges to keep, ascending and disjoint, and what decided them.
+
+    Everything is kept when there is nothing to judge by: no audio stream (`audio_db` all null),
+    no voice found (`voice`), or nothing loud at all (`loudness`: digital silence, a steady
+    hum). An edit that drops every frame is never what anyone wants; the empty list is returned
+    only for an empty table.
     """
     settings = settings or SilenceSettings()
     n = analysis.height
+    detector = settings.detector
+    notes: list[str] = []
     if n == 0:
-        return []
+        return SpeechResult([], detector, [], notes)
     everything = [FrameRange(start=0, end=n)]
     levels = analysis["audio_db"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    if not np.isfinite(levels).any():
+        return SpeechResult(everything, detector, [0.0], [*notes, NO_AUDIO])
+    if detector == "voice" and ("speech_prob" not in analysis.columns or analysis["speech_prob"].is_null().all()):
+        detector = "loudness"
+        notes.append(NO_SPEECH_PROB)
+    if detector == "voice":
+        marked = analysis["speech_prob"].fill_null(0.0).to_numpy() >= settings.voice_threshold
+        marked = _release(marked, round(HANGOVER_S * float(fps)))
+    else:
+        marked = _loud(levels, settings)
+    rate = float(fps)
+    kept = _keep(marked, rate, settings)
+    if kept is None:
+        return SpeechResult(everything, detector, [0.0], [*notes, NO_SPEECH if detector == "voice" else NOTHING_LOUD])
+    ranges = [FrameRange(start=s, end=e) for s, e in zip(*(a.tolist() for a in kept), strict=True)]
+    # Marked frames in what was kept: the blips dropped as too short are not counted.
+    found = [float(np.count_nonzero(marked[r.start : r.end])) / rate for r in ranges]
+    return SpeechResult(ranges, detector, found, notes)
+
+
+def speech_segments(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings | None = None) -> list[FrameRange]:
+    """The frame ranges to keep (`find_speech` without the account of how)."""
+    return find_speech(analysis, fps, settings).ranges
+
+
+def _loud(levels: np.ndarray, settings: SilenceSettings) -> np.ndarray:
+    """Frames whose level stands `threshold_db` above the file's noise floor (NaN: no samples)."""
     measured = levels[np.isfinite(levels)]
-    if not len(measured):
-        return everything
     # Frames with no samples or digital zeros sit at SILENT_DB; they would drag the floor far
     # below the room noise and let that noise pass as loud, so the floor comes from the rest.
     heard = measured[measured > SILENT_DB + 1.0]
     floor = float(np.percentile(heard if len(heard) else measured, settings.floor_percentile))
     threshold = max(floor + settings.threshold_db, settings.min_threshold_dbfs)
-    loud = np.nan_to_num(levels, nan=SILENT_DB) >= threshold
+    return np.nan_to_num(levels, nan=SILENT_DB) >= threshold
 
-    rate = float(fps)
+
+def _release(marked: np.ndarray, frames: int) -> np.ndarray:
+    """Each marked run ends `frames` earlier (keeping at least its first frame): the model's hangover."""
+    if frames <= 0:
+        return marked
+    starts, ends = _runs(marked)
+    out = marked.copy()
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        out[max(start + 1, end - frames) : end] = False
+    return out
+
+
+def _keep(marked: np.ndarray, rate: float, settings: SilenceSettings) -> tuple[np.ndarray, np.ndarray] | None:
+    """Kept [start, end) frame arrays from the marked frames; None when no marked stretch is long enough.
+
+    Marks in stretches dropped as too short are cleared from `marked`, so it then counts the
+    speech that was kept.
+    """
+    n = len(marked)
     before = round(settings.margin_before_s * rate)
     after = round(settings.margin_after_s * rate)
     min_silence = round(settings.min_silence_s * rate)
     min_clip = round(settings.min_clip_s * rate)
 
-    starts, ends = _runs(loud)
+    starts, ends = _runs(marked)
     # Group stretches whose gap the margins and the minimum silence will close anyway, so a
     # short word between two pauses of a sentence is judged with its sentence, not as a blip.
     starts, ends = _merge(starts, ends, before + after + min_silence)
     sound = ends - starts >= min_clip
+    for s, e in zip(starts[~sound].tolist(), ends[~sound].tolist(), strict=True):
+        marked[s:e] = False
     starts, ends = starts[sound], ends[sound]
     if not len(starts):
-        return everything
+        return None
     starts = np.maximum(starts - before, 0)
     ends = np.minimum(ends + after, n)
     starts, ends = _merge(starts, ends, min_silence)
@@ -71,7 +149,7 @@ def speech_segments(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSett
         starts[0] = 0
     if n - ends[-1] < min_silence:
         ends[-1] = n
-    return [FrameRange(start=s, end=e) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return starts, ends
 
 
 def ranges_to_seconds(ranges: list[FrameRange], fps: Fraction) -> list[tuple[float, float]]:

@@ -5,6 +5,7 @@ A `Timeline` is what the renderer, the previews and the editor exports all read.
 """
 
 from fractions import Fraction
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -27,6 +28,14 @@ class FrameRange(BaseModel):
 
     def seconds(self, fps: Fraction) -> tuple[float, float]:
         return float(self.start / fps), float(self.end / fps)
+
+
+class SpeechSummary(BaseModel):
+    """How the kept ranges were chosen (engine/speech.py), as the edit report tells it."""
+
+    detector: Literal["voice", "loudness"] = Field(description="The detector that decided (after any fallback).")
+    speech_s: float = Field(description="Seconds marked as speech (`voice`) or sound (`loudness`) that were kept.")
+    notes: list[str] = Field(default_factory=list, description="Why everything was kept, or why a fallback.")
 
 
 class CropKey(BaseModel):

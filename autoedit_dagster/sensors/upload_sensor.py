@@ -2,7 +2,9 @@
 
 Each tick lists `uploads/` through the MediaStore (paginated), keeps only finished video files,
 and returns a `SensorResult` with one `RunRequest` per new upload (``run_key =
-"<video_id>:<etag>"``), the `videos` partitions to add, and the new cursor. It never mutates the
+"<video_id>:<etag>"``), the `videos` partitions to add, and the new cursor. An upload keeps the
+32-bit id of an earlier version only if that partition exists and belongs to it
+(`partitions.resolve_video_ids`); every other upload gets its 64-bit id. It never mutates the
 instance; the daemon applies the result, and its run-key de-duplication is the backstop if the
 cursor is ever reset.
 
@@ -18,7 +20,9 @@ Cursor (JSON, bounded by the uploads of the last `late_arrival_seconds`, not by 
   the previous tick).
 
 The quarantine sensor (a run-failure sensor) writes ``quarantine/<video_id>.json`` with the
-reason a video's run failed; the upload itself is never touched.
+reason a video's run failed (a run refused because its id belongs to another upload gets a record
+of its own, so the owner's is never overwritten) and deletes what the run staged under
+``staging/<run_id>/``; the upload itself is never touched.
 
 Reads no environment variables: storage comes from the `store` resource.
 """
@@ -35,10 +39,16 @@ from pathlib import PurePosixPath
 
 import dagster as dg
 
-from autoedit_dagster.partitions import is_video_id, video_id_for_upload, videos
+from autoedit_dagster.layout import UPLOADS_PREFIX, quarantine_key, staging_prefix
+from autoedit_dagster.partitions import (
+    is_video_id,
+    legacy_video_id_for_upload,
+    resolve_video_ids,
+    uploads_for_video_id,
+    videos,
+)
 from autoedit_dagster.resources.media_store import MediaStore, StoredObject
-
-UPLOADS_PREFIX = "uploads/"
+from autoedit_dagster.run_tags import TAG_UPLOAD_ETAG, TAG_UPLOAD_KEY, TAG_VIDEO_ID
 
 # Case-insensitive; what ffmpeg reads and cameras, phones and editors write.
 VIDEO_EXTENSIONS = frozenset(
@@ -49,10 +59,6 @@ VIDEO_EXTENSIONS = frozenset(
 )  # fmt: skip
 # Browsers, rsync, FTP/SFTP clients and editors write these before renaming to the final name.
 PARTIAL_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
-
-TAG_VIDEO_ID = "autoedit/video_id"
-TAG_UPLOAD_KEY = "autoedit/upload_key"
-TAG_UPLOAD_ETAG = "autoedit/upload_etag"
 
 RunRequestFn = Callable[[StoredObject, str], Sequence[dg.RunRequest]]
 
@@ -227,10 +233,13 @@ def build_upload_sensor(
             settle_seconds=settle_seconds,
             late_arrival_seconds=late_arrival_seconds,
         )
+        keys = [upload.key for upload in plan.requests]
+        legacy = _existing_partitions(context.instance, [legacy_video_id_for_upload(key) for key in keys])
+        resolved = resolve_video_ids(store, keys, legacy)
         run_requests: list[dg.RunRequest] = []
         ids: list[str] = []
         for upload in plan.requests:
-            video_id = video_id_for_upload(upload.key)
+            video_id = resolved[upload.key]
             run_requests.extend(run_requests_for(upload, video_id))
             if video_id not in ids:
                 ids.append(video_id)
@@ -281,10 +290,27 @@ def _user_error(error: object) -> tuple[str, str]:
 def _find_upload(store: MediaStore, video_id: str) -> str | None:
     # Runs launched from the UI or a backfill carry no upload tag; failures are rare enough
     # that one listing of uploads/ to map the id back is fine.
-    for obj in store.list(UPLOADS_PREFIX):
-        if video_id_for_upload(obj.key) == video_id:
-            return obj.key
+    found = uploads_for_video_id(store, video_id)
+    return found[0] if found else None
+
+
+def _refused_upload(context: dg.RunFailureSensorContext) -> str | None:
+    """The upload a run was refused for because its id belongs to another (see `claim_video_id`)."""
+    for event in context.get_step_failure_events():
+        failure = getattr(event.event_specific_data, "user_failure_data", None)
+        entry = failure.metadata.get("refused_upload_key") if failure else None
+        if entry is not None:
+            return str(entry.value)
     return None
+
+
+def _uri(store: MediaStore, key: str | None) -> str | None:
+    # A key the store refuses (`uploads//x.mp4` on a local folder) is why such a run failed: the
+    # record must still be written, with the reason, rather than the sensor failing too.
+    try:
+        return store.uri(key) if key else None
+    except ValueError:
+        return None
 
 
 def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, now: datetime) -> dict | None:
@@ -293,7 +319,8 @@ def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, no
     video_id = video_id_for_run(run.tags)
     if video_id is None:
         return None
-    upload_key = run.tags.get(TAG_UPLOAD_KEY) or _find_upload(store, video_id)
+    refused = _refused_upload(context)
+    upload_key = refused or run.tags.get(TAG_UPLOAD_KEY) or _find_upload(store, video_id)
     steps = []
     for event in context.get_step_failure_events():
         data = event.event_specific_data
@@ -302,8 +329,9 @@ def quarantine_record(context: dg.RunFailureSensorContext, store: MediaStore, no
     first = steps[0] if steps else None
     return {
         "video_id": video_id,
+        "quarantine_key": quarantine_key(video_id, refused),
         "upload_key": upload_key,
-        "upload_uri": store.uri(upload_key) if upload_key else None,
+        "upload_uri": _uri(store, upload_key),
         "run_id": run.run_id,
         "job_name": run.job_name,
         "reason": f"{first['error_class']}: {first['message']}" if first else context.failure_event.message,
@@ -320,8 +348,9 @@ def build_quarantine_sensor(
     minimum_interval_seconds: int = 10,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
-    """A run-failure sensor writing quarantine/<video_id>.json; uploads are never touched.
+    """A run-failure sensor writing quarantine/<video_id>.json and deleting what the run staged.
 
+    Uploads are never touched.
     `monitored_jobs` defaults to every job in the code location.
     """
 
@@ -330,15 +359,18 @@ def build_quarantine_sensor(
         monitored_jobs=monitored_jobs,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description="Records why a video's run failed in quarantine/<video_id>.json.",
+        description="Records why a video's run failed in quarantine/<video_id>.json; deletes what it staged.",
     )
     def quarantine_sensor(context: dg.RunFailureSensorContext, store: MediaStore) -> None:
+        run_id = context.dagster_run.run_id
+        # The run is over: what it staged was never verified and promoted, and never will be.
+        if removed := store.delete_prefix(staging_prefix(run_id)):
+            context.log.info(f"deleted {removed} unpublished file(s) the run staged")
         record = quarantine_record(context, store, datetime.now(UTC))
         if record is None:
-            context.log.info(f"run {context.dagster_run.run_id} is not about one video; nothing quarantined")
+            context.log.info(f"run {run_id} is not about one video; nothing quarantined")
             return
-        key = f"quarantine/{record['video_id']}.json"
-        store.write_bytes(key, json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"))
-        context.log.info(f"quarantined {record['video_id']}: {record['reason']}")
+        store.write_bytes(record["quarantine_key"], json.dumps(record, indent=2, ensure_ascii=False).encode("utf-8"))
+        context.log.info(f"quarantined {record['video_id']} ({record['quarantine_key']}): {record['reason']}")
 
     return quarantine_sensor

@@ -56,18 +56,20 @@ def bearer(value: str) -> dict[str, str]:
 
 
 class ServerThread:
-    """An ASGI app served by uvicorn on a free loopback port, in a daemon thread."""
+    """An ASGI app served by uvicorn on a free loopback port, in a daemon thread.
+
+    Like `autoedit gateway`, uvicorn reads no forwarded headers: the gateway does, from its trusted proxies."""
 
     def __init__(self, app, **config) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                           ws="websockets-sansio", **config)
+                           ws="websockets-sansio", proxy_headers=False, **config)
         )  # fmt: skip
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a gateway first starts its GraphQL checker processes
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError(f"server on port {self.port} did not start")
@@ -217,6 +219,43 @@ class Webserver:
             self.process.wait()
         self.log.close()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def gateway_process(dagster_webserver, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, dict, Path]]:  # noqa: F811
+    """`autoedit gateway` as its own process in front of the real webserver: (URL, its environment, its log)."""
+    env = {
+        **os.environ, "AUTOEDIT_JWT_SECRET": SECRET, "AUTOEDIT_REDIS_URL": redis_url, "AUTOEDIT_RATE_LIMIT": "1000",
+        "DAGSTER_HOME": str(dagster_webserver.home), "AUTOEDIT_LOG_FORMAT": "json", "PYTHONPATH": str(REPO),
+    }  # fmt: skip
+    port = free_port()
+    log_path = tmp_path / "gateway.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "autoedit_dagster.api.commands", "gateway", "--upstream", dagster_webserver.url,
+             "--port", str(port)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "gateway did not become healthy"
+            time.sleep(0.1)
+        yield url, env, log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # stuck (the old gateway, parsing on its event loop)
+            process.kill()
+            process.wait()
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection

@@ -81,3 +81,22 @@ def test_token_command_without_secret_is_one_clear_line(monkeypatch, capsys) -> 
     assert commands.main(["token", "--role", "viewer"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == err.strip().splitlines()[0] and "AUTOEDIT_JWT_SECRET" in err
+
+
+def test_a_metrics_token_has_a_scope_and_no_role() -> None:
+    principal = TokenVerifier(secret=SECRET).verify(mint_token(SECRET, None, subject="prometheus", scopes=("metrics",)))
+    assert (principal.role, principal.scopes, principal.label) == (None, frozenset({"metrics"}), "metrics")
+    now = time.time()
+    for claims in ({"exp": now + 60}, {"scope": "admin", "exp": now + 60}, {"scope": 7, "exp": now + 60}):
+        assert reason(TokenVerifier(secret=SECRET), jwt.encode(claims, SECRET, algorithm="HS256")) == "claims"
+
+
+def test_short_secrets_are_refused_everywhere(monkeypatch, capsys) -> None:
+    """Issue 11.2: a secret under 32 bytes (such as compose's old `change-me-trial-only`) is guessable."""
+    for make in (lambda: TokenVerifier(secret="x" * 31), lambda: mint_token("x" * 31, "viewer")):
+        with pytest.raises(ConfigurationError, match="at least 32"):
+            make()
+    monkeypatch.setenv("AUTOEDIT_JWT_SECRET", "change-me-trial-only")
+    assert commands.main(["token", "--scope", "metrics"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and "secrets.token_urlsafe(48)" in err

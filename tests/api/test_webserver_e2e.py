@@ -7,18 +7,15 @@ run-log subscription streams over the proxied websocket, and `/metrics` shows al
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import httpx
-import pytest
 from websockets.asyncio.client import connect
 
-from .conftest import REPO, SECRET, bearer, free_port, token
+from .conftest import REPO, bearer, token
 from .upstream_defs import run_video
 
 LOCATION = "tests.api.upstream_defs"
@@ -34,38 +31,6 @@ LOGS = """subscription Logs($runId: ID!) {
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autoedit_dagster.api.commands", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-
-
-@pytest.fixture
-def gateway_process(dagster_webserver, redis_url: str, tmp_path: Path):
-    env = {
-        **os.environ, "AUTOEDIT_JWT_SECRET": SECRET, "AUTOEDIT_REDIS_URL": redis_url, "AUTOEDIT_RATE_LIMIT": "1000",
-        "DAGSTER_HOME": str(dagster_webserver.home), "AUTOEDIT_LOG_FORMAT": "json", "PYTHONPATH": str(REPO),
-    }  # fmt: skip
-    port = free_port()
-    log_path = tmp_path / "gateway.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "autoedit_dagster.api.commands", "gateway", "--upstream", dagster_webserver.url,
-             "--port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not become healthy"
-            time.sleep(0.1)
-        yield url, env, log_path
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def graphql(client: httpx.Client, url: str, query: str, headers: dict, **variables) -> httpx.Response:
@@ -132,7 +97,7 @@ def test_gateway_in_front_of_a_real_webserver(dagster_webserver, gateway_process
         # next one, so on a loaded machine the first scrapes may not show the finished run yet.
         deadline = time.monotonic() + 60
         while True:
-            metrics = client.get(f"{url}/metrics")
+            metrics = client.get(f"{url}/metrics", headers=viewer)
             assert metrics.status_code == 200
             text = metrics.text
             if "autoedit_run_duration_seconds_count{" in text or time.monotonic() > deadline:

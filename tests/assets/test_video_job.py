@@ -8,15 +8,17 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from autoedit_dagster.checks import build_render_checks
+from autoedit_dagster.assets import profile_assets
+from autoedit_dagster.checks.render_checks import check_render_file
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine.config import get_profile
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.engine.speech import NO_SPEECH_PROB
 from autoedit_dagster.engine.timeline import Timeline
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg, talk_clip
+from tests.media_factory import ffmpeg, replace_render, talk_clip
 
 
 class Setup:
@@ -80,7 +82,47 @@ def test_video_job_materializes_every_stage(setup: Setup, finished) -> None:
     )
     report = json.loads((renders / "report.json").read_text())
     assert report["seconds_removed"] > 1.5 and report["video_id"] == video_id
+    # The report says what decided the cut and how much speech it found (two phrases, ~3.5 s).
+    assert report["detector"] == "voice" and report["speech_found_s"] > 2.5 and report["speech_notes"] == []
     assert not [p for p in setup.root.rglob("*") if p.name.startswith(".")]  # no temp files left behind
+
+
+def _speech_only(setup: Setup, video_id: str, **config: str) -> dg.ExecuteInProcessResult:
+    """Materialize `speech_segments` alone with run config, as the launchpad would."""
+    job = setup.defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        partition_key=video_id, instance=setup.instance, asset_selection=[dg.AssetKey("speech_segments")],
+        run_config={"ops": {"speech_segments": {"config": config}}},
+    )  # fmt: skip
+
+
+def test_the_detector_is_run_config(setup: Setup, finished) -> None:
+    video_id, _ = finished
+    stored = setup.root / "work" / video_id / "speech_segments.parquet"
+    try:
+        result = _speech_only(setup, video_id, detector="loudness")
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["detector"].value == "loudness"
+        assert set(pl.read_parquet(stored)["detector"]) == {"loudness"}
+    finally:
+        assert _speech_only(setup, video_id).success  # back to the default for the tests that follow
+    assert set(pl.read_parquet(stored)["detector"]) == {"voice"}
+
+
+def test_an_analysis_stored_before_speech_prob_falls_back_to_loudness(setup: Setup, finished) -> None:
+    """Tables written before the voice detector have no `speech_prob`: they still load, and say so."""
+    video_id, _ = finished
+    analysis = setup.root / "work" / video_id / "media_analysis.parquet"
+    current = pl.read_parquet(analysis)
+    try:
+        current.drop("speech_prob").write_parquet(analysis)
+        result = _speech_only(setup, video_id)
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["detector"].value == "loudness"
+        assert NO_SPEECH_PROB in metadata["notes"].value
+    finally:
+        current.write_parquet(analysis)
+        assert _speech_only(setup, video_id).success
 
 
 def test_render_checks_pass_on_a_good_render(finished) -> None:
@@ -124,13 +166,11 @@ def test_checks_fail_on_a_wrong_render(setup: Setup, finished, tmp_path: Path) -
     timeline = Timeline.model_validate_json((work / "edit_timeline.json").read_text())
     try:
         shutil.copy(wrong, final)
-        # The same check definition the job runs, invoked directly on the stored values.
-        results = list(
-            build_render_checks(get_profile("tate"))(store=setup.store, render=render, edit_timeline=timeline)
-        )
+        # The same verdicts the job's checks give, on the stored values.
+        results = check_render_file(setup.store, render.key, timeline, get_profile("tate"))
     finally:
         final.write_bytes(good)
-    evaluations = {r.check_name: r.passed for r in results}
+    evaluations = {r.name: r.passed for r in results}
     assert evaluations["size_matches_profile"] is False
     assert evaluations["duration_matches_timeline"] is False
     assert evaluations["audio_video_in_sync"] is False  # the timeline has sound, the file has none
@@ -172,3 +212,90 @@ def test_catalog_lists_rendered_and_pending(setup: Setup, finished) -> None:
     row = table.filter(pl.col("video_id") == video_id).row(0, named=True)
     assert row["status"] == "rendered" and "tate" in row["profiles"]
     assert row["seconds_removed"] > 1.5
+
+
+# ------------------------------------------------------------------ publishing: verify, then promote
+
+TATE_ASSETS = [dg.AssetKey(["tate", name]) for name in ("crop_path", "edit_timeline", "render", "previews",
+                                                         "timeline_exports", "edit_report")]  # fmt: skip
+
+
+def published(setup: Setup, video_id: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((setup.root / "renders" / video_id / "tate").iterdir())}
+
+
+def rerender(setup: Setup, video_id: str) -> dg.ExecuteInProcessResult:
+    """The tate chain again (the analysis is loaded), as a re-render from the UI would run it."""
+    return setup.run("video_job", video_id, asset_selection=TATE_ASSETS)
+
+
+@pytest.fixture
+def old_set(setup: Setup, finished) -> tuple[str, dict[str, bytes]]:
+    """The video and its published tate set before the test re-renders it."""
+    video_id, _ = finished
+    return video_id, published(setup, video_id)
+
+
+def test_a_rerender_failing_its_blocking_checks_publishes_nothing(
+    setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: final.mp4 was published before the blocking checks ran, so a bad re-render replaced the good one."""
+    video_id, before = old_set
+    replace_render(monkeypatch, tmp_path, wrong=True)
+    result = rerender(setup, video_id)
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["size_matches_profile"] is False and checks["duration_matches_timeline"] is False
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "tate/edit_report" not in done and "tate/previews" not in done
+    assert published(setup, video_id) == before  # the old set, byte for byte
+    # What the run did make waits under its own staging folder, for the failure sensor or a sweep.
+    leftovers = [p.relative_to(setup.root).as_posix() for p in (setup.root / "staging").rglob("*") if p.is_file()]
+    assert leftovers and all(key.startswith(f"staging/{result.run_id}/{video_id}/tate/") for key in leftovers)
+
+
+def test_a_crash_before_the_companions_are_written_leaves_the_old_set_whole(
+    setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the new final.mp4 was published, then the worker died before the previews: a mix of two runs."""
+    video_id, before = old_set
+    replace_render(monkeypatch, tmp_path)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed while drawing the timeline")
+
+    monkeypatch.setattr(profile_assets, "timeline_png", crash)
+    result = rerender(setup, video_id)
+    assert not result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())  # the new render itself was fine
+    assert published(setup, video_id) == before
+
+
+def test_a_good_rerender_replaces_the_whole_set(
+    setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video_id, before = old_set
+    replace_render(monkeypatch, tmp_path)
+    result = rerender(setup, video_id)
+    assert result.success
+    after = published(setup, video_id)
+    assert sorted(after) == sorted(before)
+    assert b"re-render" in after["final.mp4"] and after["final.mp4"] != before["final.mp4"]
+    report = json.loads(after["report.json"])
+    assert report["finished_at"] >= json.loads(before["report.json"])["finished_at"]
+    assert not (setup.root / "staging" / result.run_id).exists()  # promoted, nothing left to sweep
+    assert not [p for p in setup.root.rglob("*") if p.name.startswith(".")]
+
+
+def test_a_render_materialized_alone_is_published_once_verified(
+    setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without edit_report (the render alone, from the UI) still publishes its verified video."""
+    video_id, before = old_set
+    replace_render(monkeypatch, tmp_path, comment="alone")
+    result = setup.run("video_job", video_id, asset_selection=[dg.AssetKey(["tate", "render"])])
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    after = published(setup, video_id)
+    assert b"re-render alone" in after["final.mp4"]
+    assert {k: v for k, v in after.items() if k != "final.mp4"} == {k: v for k, v in before.items() if k != "final.mp4"}
+    assert not (setup.root / "staging" / result.run_id).exists()

@@ -78,7 +78,7 @@ def test_compose_has_every_service_with_an_image(compose: dict) -> None:
 
 def test_compose_long_running_services_have_healthchecks(compose: dict) -> None:
     one_shots = {name for name, s in compose["services"].items() if s.get("restart") == "no"}
-    assert one_shots == {"minio-init", "tls-init"}
+    assert one_shots == {"minio-init", "tls-init", "metrics-token"}
     for name, service in compose["services"].items():
         if name in one_shots or "profiles" in service:
             continue
@@ -100,7 +100,10 @@ def test_compose_start_order_waits_for_health(compose: dict) -> None:
     assert "minio-init" in needs(services["user-code"])
     for worker in ("celery-worker", "celery-render"):
         assert {"postgres", "redis", "minio-init"} <= set(needs(services[worker]))
-    assert {"dagster-webserver", "tls-init"} <= set(needs(services["nginx"]))
+    # nginx reaches the UI only through the gateway (the webserver has no authentication).
+    assert {"gateway", "tls-init"} <= set(needs(services["nginx"]))
+    assert "dagster-webserver" not in needs(services["nginx"])
+    assert "profiles" not in services["gateway"] and "profiles" not in services["metrics-token"]
     assert needs(services["minio-init"]) == {"minio": "service_healthy"}
 
 
@@ -246,7 +249,7 @@ def test_nginx_terminates_tls_and_upgrades_websockets(compose: dict) -> None:
     assert "proxy_set_header Connection $connection_upgrade;" in conf
     assert re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade", conf)
     upstream = re.search(r"upstream\s+(\w+)\s*\{\s*server\s+([\w.-]+):(\d+)", conf)
-    assert upstream and upstream.group(2) in compose["services"] and upstream.group(3) == "3000"
+    assert upstream and upstream.group(2) == "gateway" and upstream.group(3) == "8080"
     assert f"proxy_pass http://{upstream.group(1)};" in conf
     assert conf.count("{") == conf.count("}")
 
@@ -261,8 +264,14 @@ def test_nginx_t_accepts_the_config(tmp_path: Path) -> None:
                     "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
                    check=True, capture_output=True)  # fmt: skip
     conf = (DEPLOY / "nginx.conf").read_text()
-    conf = conf.replace("/etc/nginx/tls", str(tmp_path)).replace("dagster-webserver:3000", "127.0.0.1:3000")
+    conf = conf.replace("/etc/nginx/tls", str(tmp_path)).replace("gateway:8080", "127.0.0.1:8080")
     conf = conf.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version)
+    if found and tuple(map(int, found.groups())) < (1, 25, 1):
+        # The image's nginx 1.27 reads `http2 on;`; an older local nginx (Debian 12 ships 1.22) still
+        # checks everything else with the older spelling of the same thing.
+        conf = conf.replace("        http2 on;\n", "").replace(" 443 ssl;", " 443 ssl http2;")
     (tmp_path / "nginx.conf").write_text(conf)
     result = subprocess.run([nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
                             capture_output=True, text=True)  # fmt: skip
@@ -284,6 +293,95 @@ def test_prometheus_scrapes_services_of_the_stack(compose: dict) -> None:
             assert port.isdigit()
     volume = next(v for v in compose["services"]["prometheus"]["volumes"] if v.startswith("./prometheus.yml:"))
     assert volume.split(":")[1] == "/etc/prometheus/prometheus.yml"
+
+
+# --------------------------------------------------------------------------- the gateway (issue 11)
+
+GENERATE_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def test_no_secret_has_a_known_default() -> None:
+    """Issue 11.2: `AUTOEDIT_JWT_SECRET=change-me-trial-only` in compose and the README let anyone forge
+    an operator token."""
+    for path in [*DEPLOY.rglob("*"), REPO / "README.md"]:
+        if path.is_file() and path.suffix in {".yml", ".yaml", ".conf", ".md", ".json", ""}:
+            assert "change-me" not in path.read_text(errors="replace").lower(), path
+
+
+def test_compose_requires_the_jwt_secret(compose: dict) -> None:
+    services = compose["services"]
+    for name in ("gateway", "metrics-token"):
+        value = services[name]["environment"]["AUTOEDIT_JWT_SECRET"]
+        assert value.startswith("${AUTOEDIT_JWT_SECRET:?") and GENERATE_SECRET in value, name
+    readme = (REPO / "README.md").read_text() + (DEPLOY / "README.md").read_text()
+    assert GENERATE_SECRET in readme and "AUTOEDIT_JWT_SECRET=" in readme
+
+
+def test_compose_gateway_trusts_exactly_nginx(compose: dict) -> None:
+    """Issue 11.6: without a trusted proxy every client behind nginx shared nginx's rate-limit bucket."""
+    import ipaddress
+
+    services = compose["services"]
+    gateway = services["gateway"]
+    nginx_address = services["nginx"]["networks"]["edge"]["ipv4_address"]
+    assert gateway["environment"]["AUTOEDIT_TRUSTED_PROXIES"] == nginx_address
+    assert "edge" in gateway["networks"]
+    [subnet] = [c["subnet"] for c in compose["networks"]["edge"]["ipam"]["config"]]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
+    # Only nginx and the gateway are on it, so nothing else can claim nginx's address.
+    assert {name for name, s in services.items() if "edge" in (s.get("networks") or {})} == {"nginx", "gateway"}
+    conf = nginx_conf()
+    for header in ("Host $http_host", "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
+        assert f"proxy_set_header {header};" in conf
+
+
+def test_prometheus_scrapes_the_gateway_with_a_metrics_token(compose: dict) -> None:
+    """Issue 11.7: /metrics needs a token; Prometheus' is scoped to metrics and minted by compose."""
+    job = next(j for j in load("prometheus.yml")["scrape_configs"] if j["job_name"] == "autoedit")
+    assert job["authorization"]["type"] == "Bearer"
+    token_file = job["authorization"]["credentials_file"]
+    services = compose["services"]
+    mint = services["metrics-token"]
+    command = mint["command"][0]
+    assert "autoedit token --scope metrics" in command and "--role" not in command
+    [volume] = mint["volumes"]
+    source, target = volume.split(":")[:2]
+    written = re.search(r"mv \S+ (\S+)", command).group(1)
+    assert written.startswith(target + "/")
+    mounted = next(v for v in services["prometheus"]["volumes"] if v.startswith(source + ":"))
+    assert mounted.endswith(":ro") and token_file == mounted.split(":")[1] + written.removeprefix(target)
+    assert needs(services["prometheus"])["metrics-token"] == "service_completed_successfully"
+
+
+def helm_manifest(helm: dict, kind: str) -> dict:
+    [manifest] = [m for m in helm["extraManifests"] if m["kind"] == kind]
+    return manifest
+
+
+def test_helm_serves_the_gateway_with_its_secret_from_a_secret(helm: dict) -> None:
+    """Issue 11.2 and 11.6 for Kubernetes: the secret comes from a Secret, the trusted proxy is set, and
+    the only ingress leads to the gateway."""
+    deployment = helm_manifest(helm, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["autoedit", "gateway"]
+    env = {item["name"]: item for item in container["env"]}
+    assert set(env["AUTOEDIT_JWT_SECRET"]) == {"name", "valueFrom"}  # never a literal value
+    assert env["AUTOEDIT_JWT_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "autoedit-gateway", "key": "jwt-secret"}
+    assert env["AUTOEDIT_TRUSTED_PROXIES"]["value"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    upstream = container["command"][container["command"].index("--upstream") + 1]
+    assert upstream.startswith("http://autoedit-dagster-webserver:")
+    assert helm["ingress"] == {"enabled": False}  # the chart's ingress would bypass the gateway
+    ingress = helm_manifest(helm, "Ingress")
+    service = helm_manifest(helm, "Service")
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    assert path["backend"]["service"]["name"] == service["metadata"]["name"] == "autoedit-gateway"
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/limit-rpm"] == "100"
+    policy = helm_manifest(helm, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert (REPO / "deploy" / "README.md").read_text().count("autoedit-gateway") >= 1
 
 
 # --------------------------------------------------------------------------- helm
@@ -340,9 +438,6 @@ def test_helm_values_use_the_chart_layout(helm: dict) -> None:
     assert set(helm["pythonLogs"]) <= {"pythonLogLevel", "managedPythonLoggers", "dagsterHandlerConfig"}
     assert helm["computeLogManager"]["type"] == "S3ComputeLogManager"
     assert set(helm["computeLogManager"]["config"]) == {"s3ComputeLogManager"}
-    ingress = helm["ingress"]["dagsterWebserver"]
-    assert ingress["tls"]["enabled"] and ingress["pathType"] in {"Exact", "Prefix", "ImplementationSpecific"}
-    assert helm["ingress"]["annotations"]["nginx.ingress.kubernetes.io/limit-rpm"] == "100"
     assert helm["telemetry"] == {"enabled": False}
 
 

@@ -105,7 +105,9 @@ def test_the_101st_request_in_a_minute_is_429(stack: Stack) -> None:
 
 
 def test_metrics_show_the_run(stack: Stack, submitted: dict) -> None:
-    text = httpx.get(f"{stack.gateway.url}/metrics", timeout=60, trust_env=False).text
+    # /metrics is never public: what Prometheus sends is a token with the `metrics` scope.
+    scrape = {"Authorization": f"Bearer {mint_token(JWT_SECRET, None, subject='e2e-prometheus', scopes=('metrics',))}"}
+    text = httpx.get(f"{stack.gateway.url}/metrics", headers=scrape, timeout=60, trust_env=False).text
     for line in (
         'autoedit_runs{status="SUCCESS"} 1.0',
         "autoedit_videos_ingested 1.0",

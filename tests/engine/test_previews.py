@@ -222,3 +222,20 @@ def test_thumbnail_failure_keeps_the_old_file(tmp_path: Path, bunny: Path, monke
         previews.thumbnail(bunny, path, at=1.0)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["thumb.jpg"]
+
+
+def test_speech_probability_is_drawn_over_the_loudness(tmp_path: Path) -> None:
+    """Speech in the first half (probability 1: the lane's top), none after (0: its bottom)."""
+    speech = np.where(np.arange(FRAMES) < FRAMES // 2, 1.0, 0.0)
+    analysis = make_analysis().with_columns(pl.Series("speech_prob", speech, dtype=pl.Float32))
+    img = read_png(previews.timeline_png(analysis, make_timeline(RANGES), [], tmp_path / "s.png"))
+    top, bottom = previews._AUDIO
+    mid = previews._LEFT + (1600 - previews._LEFT - previews._RIGHT) // 2
+    line = colour_mask(img[top:bottom], previews.SPEECH_BGR)
+    rows_left = np.flatnonzero(line[:, previews._LEFT + 10 : mid - 10].any(axis=1))
+    rows_right = np.flatnonzero(line[:, mid + 10 : 1600 - previews._RIGHT - 10].any(axis=1))
+    assert rows_left.max() < 6 and rows_right.min() > bottom - top - 6
+    # No probability (no sound, or a table from before the voice detector): no line.
+    for table in (make_analysis(), make_analysis().drop("speech_prob")):
+        plain = read_png(previews.timeline_png(table, make_timeline(RANGES), [], tmp_path / "p.png"))
+        assert not colour_mask(plain[top:bottom], previews.SPEECH_BGR).any()

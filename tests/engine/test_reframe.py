@@ -66,6 +66,7 @@ def synthetic(
         "subject_h": sparse(np.full(n, size)),
         "subject_kind": [str(k) if s else None for k, s in zip(kinds, sampled, strict=True)],
         "audio_db": np.full(n, -20.0),
+        "speech_prob": np.ones(n),
     }
     return pl.DataFrame(columns, schema=ANALYSIS_SCHEMA)
 

@@ -417,7 +417,7 @@ def test_command_carries_profile_and_measurement(tmp_path: Path) -> None:
     loud = LoudnessMeasurement(input_i=-23.5, input_tp=-6.1, input_lra=4.2, input_thresh=-34.0, target_offset=0.3)
     cmd = render_command(_ntsc_timeline(ranges=_ranges((0, 300))), tmp_path / "o.mp4", PROFILES["tate"], loud)
     joined = " ".join(cmd)
-    assert cmd[-1] == str(tmp_path / "o.mp4")
+    assert cmd[-1] == f"file:{tmp_path / 'o.mp4'}"
     expected = [
         "-movflags +faststart", "-c:v libx264", "-preset veryfast", "-crf 21", "-pix_fmt yuv420p",
         "-c:a aac", "-b:a 160k", "-protocol_whitelist file,pipe", "-i file:/media/in.mp4",

@@ -29,7 +29,8 @@ from autoedit_dagster.jobs import video_job
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import S3MediaStore, default_storage_root
 from autoedit_dagster.resources.media_store import TMP_PREFIX
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_upload_sensor
+from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_quarantine_sensor, build_upload_sensor
+from tests.media_factory import replace_render
 from tests.production.conftest import (
     PREFIX,
     Bucket,
@@ -147,7 +148,8 @@ def test_renders_and_intermediates_land_in_the_bucket_under_the_prefix(s3_run: S
     assert {k.removeprefix(renders) for k in keys if k.startswith(renders)} == RENDER_FILES
     assert {k.removeprefix(work) for k in keys if k.startswith(work)} == WORK_FILES
     expected = {renders + name for name in RENDER_FILES} | {work + name for name in WORK_FILES}
-    assert keys == expected | {f"{PREFIX}/{s3_run.upload_key}"}
+    # The upload, and the claim naming it the owner of its id; nothing left in staging/.
+    assert keys == expected | {f"{PREFIX}/{s3_run.upload_key}", f"{PREFIX}/ids/{s3_run.video_id}.json"}
     assert not [k for k in keys if TMP_PREFIX in k or "/." in k]
     assert s3_run.bucket.open_multipart_uploads() == []
     # Nothing went to the local default storage instead.
@@ -202,3 +204,49 @@ def test_later_steps_read_everything_from_s3(s3_run: S3Run) -> None:
     assert ("speech_segments", "media_analysis", "parquet_io_manager") in loaded
     assert ("tate__render", "source_video", "json_io_manager") in loaded
     assert [p.name for p in s3_run.phase2_tmp.iterdir()] == []  # and it cleaned up its own temp files
+
+
+def test_rerenders_on_s3_publish_only_verified_whole_sets(
+    s3_run: S3Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-render failing its blocking checks leaves the published S3 set byte-identical (its staging is
+    the failure sensor's to delete); a good one replaces the whole set and leaves nothing staged."""
+    renders = f"{PREFIX}/renders/{s3_run.video_id}/tate/"
+    store = S3MediaStore(bucket=s3_run.bucket.name, prefix=PREFIX, endpoint_url=s3_run.bucket.endpoint)
+
+    def published() -> dict[str, str]:
+        return {key: obj["ETag"] for key, obj in s3_run.bucket.objects(renders).items()}
+
+    def rerender() -> dg.ExecuteInProcessResult:
+        return build_definitions(store).resolve_job_def("video_job").execute_in_process(
+            partition_key=s3_run.video_id, instance=s3_run.instance, raise_on_error=False,
+            tags={TAG_UPLOAD_KEY: s3_run.upload_key}, asset_selection=[a.key for a in PROFILE_ASSETS["tate"]],
+        )  # fmt: skip
+
+    before = published()
+    with monkeypatch.context() as patch:
+        replace_render(patch, tmp_path, wrong=True)
+        failed = rerender()
+    assert not failed.success
+    assert {e.check_name: e.passed for e in failed.get_asset_check_evaluations()}["size_matches_profile"] is False
+    assert published() == before
+    staged = f"{PREFIX}/staging/{failed.run_id}/"
+    assert s3_run.bucket.objects(staged)
+    sensor = build_quarantine_sensor()
+    sensor(
+        dg.build_run_status_sensor_context(
+            sensor_name=sensor.name, dagster_event=failed.get_run_failure_event(), dagster_instance=s3_run.instance,
+            dagster_run=failed.dagster_run, resources={"store": store},
+        ).for_run_failure()
+    )  # fmt: skip
+    assert s3_run.bucket.objects(staged) == {}
+
+    with monkeypatch.context() as patch:
+        replace_render(patch, tmp_path, comment="on s3")
+        good = rerender()
+    assert good.success
+    after = published()
+    assert set(after) == set(before)
+    assert after[renders + "final.mp4"] != before[renders + "final.mp4"]
+    assert after[renders + "report.json"] != before[renders + "report.json"]
+    assert s3_run.bucket.objects(f"{PREFIX}/staging/") == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import boto3
@@ -35,6 +36,13 @@ def test_write_read_stat_exists(store: MediaStore) -> None:
     second = store.stat("work/v1/a.json")
     assert store.read_bytes("work/v1/a.json") == b'{"a": 22}'
     assert second.size == 9 and second.etag != first.etag
+
+
+def test_create_bytes_never_replaces(store: MediaStore) -> None:
+    assert store.create_bytes("ids/v1.json", b"first") is True
+    assert store.create_bytes("ids/v1.json", b"second") is False
+    assert store.read_bytes("ids/v1.json") == b"first"
+    assert [obj.key for obj in store.list("ids/")] == ["ids/v1.json"]  # no temp file left behind
 
 
 def test_missing_objects_raise_file_not_found(store: MediaStore, tmp_path: Path) -> None:
@@ -201,3 +209,146 @@ def test_build_resources_shares_one_store(local_store: LocalMediaStore) -> None:
     assert resources["store"] is local_store
     assert isinstance(resources["parquet_io_manager"], PolarsParquetIOManager)
     assert isinstance(resources["json_io_manager"], PydanticJsonIOManager)
+
+
+# -------------------------------------------------------------------------------- promote
+
+
+OLD = {"final.mp4": b"old video", "thumb.jpg": b"old thumb", "edit.edl": b"old edl"}
+NEW = {"final.mp4": b"new video", "thumb.jpg": b"new thumb", "report.json": b"new report"}
+FINAL, STAGED = "renders/v1/tate/", "staging/run-1/v1/tate/"
+
+
+def files(store: MediaStore, prefix: str) -> dict[str, bytes]:
+    return {obj.key[len(prefix) :]: store.read_bytes(obj.key) for obj in store.list(prefix)}
+
+
+def stage_sets(store: MediaStore) -> None:
+    for name, data in OLD.items():
+        store.write_bytes(FINAL + name, data)
+    for name, data in NEW.items():
+        store.write_bytes(STAGED + name, data)
+
+
+def test_promote_publishes_the_staged_set_together(store: MediaStore) -> None:
+    stage_sets(store)
+    keys = store.promote(STAGED, FINAL, last="final.mp4")
+    assert keys == [FINAL + "report.json", FINAL + "thumb.jpg", FINAL + "final.mp4"]  # the video last
+    # The new set, plus what this run did not replace; nothing left in staging.
+    assert files(store, FINAL) == {**NEW, "edit.edl": b"old edl"}
+    assert list(store.list("staging/")) == []
+    assert store.promote(STAGED, FINAL) == []  # nothing staged: nothing changes
+
+
+def test_promote_a_subset(store: MediaStore) -> None:
+    stage_sets(store)
+    assert store.promote(STAGED, FINAL, names=["thumb.jpg"]) == [FINAL + "thumb.jpg"]
+    assert files(store, FINAL) == {**OLD, "thumb.jpg": b"new thumb"}
+    assert sorted(files(store, STAGED)) == ["final.mp4", "report.json"]
+
+
+@pytest.mark.parametrize(
+    ("staged", "final", "error"),
+    [
+        ("work/v1/", FINAL, ValueError),
+        (STAGED, "uploads/", PermissionError),
+        (STAGED, "ids/", PermissionError),
+        (STAGED, "staging/other/", PermissionError),
+        ("staging/run-1/v1/tate", FINAL, ValueError),
+        ("staging/../uploads/", FINAL, ValueError),
+    ],
+)
+def test_promote_refuses_other_folders(store: MediaStore, staged: str, final: str, error: type) -> None:
+    with pytest.raises(error):
+        store.promote(staged, final)
+
+
+def test_local_promote_is_one_atomic_swap(local_store: LocalMediaStore) -> None:
+    """A reader that opens the folder, then its files, always gets one whole set: never a mix of two."""
+    folder_path = Path(local_store.root) / FINAL
+    names = ["final.mp4", "thumb.jpg", "report.json"]
+    for name in names:
+        local_store.write_bytes(FINAL + name, b"0")
+    done = threading.Event()
+    seen: list[set[bytes]] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                folder = os.open(folder_path, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                continue
+            try:
+                seen.append({Path(f"/proc/self/fd/{folder}/{name}").read_bytes() for name in names})
+            except FileNotFoundError:  # the old set was cleaned up under the reader: it reopens
+                pass
+            finally:
+                os.close(folder)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for generation in range(1, 60):
+            for name in names:
+                local_store.write_bytes(f"staging/run-{generation}/v1/tate/{name}", str(generation).encode())
+            local_store.promote(f"staging/run-{generation}/v1/tate/", FINAL, last="final.mp4")
+    finally:
+        done.set()
+        thread.join()
+    assert len(seen) > 10
+    assert [s for s in seen if len(s) != 1] == []  # every read saw one generation
+    assert files(local_store, FINAL) == {name: b"59" for name in names}
+
+
+def test_local_promote_interrupted_before_the_swap_leaves_the_old_set(
+    local_store: LocalMediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoedit_dagster.resources import media_store
+
+    stage_sets(local_store)
+
+    def killed(new: Path, target: Path) -> bool:
+        raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setattr(media_store, "_swap_in", killed)
+    with pytest.raises(KeyboardInterrupt):
+        local_store.promote(STAGED, FINAL, last="final.mp4")
+    assert files(local_store, FINAL) == OLD
+    assert files(local_store, STAGED) == NEW  # whole, for a repeat or the sweep
+    assert not [p for p in Path(local_store.root).rglob(".*")]
+
+
+def test_local_promote_without_an_atomic_exchange_goes_file_by_file(
+    local_store: LocalMediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoedit_dagster.resources import media_store
+
+    monkeypatch.setattr(media_store, "_renameat2", lambda: None)  # e.g. not Linux
+    stage_sets(local_store)
+    local_store.promote(STAGED, FINAL, last="final.mp4")
+    assert files(local_store, FINAL) == {**NEW, "edit.edl": b"old edl"}
+    assert not [p for p in Path(local_store.root).rglob(".*")]
+
+
+def test_s3_promote_interrupted_is_completed_by_a_repeat(
+    s3_store: S3MediaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The video goes last, and staging is only emptied once all are published: a repeat completes it."""
+    stage_sets(s3_store)
+    client = s3_store._s3()
+    real_copy = client.copy
+
+    def dies_at_the_video(source: dict, bucket: str, key: str, **kwargs: object) -> None:
+        if key.endswith("final.mp4"):
+            raise ConnectionError("worker lost the network")
+        real_copy(source, bucket, key, **kwargs)
+
+    monkeypatch.setattr(client, "copy", dies_at_the_video)
+    with pytest.raises(ConnectionError):
+        s3_store.promote(STAGED, FINAL, last="final.mp4")
+    assert files(s3_store, FINAL)["final.mp4"] == b"old video"  # readers keep the verified old video
+    assert files(s3_store, STAGED) == NEW
+    monkeypatch.setattr(client, "copy", real_copy)
+    s3_store.promote(STAGED, FINAL, last="final.mp4")
+    assert files(s3_store, FINAL) == {**NEW, "edit.edl": b"old edl"}
+    assert list(s3_store.list("staging/")) == []

@@ -6,9 +6,10 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
+from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.partitions import video_id_for_upload, videos
 from autoedit_dagster.resources import MediaStore
-from autoedit_dagster.sensors import build_quarantine_sensor, default_run_requests, video_id_for_run
+from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_quarantine_sensor, default_run_requests, video_id_for_run
 
 UPLOAD = "uploads/broken clip.mp4"
 
@@ -115,3 +116,22 @@ def test_video_id_from_tags_is_validated() -> None:
     # A crafted partition key must not become a path outside quarantine/.
     assert video_id_for_run({"dagster/partition": "../../uploads/x-1234abcd"}) is None
     assert video_id_for_run({}) is None
+
+
+def test_an_unusable_upload_key_is_quarantined_with_its_reason(
+    local_store: MediaStore, instance: dg.DagsterInstance
+) -> None:
+    """Regression: a run tagged with `uploads//x.mp4` failed, and the quarantine sensor raised too."""
+    key = "uploads//x.mp4"  # valid on S3; a local folder cannot hold it
+    video_id = video_id_for_upload(key)
+    instance.add_dynamic_partitions("videos", [video_id])
+    job = build_definitions(local_store).resolve_job_def("video_job")
+    result = job.execute_in_process(
+        partition_key=video_id, instance=instance, tags={TAG_UPLOAD_KEY: key}, raise_on_error=False,
+        asset_selection=[dg.AssetKey("source_video")],
+    )  # fmt: skip
+    assert not result.success
+    evaluate(result, instance, local_store)
+    record = json.loads(local_store.read_bytes(f"quarantine/{video_id}.json"))
+    assert record["upload_key"] == key and record["upload_uri"] is None
+    assert "unsafe storage key" in record["reason"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from autoedit_dagster.partitions import video_id_for_upload, videos
+from autoedit_dagster.layout import id_claim_key
+from autoedit_dagster.partitions import legacy_video_id_for_upload, video_id_for_upload, videos
 from autoedit_dagster.resources import LocalMediaStore, MediaStore
 from autoedit_dagster.resources.media_store import StoredObject
 from autoedit_dagster.sensors import (
@@ -21,6 +22,7 @@ from autoedit_dagster.sensors import (
     is_video_upload,
     plan_uploads,
 )
+from tests.sensors.test_video_ids import COLLIDING
 
 
 @dg.asset(partitions_def=videos)
@@ -292,3 +294,38 @@ def test_requested_run_executes_for_the_new_partition(s3_store: MediaStore, inst
     assert run.success
     assert run.dagster_run.tags[TAG_UPLOAD_KEY] == "uploads/Street Interview.mp4"
     assert instance.get_dynamic_partitions("videos") == [video_id_for_upload("uploads/Street Interview.mp4")]
+
+
+def test_legacy_id_serves_its_owner_and_never_a_colliding_upload(
+    store: MediaStore, instance: dg.DagsterInstance
+) -> None:
+    """Regression: two uploads sharing a 32-bit id got one partition, the second overwrote the first.
+
+    The owner's partition from an earlier version (its ingested source_video names it) keeps its id;
+    the other upload gets its own 64-bit id.
+    """
+    owner, intruder = COLLIDING
+    legacy = legacy_video_id_for_upload(owner)
+    instance.add_dynamic_partitions("videos", [legacy])
+    store.write_bytes(f"work/{legacy}/source_video.json", json.dumps({"upload_key": owner}).encode())
+    store.write_bytes(owner, b"the owner's video, re-uploaded")
+    store.write_bytes(intruder, b"another user's video")
+
+    result = tick(build_upload_sensor(ingest, clock=Clock(60)), store, instance, None)
+    by_key = {r.tags[TAG_UPLOAD_KEY]: r.partition_key for r in result.run_requests}
+    assert by_key == {owner: legacy, intruder: video_id_for_upload(intruder)}
+    assert added(result) == [video_id_for_upload(intruder)]
+
+
+def test_legacy_id_of_unknown_ownership_is_not_reused(store: MediaStore, instance: dg.DagsterInstance) -> None:
+    """A legacy partition nothing names an owner for (never ingested) is not handed to anyone."""
+    owner, _ = COLLIDING
+    instance.add_dynamic_partitions("videos", [legacy_video_id_for_upload(owner)])
+    store.write_bytes(owner, b"x")
+    result = tick(build_upload_sensor(ingest, clock=Clock(60)), store, instance, None)
+    assert [r.partition_key for r in result.run_requests] == [video_id_for_upload(owner)]
+
+    # Once a claim names the owner (a run of the legacy partition claimed it), the id is kept.
+    store.write_bytes(id_claim_key(legacy_video_id_for_upload(owner)), json.dumps({"upload_key": owner}).encode())
+    again = tick(build_upload_sensor(ingest, clock=Clock(60)), store, instance, None)
+    assert [r.partition_key for r in again.run_requests] == [legacy_video_id_for_upload(owner)]

@@ -1,21 +1,63 @@
 """Video ids (`videos` partition keys): stable, idempotent, safe, collision-free for distinct uploads."""
 
 import hashlib
+import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from autoedit_dagster.partitions import PROFILE_NAMES, is_video_id, profiles, video_id_for_upload, videos
+from autoedit_dagster.layout import id_claim_key
+from autoedit_dagster.partitions import (
+    PROFILE_NAMES,
+    VideoIdTaken,
+    claim_video_id,
+    is_video_id,
+    legacy_video_id_for_upload,
+    owner_of,
+    profiles,
+    video_id_for_upload,
+    videos,
+)
+from autoedit_dagster.resources import MediaStore
 
 SAFE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+
+# Two real uploads whose 32-bit ids (earlier versions) collide: found by the review's birthday search.
+COLLIDING = ("uploads/user37312/IMG_0001.MOV", "uploads/user42367/IMG_0001.MOV")
 
 
 def test_shape_and_stability() -> None:
     key = "uploads/Interview Take 2.MOV"
-    expected_hash = hashlib.sha1(key.encode()).hexdigest()[:8]
+    expected_hash = hashlib.sha256(key.encode()).hexdigest()[:16]  # 64 bits
     assert video_id_for_upload(key) == f"interview-take-2-{expected_hash}"
     # Same input, same id, every time and in every process (no salt, no randomness).
     assert {video_id_for_upload(key) for _ in range(3)} == {f"interview-take-2-{expected_hash}"}
+    # The 32-bit id earlier versions gave it stays recognisable, so existing partitions keep working.
+    legacy = legacy_video_id_for_upload(key)
+    assert legacy == f"interview-take-2-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    assert is_video_id(legacy) and legacy != video_id_for_upload(key)
+
+
+def test_uploads_whose_32_bit_ids_collide_get_distinct_ids() -> None:
+    """Regression: the id carried 32 bits, and these two uploads shared one (and its renders)."""
+    first, second = COLLIDING
+    assert legacy_video_id_for_upload(first) == legacy_video_id_for_upload(second)
+    assert video_id_for_upload(first) != video_id_for_upload(second)
+
+
+def test_a_birthday_search_collides_legacy_ids_but_not_new_ones() -> None:
+    """The attack: a birthday search over plausible keys (0.2 s) finds two uploads sharing a 32-bit id."""
+    seen: dict[str, str] = {}
+    for i in range(200_000):
+        key = f"uploads/user{i}/IMG_0001.MOV"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+        if (other := seen.setdefault(digest, key)) != key:
+            break
+    else:
+        pytest.fail("no 32-bit collision in 200k keys")
+    assert legacy_video_id_for_upload(key) == legacy_video_id_for_upload(other)
+    assert video_id_for_upload(key) != video_id_for_upload(other)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +112,45 @@ def test_partition_definitions() -> None:
     assert profiles.get_partition_keys() == list(PROFILE_NAMES) == ["tate", "square", "yoko"]
     with pytest.raises(ValueError):
         video_id_for_upload("")
+
+
+def test_a_claimed_id_refuses_every_other_upload(store: MediaStore) -> None:
+    owner, intruder = COLLIDING
+    legacy = legacy_video_id_for_upload(owner)
+    claim_video_id(store, legacy, owner, "run-1")
+    claim_video_id(store, legacy, owner, "run-2")  # idempotent for the owner
+    with pytest.raises(VideoIdTaken, match=f"belongs to {owner}"):
+        claim_video_id(store, legacy, intruder, "run-3")
+    record = json.loads(store.read_bytes(id_claim_key(legacy)))
+    assert (record["upload_key"], record["run_id"]) == (owner, "run-1")
+    with pytest.raises(ValueError):  # a key can only claim its own ids
+        claim_video_id(store, video_id_for_upload(owner), intruder)
+    with pytest.raises(PermissionError):  # and a claim is never deleted
+        store.delete_prefix("ids/")
+
+
+def test_an_id_from_before_claims_belongs_to_the_upload_its_outputs_name(store: MediaStore) -> None:
+    owner, intruder = COLLIDING
+    legacy = legacy_video_id_for_upload(owner)
+    store.write_bytes(f"renders/{legacy}/tate/report.json", json.dumps({"upload_key": owner}).encode())
+    assert owner_of(store, legacy) == owner
+    with pytest.raises(VideoIdTaken):
+        claim_video_id(store, legacy, intruder)
+    claim_video_id(store, legacy, owner)
+    assert json.loads(store.read_bytes(id_claim_key(legacy)))["upload_key"] == owner
+
+
+def test_racing_claims_have_exactly_one_winner(store: MediaStore) -> None:
+    legacy = legacy_video_id_for_upload(COLLIDING[0])
+
+    def attempt(key: str) -> bool:
+        try:
+            claim_video_id(store, legacy, key)
+        except VideoIdTaken:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(attempt, [COLLIDING[i % 2] for i in range(16)]))
+    winner = owner_of(store, legacy)
+    assert won == [COLLIDING[i % 2] == winner for i in range(16)]

