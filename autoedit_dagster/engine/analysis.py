@@ -1,17 +1,20 @@
 """The one decode pass: per-frame loudness, scene change, motion and subject, as a polars table.
 
-ffmpeg decodes the file once and streams three pipes: small YUV 4:2:0 frames (`AnalysisSettings.width`
-wide) on stdout, mono PCM for the loudness on a second descriptor and 16 kHz mono PCM for the
-voice-activity model (`voice.py`, its own thread) on a third. Python keeps only the previous frame
-and one row of numbers per frame, so memory does not grow with the video's length beyond that
+ffmpeg decodes the file once and streams four pipes: small YUV 4:2:0 frames
+(`AnalysisSettings.width` wide) on stdout, mono PCM for the loudness on a second descriptor, 16 kHz
+mono PCM for the voice-activity model (`voice.py`, its own thread) on a third and, for the face
+search only, the sampled frames again, larger and in colour (`AnalysisSettings.face_width`), on a
+fourth. Python keeps only the previous frame and one row of numbers per frame, so memory does not
+grow with the video's length beyond that
 per-frame table.
 
 Speed: the pass costs about what a plain `ffmpeg -i IN -f null -` costs. The decoder skips
 deblocking (invisible at analysis size, a fifth of H.264 decoding), frames leave ffmpeg in the
 decoder's own YUV (converting to RGB costs ffmpeg a tenth of the pass, more than the same on the
-small frame in Python), the per-frame work is a few OpenCV calls on a 256-px frame, and the one
-expensive thing, a whole-frame face search (~16 ms of CPU), runs for only a fraction of the subject
-samples (`SubjectTracker`). The decode alone keeps only about one and a half of two cores busy;
+small frame in Python), the per-frame work is a few OpenCV calls on a 256-px frame, the face plane
+leaves ffmpeg only for the sampled frames (`select`), and the one expensive thing, a whole-picture
+face search (~55 ms of CPU on the 640-px plane), runs for only a fraction of the subject samples
+(`SubjectTracker`). The decode alone keeps only about one and a half of two cores busy;
 Python's work runs on threads of lower priority (`AnalysisSettings.nice`) that fill that idle
 time instead of taking the CPU from the decode.
 """
@@ -193,24 +196,41 @@ class _SubjectFinder(_Worker):
     The queue is bounded (32 samples: 16 s at the default 2 per second, about 2 MB at 256 px), so
     the finder can lag behind a burst of whole-frame searches while its low priority lets the
     decode go first, and a detector slower than the video slows reading (back-pressure) instead of
-    piling up frames in memory.
+    piling up frames in memory. The face plane of each sample is read from its own pipe in the
+    same order.
     """
 
-    def __init__(self, tracker: SubjectTracker, nice: int = 0) -> None:
+    def __init__(
+        self, tracker: SubjectTracker, planes: IO[bytes] | None, plane_size: tuple[int, int], nice: int = 0
+    ) -> None:
         super().__init__(nice)
-        self.tracker = tracker
+        self.tracker, self.planes, self.plane_size = tracker, planes, plane_size
         self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=32)
         self.found: dict[int, Subject] = {}
 
     def work(self) -> None:
-        # After a failure the queue is still drained, so the frame reader never blocks on it.
-        while (job := self.jobs.get()) is not None:
+        # After a failure the queue is still drained, so the frame reader never blocks on it. Each
+        # plane is read before its job is awaited: ffmpeg may write a sample's plane before its
+        # small frame, and must never wait on this pipe while the frame reader waits on stdout.
+        while True:
+            plane = self._plane()
+            if (job := self.jobs.get()) is None:
+                return
             if self.error is None:
                 index, gray, previous, new_shot = job
                 try:
-                    self.found[index] = self.tracker.locate(gray, previous, new_shot)
+                    self.found[index] = self.tracker.locate(gray, previous, new_shot, plane)
                 except BaseException as exc:
                     self.error = exc
+
+    def _plane(self) -> np.ndarray | None:
+        if self.planes is None:
+            return None
+        width, height = self.plane_size
+        data = self.planes.read(width * height * 3)
+        if len(data) < width * height * 3:
+            return None
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
 class _FrameReader(_Worker):
@@ -296,12 +316,30 @@ def _yield_to_decoder(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + nice))
 
 
+def face_plane_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int]:
+    """The face search's picture: `face_width` wide (never wider than the source), the source's shape."""
+    return analysis_size(info, settings.model_copy(update={"width": settings.face_width}))
+
+
 def _command(
-    info: MediaInfo, settings: AnalysisSettings, audio_fd: int | None, voice_fd: int | None = None
+    info: MediaInfo,
+    settings: AnalysisSettings,
+    audio_fd: int | None,
+    plane_fd: int,
+    sample_every: int,
+    voice_fd: int | None = None,
 ) -> list[str]:
     width, height = analysis_size(info, settings)
-    graph = f"[0:v:0]fps={info.fps_fraction},scale={width}:{height}:flags=fast_bilinear,format=yuv420p[v]"
-    outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1"]
+    plane_w, plane_h = face_plane_size(info, settings)
+    graph = (
+        f"[0:v:0]fps={info.fps_fraction},split=2[all][faces];"
+        f"[all]scale={width}:{height}:flags=fast_bilinear,format=yuv420p[v];"
+        # Only the sampled frames, in BGR for the face detector; passthrough keeps ffmpeg from
+        # duplicating frames to fill the gaps `select` leaves.
+        f"[faces]select='not(mod(n,{sample_every}))',scale={plane_w}:{plane_h}:flags=bilinear,format=bgr24[p]"
+    )
+    outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1",
+               "-map", "[p]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{plane_fd}"]  # fmt: skip
     if audio_fd is not None:
         mono = "aformat=sample_fmts=s16:channel_layouts=mono"
         if voice_fd is None:
@@ -331,16 +369,22 @@ def analyze(
     fps = info.fps_exact
     scale_x, scale_y = info.width / width, info.height / height
 
+    sample_every = max(1, round(float(fps) / settings.subject_fps))
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
+    plane_read, plane_write = os.pipe()
     voice_read, voice_write = os.pipe() if info.has_audio and settings.voice else (None, None)
     if voice_write is not None:
         with contextlib.suppress(OSError):
             fcntl.fcntl(voice_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    cmd = _command(info, settings, audio_write, voice_write)
+    cmd = _command(info, settings, audio_write, plane_write, sample_every, voice_write)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        pass_fds=tuple(fd for fd in (audio_write, voice_write) if fd is not None), **ffmpeg_io.CHILD,
+        pass_fds=tuple(fd for fd in (plane_write, audio_write, voice_write) if fd is not None), **ffmpeg_io.CHILD,
     )  # fmt: skip
+    os.close(plane_write)
+    planes = os.fdopen(plane_read, "rb")
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(plane_read, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     assert proc.stdout is not None
     with contextlib.suppress(OSError):  # fewer wake-ups per frame; the default is 64 KiB
         fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
@@ -358,9 +402,8 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    sample_every = max(1, round(float(fps) / settings.subject_fps))
     tracker = SubjectTracker(max(1, round(settings.subject_fps / settings.face_search_fps)))
-    finder = _SubjectFinder(tracker, settings.nice)
+    finder = _SubjectFinder(tracker, planes, face_plane_size(info, settings), settings.nice)
     finder.start()
     frames = _FrameReader(
         proc.stdout, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count
@@ -377,6 +420,7 @@ def analyze(
         drain.join()
         finder.jobs.put(None)
         finder.join()
+        planes.close()
         for pcm_reader in (audio, voice):
             if pcm_reader is not None:
                 pcm_reader.join()

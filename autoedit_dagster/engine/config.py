@@ -22,15 +22,22 @@ class AnalysisSettings(BaseModel):
     """The one decode pass: how small the frames are and how often subjects are looked for."""
 
     width: int = Field(default=256, ge=64, le=1280, description="Width of analysis frames (pixels).")
+    face_width: int = Field(
+        default=640,
+        ge=64,
+        le=1920,
+        description="Width of the picture faces are searched in (pixels; the source's when narrower): "
+        "640 makes a face a fifteenth of the frame tall ~24 px, about the detector's smallest.",
+    )
     audio_rate: int = Field(default=16000, description="Sample rate of the mono analysis audio (Hz).")
     subject_fps: float = Field(
         default=2.0, gt=0, description="How many frames per second get a subject (face, else saliency)."
     )
     face_search_fps: float = Field(
-        default=0.5,
+        default=0.25,
         gt=0,
-        description="How often the whole frame is searched for faces (and at every new shot); faces "
-        "already found are followed near their last place at `subject_fps`.",
+        description="How often the whole picture is searched for faces (and at every new shot); the "
+        "subject already followed is looked for near its last place at `subject_fps`.",
     )
     voice: bool = Field(
         default=True,
@@ -156,7 +163,8 @@ class ReframeSettings(BaseModel):
         default=0.3,
         ge=0,
         le=1,
-        description="Share of a shot's sampled frames with a face above which saliency samples are ignored.",
+        description="Share of a shot's sampled frames with a followed person (face, body or held) above "
+        "which its saliency samples are ignored.",
     )
 
 

