@@ -312,14 +312,18 @@ _MATERIALIZATION_FIELDS = """
 """
 
 
-def video_assets_query(video_ids: Sequence[str], runs_per_video: int = 5) -> str:
-    """One document for a page of videos: each asset's latest materialization and latest planned
-    run per video (its state), and each video's runs. Nothing in it grows with the archive.
-    """
-    latest_runs = "\n".join(
-        f"    r{i}: latestRunForPartition(partition: {_gql_string(v)}) {{ runId status }}"
-        for i, v in enumerate(video_ids)
+def _latest_runs(video_ids: Sequence[str], indexes: Iterable[int]) -> str:
+    return "\n".join(
+        f"    r{i}: latestRunForPartition(partition: {_gql_string(video_ids[i])}) {{ runId status }}" for i in indexes
     )
+
+
+def video_assets_query(video_ids: Sequence[str], runs_per_video: int = 5, planned: Iterable[int] = ()) -> str:
+    """One document for a page of videos: each asset's latest materialization, each video's runs,
+    and for the videos at `planned` indexes each asset's latest planned run (see `_status_page`).
+    Nothing in it grows with the archive.
+    """
+    latest_runs = _latest_runs(video_ids, planned)
     run_queries = []
     for i, video_id in enumerate(video_ids):
         for suffix, tag in (("p", PARTITION_TAG), ("b", RANGE_START_TAG)):
@@ -647,7 +651,21 @@ class AutoEditClient:
         return result
 
     def _status_page(self, video_ids: Sequence[str], runs_per_video: int, known: bool) -> list[dict[str, Any]]:
-        data = self.execute(video_assets_query(video_ids, runs_per_video), {"partitions": list(video_ids)})
+        # An asset's state needs the latest run that planned it for the video (in progress or
+        # failed?). Every such run carries the video's partition tags, so when all of a video's
+        # runs are listed and succeeded, the materializations alone give the states; only other
+        # videos pay for the per-asset lookup (a page of processed videos: none; one video: always).
+        single = range(len(video_ids)) if len(video_ids) == 1 else ()
+        data = self.execute(video_assets_query(video_ids, runs_per_video, single), {"partitions": list(video_ids)})
+        unsettled = [i for i in range(len(video_ids)) if not single and not self._runs_settled(data, i, runs_per_video)]
+        if unsettled:
+            fields = _latest_runs(video_ids, unsettled)
+            planned = self.execute(
+                "query AutoeditPlannedRuns {\n  assetNodes {\n    assetKey { path }\n" + fields + "\n  }\n}"
+            )
+            by_path = {tuple(node["assetKey"]["path"]): node for node in planned["assetNodes"]}
+            for node in data["assetNodes"]:
+                node.update(by_path.get(tuple(node["assetKey"]["path"]), {}))
         nodes = [node for node in data["assetNodes"] if node["isPartitioned"]]
         checks_by_asset = {
             tuple(node["assetKey"]["path"]): tuple(
@@ -699,6 +717,12 @@ class AutoEditClient:
         for video in result:
             del video["_materialized_by"]
         return result
+
+    @staticmethod
+    def _runs_settled(data: Mapping[str, Any], index: int, limit: int) -> bool:
+        """All the video's runs are in the page (fewer than `limit` each way) and all succeeded."""
+        answers = [_unwrap(data, f"v{index}{suffix}", "Runs")["results"] for suffix in ("p", "b")]
+        return all(len(runs) < limit and all(run["status"] == "SUCCESS" for run in runs) for runs in answers)
 
     @staticmethod
     def _page_runs(data: Mapping[str, Any], index: int, video_id: str, limit: int) -> list[RunInfo]:

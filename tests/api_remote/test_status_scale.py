@@ -108,14 +108,20 @@ def test_unknown_video_is_looked_up_in_pages(webserver: Server, counted: Countin
 def test_limit_pages_through_the_archive(webserver: Server, counted: Counting, capsys) -> None:
     newest = _status(capsys, "--limit", "3", "--url", webserver.url)
     assert [video["video_id"] for video in newest] == [*QUEUED, *reversed(DONE)][:3]
-    # ids: pages of 2 (2 + 1); status: pages of 2 videos (2 + 1), each an assets+runs and a checks document
-    kinds = [query.split("(")[0] for query in counted.requests]
-    assert kinds == ["query AutoeditVideoIds"] * 2 + ["query AutoeditVideoAssets", "query AutoeditChecks"] * 2
+    # ids: pages of 2 (2 + 1); status: pages of 2 videos (2 + 1), each an assets+runs and a checks
+    # document; the page holding the queued video also asks its assets' latest planned runs.
+    kinds = [query.split("(")[0].split(" {")[0] for query in counted.requests]
+    assert kinds == ["query AutoeditVideoIds"] * 2 + [
+        "query AutoeditVideoAssets", "query AutoeditPlannedRuns", "query AutoeditChecks",
+        "query AutoeditVideoAssets", "query AutoeditChecks",
+    ]  # fmt: skip
+    assert newest[0]["assets"]["tate/render"]["state"] == "MATERIALIZING"
+    assert newest[1]["assets"]["tate/render"]["state"] == "MATERIALIZED"
 
     counted.requests.clear()
     everything = _status(capsys, "--limit", "0", "--url", webserver.url)
     assert [video["video_id"] for video in everything] == [*QUEUED, *reversed(DONE)]
-    assert len(counted.requests) == 3 + 3 * 2  # no request holds more than two videos
+    assert len(counted.requests) == 3 + 3 * 2 + 1  # no request holds more than two videos
     assert all(len(video["checks"]) == len(CHECKS) for video in everything if video["video_id"] in DONE)
 
 
