@@ -10,9 +10,10 @@ against the schema of the installed dagster-graphql (1.13):
 - `assetNodes { partitionKeyConnection }` of `source_video`: the known video ids (the `videos`
   partitions), newest first, a page at a time;
 - per page of videos, one document: each asset's `latestMaterializationByPartition(partitions)`
-  (the paths the assets published: render, previews, exports) and `latestRunForPartition` per
-  video (with the materialization, the partition's state), and each video's runs (aliased
-  `runsOrError`); nothing asked grows with the archive;
+  (the paths the assets published: render, previews, exports) and each video's runs (aliased
+  `runsOrError`); for a video with a run not succeeded (or one alone), `latestRunForPartition`
+  per asset too (with the materialization, the partition's state); nothing asked grows with
+  the archive;
 - `assetCheckExecutions(assetKey, checkName, partition, limit)`: a video's check results, matched
   to the run that materialized the checked asset (executions recorded before the checks were
   partitioned have none and are read newest first and matched by the run alone);
