@@ -361,7 +361,7 @@ def _wait_ready(deployment: Deployment, procs: list[subprocess.Popen[bytes]], ti
                     pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{deployment.tail()}")
             try:
                 if httpx.get(f"{deployment.url}/server_info", timeout=2.0).status_code == 200:
-                    client.video_ids()
+                    client.video_id_page(1)
                     return
             except (httpx.HTTPError, RemoteError):
                 pass
