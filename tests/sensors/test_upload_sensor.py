@@ -386,3 +386,23 @@ def test_legacy_id_of_unknown_ownership_is_not_reused(store: MediaStore, instanc
     store.write_bytes(id_claim_key(legacy_video_id_for_upload(owner)), json.dumps({"upload_key": owner}).encode())
     again = tick(build_upload_sensor(ingest, clock=Clock(60)), store, instance, None)
     assert [r.partition_key for r in again.run_requests] == [legacy_video_id_for_upload(owner)]
+
+
+def test_late_listing_inside_the_range_is_resolved_by_the_runs_tags(
+    local_store: LocalMediaStore, instance: dg.DagsterInstance
+) -> None:
+    """The sensor's lookup: uploads whose (key, etag) a run carries are handled; a late one is requested."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    uploads = Path(local_store.root) / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "a.mp4").write_bytes(b"a")
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    first = tick(sensor, local_store, instance, None)
+    (request,) = first.run_requests
+    instance.add_run(DagsterRun(job_name="ingest", run_id="r-a", tags=request.tags))
+    # A cursor whose range summary no longer matches (as after a late listing): the runs decide.
+    broken = json.loads(first.cursor) | {"n": 5}
+    (uploads / "b.mp4").write_bytes(b"b")
+    second = tick(sensor, local_store, instance, json.dumps(broken))
+    assert [r.tags[TAG_UPLOAD_KEY] for r in second.run_requests] == ["uploads/b.mp4"]
