@@ -308,7 +308,6 @@ _MATERIALIZATION_FIELDS = """
       runId
       timestamp
       partition
-      runOrError { __typename ... on Run { creationTime } }
       metadataEntries { label __typename ... on PathMetadataEntry { path } }
 """
 
@@ -677,6 +676,10 @@ class AutoEditClient:
         result = []
         unseen = []
         for index, video_id in enumerate(video_ids):
+            runs = self._page_runs(data, index, video_id, runs_per_video)
+            # When the run was created, for matching unpartitioned (legacy) check executions; an
+            # older run than those listed leaves 0: that search then reads its pages to the end.
+            created = {run.run_id: run.creation_time or 0.0 for run in runs}
             assets: dict[str, dict[str, Any]] = {}
             outputs: dict[str, dict[str, str]] = {}
             materialized_by: dict[tuple[str, ...], tuple[str, float]] = {}
@@ -692,13 +695,11 @@ class AutoEditClient:
                 }
                 if not event:
                     continue
-                run = event.get("runOrError") or {}
-                materialized_by[path] = (event["runId"], run.get("creationTime") or int(event["timestamp"]) / 1000)
+                materialized_by[path] = (event["runId"], created.get(event["runId"], 0.0))
                 for entry in event.get("metadataEntries") or ():
                     if entry.get("__typename") == "PathMetadataEntry" and entry["label"] not in INTERNAL_LABELS:
                         group = node["groupName"] if node["groupName"] in PROFILE_NAMES else "source"
                         outputs.setdefault(group, {})[entry["label"]] = entry["path"]
-            runs = self._page_runs(data, index, video_id, runs_per_video)
             if not runs and all(info["state"] == "MISSING" for info in assets.values()):
                 unseen.append(video_id)
             result.append(
