@@ -26,6 +26,9 @@ IDS_PREFIX = "ids/"
 QUARANTINE_PREFIX = "quarantine/"
 CATALOG_PREFIX = "catalog/"
 
+# The edit profiles, each a folder under renders/<video_id>/ (the `profiles` partitions).
+PROFILE_NAMES = ("tate", "square", "yoko")
+
 # The file a profile's deliverable set is named after; published last, after its companions.
 RENDER_NAME = "final.mp4"
 REPORT_NAME = "report.json"

@@ -30,12 +30,18 @@ from pathlib import PurePosixPath
 
 import dagster as dg
 
-from autoedit_dagster.layout import RENDERS_PREFIX, REPORT_NAME, UPLOADS_PREFIX, WORK_PREFIX, id_claim_key
+from autoedit_dagster.layout import (
+    PROFILE_NAMES,
+    RENDERS_PREFIX,
+    REPORT_NAME,
+    UPLOADS_PREFIX,
+    WORK_PREFIX,
+    id_claim_key,
+)
 from autoedit_dagster.resources.media_store import MediaStore
 
 videos = dg.DynamicPartitionsDefinition(name="videos")
 
-PROFILE_NAMES = ("tate", "square", "yoko")
 profiles = dg.StaticPartitionsDefinition(list(PROFILE_NAMES))
 
 # 40 + "-" + 16 = at most 57 characters, as long as the legacy 48 + "-" + 8: short enough for

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from autoedit_dagster.api.client import RUNS, VIDEO_ASSETS
+from autoedit_dagster.api.client import RUNS, video_assets_query
 from autoedit_dagster.api.tokens import mint_token
 from tests.servers import JWT_SECRET, Instance, Servers
 
@@ -161,7 +161,7 @@ def main() -> None:
                 "query": RUNS,
                 "variables": {"filter": {"tags": [{"key": "dagster/partition", "value": video_id}]}, "limit": 5},
             },
-            "AutoeditVideoAssets": {"query": VIDEO_ASSETS, "variables": {"partitions": [video_id]}},
+            "AutoeditVideoAssets": {"query": video_assets_query([video_id]), "variables": {"partitions": [video_id]}},
         }
         with Servers(instance) as servers:
             webserver = servers.start_webserver()

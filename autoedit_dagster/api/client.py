@@ -7,12 +7,16 @@ against the schema of the installed dagster-graphql (1.13):
 
 - `runsOrError(filter: {tags}, limit)`: the runs of one video, or the run the upload sensor made
   for one upload (our `autoedit/video_id` + `autoedit/upload_etag` tags);
-- `assetNodes { partitionKeys }` of `source_video`: the known video ids (the `videos` partitions);
-- `assetNodes { assetPartitionStatuses, latestMaterializationByPartition(partitions) }`: per-asset
-  state and the paths the assets published (render, previews, exports) for each video;
-- `assetCheckExecutions(assetKey, checkName, limit, cursor)`: check results, matched to a video by
-  the run that materialized its render and the execution's partition (executions recorded before
-  the checks were partitioned have none and are matched by the run alone);
+- `assetNodes { partitionKeyConnection }` of `source_video`: the known video ids (the `videos`
+  partitions), newest first, a page at a time;
+- per page of videos, one document: each asset's `latestMaterializationByPartition(partitions)`
+  (the paths the assets published: render, previews, exports) and each video's runs (aliased
+  `runsOrError`); for a video with a run not succeeded (or one alone), `latestRunForPartition`
+  per asset too (with the materialization, the partition's state); nothing asked grows with
+  the archive;
+- `assetCheckExecutions(assetKey, checkName, partition, limit)`: a video's check results, matched
+  to the run that materialized the checked asset (executions recorded before the checks were
+  partitioned have none and are read newest first and matched by the run alone);
 - `launchPartitionBackfill(backfillParams: {assetSelection, partitionNames | allPartitions})` and
   `partitionBackfillOrError(backfillId)`.
 
@@ -31,14 +35,18 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from autoedit_dagster.partitions import PROFILE_NAMES
-from autoedit_dagster.sensors.upload_sensor import TAG_UPLOAD_ETAG, TAG_VIDEO_ID
+# Neither Dagster nor the code location is imported here: `autoedit status` must start in well
+# under a second. dagster-graphql's client (which imports all of Dagster) loads on first launch.
+from autoedit_dagster.layout import PROFILE_NAMES
+from autoedit_dagster.run_tags import TAG_UPLOAD_ETAG, TAG_VIDEO_ID
+
+if TYPE_CHECKING:
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 VIDEO_JOB = "video_job"  # the upload sensor's job: ingest + analysis + the default profile
 DEFAULT_PROFILE = "tate"
@@ -61,6 +69,12 @@ INTERNAL_LABELS = frozenset({"uri"})
 
 CHECK_PAGE = 50
 CHECK_MAX_PAGES = 20
+# A video's newest executions of one check read to find the one of the run that made the asset
+# (later runs that planned it and did not materialize it come first).
+CHECK_RECENT = 10
+# Videos per status request, and partition keys per id page: bounded documents and answers.
+STATUS_PAGE = 25
+ID_PAGE = 1000
 # Seconds between a run's creation and its check executions' timestamps (whole seconds, planned at launch).
 CHECK_CLOCK_SLACK = 60.0
 
@@ -281,34 +295,51 @@ query AutoeditAssetNodes {
 }
 """
 
-VIDEO_IDS = """
-query AutoeditVideoIds($keys: [AssetKeyInput!]) {
-  assetNodes(assetKeys: $keys) { assetKey { path } partitionKeys }
-}
-"""
-
-VIDEO_ASSETS = """
-query AutoeditVideoAssets($partitions: [String!]) {
-  assetNodes {
+VIDEO_ID_PAGE = """
+query AutoeditVideoIds($keys: [AssetKeyInput!], $limit: Int!, $ascending: Boolean!, $cursor: String) {
+  assetNodes(assetKeys: $keys) {
     assetKey { path }
-    groupName
-    isPartitioned
-    assetPartitionStatuses {
-      __typename
-      ... on DefaultPartitionStatuses {
-        materializedPartitions failedPartitions materializingPartitions
-      }
-    }
-    latestMaterializationByPartition(partitions: $partitions) {
-      runId
-      timestamp
-      partition
-      runOrError { __typename ... on Run { creationTime } }
-      metadataEntries { label __typename ... on PathMetadataEntry { path } }
-    }
+    partitionKeyConnection(limit: $limit, ascending: $ascending, cursor: $cursor) { results cursor hasMore }
   }
 }
 """
+
+_MATERIALIZATION_FIELDS = """
+      runId
+      timestamp
+      partition
+      metadataEntries { label __typename ... on PathMetadataEntry { path } }
+"""
+
+
+def _latest_runs(video_ids: Sequence[str], indexes: Iterable[int]) -> str:
+    return "\n".join(
+        f"    r{i}: latestRunForPartition(partition: {_gql_string(video_ids[i])}) {{ runId status }}" for i in indexes
+    )
+
+
+def video_assets_query(video_ids: Sequence[str], runs_per_video: int = 5, planned: Iterable[int] = ()) -> str:
+    """One document for a page of videos: each asset's latest materialization, each video's runs,
+    and for the videos at `planned` indexes each asset's latest planned run (see `_status_page`).
+    Nothing in it grows with the archive.
+    """
+    latest_runs = _latest_runs(video_ids, planned)
+    run_queries = []
+    for i, video_id in enumerate(video_ids):
+        for suffix, tag in (("p", PARTITION_TAG), ("b", RANGE_START_TAG)):
+            run_filter = f"{{tags: [{{key: {_gql_string(tag)}, value: {_gql_string(video_id)}}}]}}"
+            run_queries.append(
+                f"  v{i}{suffix}: runsOrError(filter: {run_filter}, limit: {runs_per_video}) {{\n"
+                f"    {_ERROR_FIELDS}\n    ... on Runs {{ results {{ {_RUN_FIELDS} }} }}\n  }}"
+            )
+    return (
+        "query AutoeditVideoAssets($partitions: [String!]) {\n  assetNodes {\n    assetKey { path }\n"
+        "    groupName\n    isPartitioned\n"
+        "    assetChecksOrError { __typename ... on AssetChecks { checks { name } } }\n"
+        f"    latestMaterializationByPartition(partitions: $partitions) {{{_MATERIALIZATION_FIELDS}    }}\n"
+        f"{latest_runs}\n  }}\n" + "\n".join(run_queries) + "\n}\n"
+    )
+
 
 LAUNCH_BACKFILL = f"""
 mutation AutoeditBackfill($params: LaunchBackfillParams!) {{
@@ -389,15 +420,26 @@ class AutoEditClient:
         self.poll_seconds = poll_seconds
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
-        self._dagster = DagsterGraphQLClient(
-            self.endpoint.hostname.strip("[]"),
-            port_number=self.endpoint.port,
-            use_https=self.endpoint.use_https,
-            path_prefix=self.endpoint.path_prefix,
-            headers=dict(self.headers),
-            timeout=max(1, round(timeout)),
-        )
+        self._timeout = timeout
+        self._dagster_client: DagsterGraphQLClient | None = None
         self._asset_nodes: list[AssetNodeInfo] | None = None
+        self.status_page, self.id_page = STATUS_PAGE, ID_PAGE  # smaller in tests, to see the paging
+
+    @property
+    def _dagster(self) -> DagsterGraphQLClient:
+        """dagster-graphql's client, made (and Dagster imported) only by the calls that use it."""
+        if self._dagster_client is None:
+            from dagster_graphql import DagsterGraphQLClient
+
+            self._dagster_client = DagsterGraphQLClient(
+                self.endpoint.hostname.strip("[]"),
+                port_number=self.endpoint.port,
+                use_https=self.endpoint.use_https,
+                path_prefix=self.endpoint.path_prefix,
+                headers=dict(self.headers),
+                timeout=max(1, round(self._timeout)),
+            )
+        return self._dagster_client
 
     def close(self) -> None:
         self._http.close()
@@ -446,6 +488,8 @@ class AutoEditClient:
 
     def _dagster_call(self, call: Callable[[], T]) -> T:
         """Run a DagsterGraphQLClient call, turning its errors into RemoteErrors."""
+        from dagster_graphql import DagsterGraphQLClientError
+
         try:
             return call()
         except DagsterGraphQLClientError as exc:
@@ -501,17 +545,39 @@ class AutoEditClient:
         wanted = set(groups)
         return [node.path for node in self.asset_nodes() if node.group in wanted]
 
-    def video_ids(self) -> list[str]:
-        """Every `videos` partition, oldest first (the order they were added)."""
-        nodes = self.execute(VIDEO_IDS, {"keys": [{"path": list(SOURCE_ASSET)}]})["assetNodes"]
-        if not nodes:
+    def video_id_page(
+        self, limit: int, *, ascending: bool = False, cursor: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """One page of `videos` partitions (newest first unless `ascending`) and the next page's cursor."""
+        variables = {"keys": [{"path": list(SOURCE_ASSET)}], "limit": limit, "ascending": ascending, "cursor": cursor}
+        nodes = self.execute(VIDEO_ID_PAGE, variables)["assetNodes"]
+        if not nodes or not nodes[0].get("partitionKeyConnection"):
             raise ServerError(f"{self.url} serves no `{asset_name(SOURCE_ASSET)}` asset; is this AutoEditTATE?")
-        return list(nodes[0]["partitionKeys"])
+        page = nodes[0]["partitionKeyConnection"]
+        return list(page["results"]), page["cursor"] if page["hasMore"] else None
+
+    def newest_video_ids(self, limit: int = 0) -> list[str]:
+        """The newest `limit` videos (0: all), newest first, read in pages of `id_page`."""
+        ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            want = self.id_page if limit <= 0 else min(self.id_page, limit - len(ids))
+            page, cursor = self.video_id_page(want, cursor=cursor)
+            ids += page
+            if cursor is None or (limit > 0 and len(ids) >= limit):
+                return ids
 
     def require_videos(self, video_ids: Sequence[str]) -> list[str]:
-        known = set(self.video_ids())
-        unknown = [video_id for video_id in video_ids if video_id not in known]
-        if unknown:
+        """`video_ids` if all are `videos` partitions, else NotFound; pages newest first, stops once all are seen."""
+        missing = set(video_ids)
+        cursor: str | None = None
+        while missing:
+            page, cursor = self.video_id_page(self.id_page, cursor=cursor)
+            missing.difference_update(page)
+            if cursor is None:
+                break
+        if missing:
+            unknown = [video_id for video_id in video_ids if video_id in missing]
             raise NotFound(f"unknown video{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
         return list(video_ids)
 
@@ -524,16 +590,6 @@ class AutoEditClient:
             run_filter["pipelineName"] = job_name
         answer = _unwrap(self.execute(RUNS, {"filter": run_filter, "limit": limit}), "runsOrError", "Runs")
         return [RunInfo.from_graphql(node) for node in answer["results"]]
-
-    def video_runs(self, video_id: str, limit: int = 10) -> list[RunInfo]:
-        """Runs of one video, newest first: by partition tag, and backfill runs by their one-key range."""
-        by_id: dict[str, RunInfo] = {}
-        for tag in (PARTITION_TAG, RANGE_START_TAG):
-            for run in self.runs({tag: video_id}, limit=limit):
-                if tag == RANGE_START_TAG and run.tags.get("dagster/asset_partition_range_end") != video_id:
-                    continue
-                by_id[run.run_id] = run
-        return sorted(by_id.values(), key=lambda r: r.creation_time or 0.0, reverse=True)[:limit]
 
     def upload_run(self, video_id: str, etag: str) -> RunInfo | None:
         """The run the upload sensor requested for this upload (video id + the upload's etag), if any yet."""
@@ -580,37 +636,72 @@ class AutoEditClient:
 
     # ------------------------------------------------------------------------------ status
 
-    def video_status(self, video_ids: Sequence[str], runs_per_video: int = 5) -> list[dict[str, Any]]:
-        """Per video: latest runs, each partitioned asset's state, check results and output URIs."""
-        if not video_ids:
-            return []
-        nodes = self.execute(VIDEO_ASSETS, {"partitions": list(video_ids)})["assetNodes"]
-        nodes = [node for node in nodes if node["isPartitioned"]]
-        states = [_partition_sets(node.get("assetPartitionStatuses")) for node in nodes]
-        checks_by_asset = {node.path: node.checks for node in self.asset_nodes() if node.checks}
+    def video_status(
+        self, video_ids: Sequence[str], runs_per_video: int = 5, *, known: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per video: latest runs, each partitioned asset's state, check results and output URIs.
+
+        Read `status_page` videos per request (two requests a page: assets and runs, then checks),
+        so the cost follows the videos asked for, not the archive. Unless `known`, a video with no
+        run and no materialization is looked up among the partitions (NotFound if absent).
+        """
+        result: list[dict[str, Any]] = []
+        for start in range(0, len(video_ids), self.status_page):
+            result += self._status_page(video_ids[start : start + self.status_page], runs_per_video, known)
+        return result
+
+    def _status_page(self, video_ids: Sequence[str], runs_per_video: int, known: bool) -> list[dict[str, Any]]:
+        # An asset's state needs the latest run that planned it for the video (in progress or
+        # failed?). Every such run carries the video's partition tags, so when all of a video's
+        # runs are listed and succeeded, the materializations alone give the states; only other
+        # videos pay for the per-asset lookup (a page of processed videos: none; one video: always).
+        single = range(len(video_ids)) if len(video_ids) == 1 else ()
+        data = self.execute(video_assets_query(video_ids, runs_per_video, single), {"partitions": list(video_ids)})
+        unsettled = [i for i in range(len(video_ids)) if not single and not self._runs_settled(data, i, runs_per_video)]
+        if unsettled:
+            fields = _latest_runs(video_ids, unsettled)
+            planned = self.execute(
+                "query AutoeditPlannedRuns {\n  assetNodes {\n    assetKey { path }\n" + fields + "\n  }\n}"
+            )
+            by_path = {tuple(node["assetKey"]["path"]): node for node in planned["assetNodes"]}
+            for node in data["assetNodes"]:
+                node.update(by_path.get(tuple(node["assetKey"]["path"]), {}))
+        nodes = [node for node in data["assetNodes"] if node["isPartitioned"]]
+        checks_by_asset = {
+            tuple(node["assetKey"]["path"]): tuple(
+                c["name"] for c in (node.get("assetChecksOrError") or {}).get("checks") or ()
+            )
+            for node in nodes
+        }
         result = []
+        unseen = []
         for index, video_id in enumerate(video_ids):
+            runs = self._page_runs(data, index, video_id, runs_per_video)
+            # When the run was created, for matching unpartitioned (legacy) check executions; an
+            # older run than those listed leaves 0: that search then reads its pages to the end.
+            created = {run.run_id: run.creation_time or 0.0 for run in runs}
             assets: dict[str, dict[str, Any]] = {}
             outputs: dict[str, dict[str, str]] = {}
             materialized_by: dict[tuple[str, ...], tuple[str, float]] = {}
-            for node, node_states in zip(nodes, states, strict=True):
+            for node in nodes:
                 path = tuple(node["assetKey"]["path"])
                 event = (node.get("latestMaterializationByPartition") or [None] * len(video_ids))[index]
+                planned = node.get(f"r{index}")
                 assets[asset_name(path)] = {
-                    "state": _partition_state(node_states, video_id),
+                    "state": _partition_state(planned, event),
                     "group": node["groupName"],
                     "run_id": event["runId"] if event else None,
                     "materialized_at": int(event["timestamp"]) / 1000 if event else None,
                 }
                 if not event:
                     continue
-                run = event.get("runOrError") or {}
-                materialized_by[path] = (event["runId"], run.get("creationTime") or int(event["timestamp"]) / 1000)
+                materialized_by[path] = (event["runId"], created.get(event["runId"], 0.0))
                 for entry in event.get("metadataEntries") or ():
                     if entry.get("__typename") == "PathMetadataEntry" and entry["label"] not in INTERNAL_LABELS:
                         group = node["groupName"] if node["groupName"] in PROFILE_NAMES else "source"
                         outputs.setdefault(group, {})[entry["label"]] = entry["path"]
-            runs = self.video_runs(video_id, limit=runs_per_video)
+            if not runs and all(info["state"] == "MISSING" for info in assets.values()):
+                unseen.append(video_id)
             result.append(
                 {
                     "video_id": video_id,
@@ -622,27 +713,77 @@ class AutoEditClient:
                     "_materialized_by": materialized_by,
                 }
             )
+        if unseen and not known:
+            self.require_videos(unseen)
         self._attach_checks(result, checks_by_asset)
         for video in result:
             del video["_materialized_by"]
         return result
 
+    @staticmethod
+    def _runs_settled(data: Mapping[str, Any], index: int, limit: int) -> bool:
+        """All the video's runs are in the page (fewer than `limit` each way) and all succeeded."""
+        answers = [_unwrap(data, f"v{index}{suffix}", "Runs")["results"] for suffix in ("p", "b")]
+        return all(len(runs) < limit and all(run["status"] == "SUCCESS" for run in runs) for runs in answers)
+
+    @staticmethod
+    def _page_runs(data: Mapping[str, Any], index: int, video_id: str, limit: int) -> list[RunInfo]:
+        """A video's runs in a status page, newest first: by partition tag, and backfill runs by one-key range."""
+        by_id: dict[str, RunInfo] = {}
+        for suffix in ("p", "b"):
+            answer = _unwrap(data, f"v{index}{suffix}", "Runs")
+            for node in answer["results"]:
+                run = RunInfo.from_graphql(node)
+                if suffix == "b" and run.tags.get("dagster/asset_partition_range_end") != video_id:
+                    continue
+                by_id[run.run_id] = run
+        return sorted(by_id.values(), key=lambda r: r.creation_time or 0.0, reverse=True)[:limit]
+
     def _attach_checks(
         self, videos: list[dict[str, Any]], checks_by_asset: Mapping[tuple[str, ...], Sequence[str]]
     ) -> None:
-        """Find, per video, the check executions of the run that materialized each checked asset.
+        """Per video, the check executions of the run that materialized each checked asset.
 
-        Executions are read newest first, one page per (asset, check) per round, until the pages
-        reach back before the oldest wanted run was created (an execution's timestamp is when its
-        run planned it). A partitioned check's execution for the video wins over an unpartitioned one.
+        The checks are partitioned by video: one request asks each (video, asset, check) for its
+        few newest executions in that video's partition, however old the video. Executions from
+        before the checks were partitioned have no partition and are found by `_legacy_checks`.
+        """
+        wanted = [
+            (video, path, check, run_id)
+            for video in videos
+            for path, (run_id, _created) in video["_materialized_by"].items()
+            for check in checks_by_asset.get(path, ())
+        ]
+        if not wanted:
+            return
+        fields = [
+            f"c{i}: assetCheckExecutions(assetKey: {{path: {json.dumps(list(path))}}}, "
+            f"checkName: {_gql_string(check)}, partition: {_gql_string(video['video_id'])}, "
+            f"limit: {CHECK_RECENT}) {{ id {_CHECK_EXECUTION_FIELDS} }}"
+            for i, (video, path, check, _run_id) in enumerate(wanted)
+        ]
+        data = self.execute("query AutoeditChecks {\n" + "\n".join(fields) + "\n}")
+        missing = []
+        for i, (video, path, check, run_id) in enumerate(wanted):
+            execution = next((e for e in data.get(f"c{i}") or () if e["runId"] == run_id), None)
+            if execution is None:
+                missing.append((video, path, check, run_id))
+            else:
+                _put_check(video, path, check, run_id, execution)
+        if missing:
+            self._legacy_checks(missing)
+
+    def _legacy_checks(self, wanted: Sequence[tuple[dict[str, Any], tuple[str, ...], str, str]]) -> None:
+        """Unpartitioned executions (recorded before the checks were partitioned), matched by run.
+
+        Read newest first, one page per (asset, check) per round, until the pages reach back
+        before the oldest wanted run was created (an execution's timestamp is when its run planned it).
         """
         oldest: dict[tuple[tuple[str, ...], str], float] = {}
-        for video in videos:
-            for path, (_run_id, created) in video["_materialized_by"].items():
-                for check in checks_by_asset.get(path, ()):
-                    pair = (path, check)
-                    oldest[pair] = min(created, oldest.get(pair, created))
-        found: dict[tuple[tuple[str, ...], str, str, str | None], dict[str, Any]] = {}
+        for video, path, check, _run_id in wanted:
+            created = video["_materialized_by"][path][1]
+            oldest[(path, check)] = min(created, oldest.get((path, check), created))
+        found: dict[tuple[tuple[str, ...], str, str], dict[str, Any]] = {}
         cursors: dict[tuple[tuple[str, ...], str], str | None] = dict.fromkeys(oldest)
         open_pairs = list(oldest)
         for _ in range(CHECK_MAX_PAGES):
@@ -653,36 +794,24 @@ class AutoEditClient:
                 cursor = cursors[(path, check)]
                 args = (
                     f"assetKey: {{path: {json.dumps(list(path))}}}, checkName: {_gql_string(check)}, "
-                    f"limit: {CHECK_PAGE}" + (f", cursor: {_gql_string(cursor)}" if cursor else "")
+                    f'partition: "", limit: {CHECK_PAGE}' + (f", cursor: {_gql_string(cursor)}" if cursor else "")
                 )
                 fields.append(f"c{i}: assetCheckExecutions({args}) {{ id {_CHECK_EXECUTION_FIELDS} }}")
-            data = self.execute("query AutoeditChecks {\n" + "\n".join(fields) + "\n}")
+            data = self.execute("query AutoeditLegacyChecks {\n" + "\n".join(fields) + "\n}")
             still_open = []
             for i, pair in enumerate(open_pairs):
                 page = data.get(f"c{i}") or []
                 for execution in page:
-                    found.setdefault((*pair, execution["runId"], execution.get("partition")), execution)
+                    found.setdefault((*pair, execution["runId"]), execution)
                 reached_back = bool(page) and float(page[-1]["timestamp"]) < oldest[pair] - CHECK_CLOCK_SLACK
                 if len(page) == CHECK_PAGE and not reached_back:
                     cursors[pair] = page[-1]["id"]
                     still_open.append(pair)
             open_pairs = still_open
-        for video in videos:
-            for path, (run_id, _created) in video["_materialized_by"].items():
-                for check in checks_by_asset.get(path, ()):
-                    execution = found.get((path, check, run_id, video["video_id"])) or found.get(
-                        (path, check, run_id, None)
-                    )
-                    if execution is None:
-                        continue
-                    evaluation = execution.get("evaluation") or {}
-                    video["checks"][f"{asset_name(path)}:{check}"] = {
-                        "status": execution["status"],
-                        "passed": evaluation.get("success"),
-                        "severity": evaluation.get("severity"),
-                        "description": evaluation.get("description"),
-                        "run_id": run_id,
-                    }
+        for video, path, check, run_id in wanted:
+            execution = found.get((path, check, run_id))
+            if execution is not None:
+                _put_check(video, path, check, run_id, execution)
 
     # ---------------------------------------------------------------------------- backfill
 
@@ -755,27 +884,34 @@ class AutoEditClient:
             time.sleep(self.poll_seconds)
 
 
-_STATE_LISTS = (
-    ("MATERIALIZING", "materializingPartitions"),
-    ("FAILED", "failedPartitions"),
-    ("MATERIALIZED", "materializedPartitions"),
-)
+# Run statuses in which a run may still materialize what it planned (Dagster's "materializing").
+RUN_IN_PROGRESS = frozenset({"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"})
 
 
-def _partition_sets(statuses: Mapping[str, Any] | None) -> dict[str, set[str]] | None:
-    if not statuses or statuses.get("__typename") != "DefaultPartitionStatuses":
-        return None
-    return {state: set(statuses.get(key) or ()) for state, key in _STATE_LISTS}
+def _partition_state(planned: Mapping[str, Any] | None, event: Mapping[str, Any] | None) -> str:
+    """MATERIALIZING, FAILED (the latest run planning it failed without it), MATERIALIZED or MISSING.
+
+    `planned` is the latest run that planned this asset for the video, `event` its latest
+    materialization: the same rule as Dagster's partition statuses, read for one partition.
+    """
+    if planned and planned["status"] in RUN_IN_PROGRESS:
+        return "MATERIALIZING"
+    if planned and planned["status"] == "FAILURE" and (not event or event["runId"] != planned["runId"]):
+        return "FAILED"
+    return "MATERIALIZED" if event else "MISSING"
 
 
-def _partition_state(states: Mapping[str, set[str]] | None, video_id: str) -> str:
-    """MATERIALIZING, FAILED (latest attempt failed), MATERIALIZED or MISSING; UNKNOWN if not reported."""
-    if states is None:
-        return "UNKNOWN"
-    for state, _key in _STATE_LISTS:
-        if video_id in states[state]:
-            return state
-    return "MISSING"
+def _put_check(
+    video: dict[str, Any], path: tuple[str, ...], check: str, run_id: str, execution: Mapping[str, Any]
+) -> None:
+    evaluation = execution.get("evaluation") or {}
+    video["checks"][f"{asset_name(path)}:{check}"] = {
+        "status": execution["status"],
+        "passed": evaluation.get("success"),
+        "severity": evaluation.get("severity"),
+        "description": evaluation.get("description"),
+        "run_id": run_id,
+    }
 
 
 def profile_job(profile: str) -> str:

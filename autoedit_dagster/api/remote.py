@@ -53,8 +53,7 @@ from autoedit_dagster.api.client import (
     UsageError,
     profile_job,
 )
-from autoedit_dagster.partitions import PROFILE_NAMES
-from autoedit_dagster.resources.media_store import check_key
+from autoedit_dagster.layout import PROFILE_NAMES
 from autoedit_dagster.run_tags import RENDER_RUN_TAGS
 
 DEFAULT_URL = "http://127.0.0.1:3000"
@@ -127,7 +126,10 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    # submit and fetch move media through the MediaStore (a Dagster resource): loaded here, so
+    # that `status` and `backfill` never import Dagster.
     from autoedit_dagster.partitions import video_id_for_upload
+    from autoedit_dagster.resources.media_store import check_key
     from autoedit_dagster.sensors.upload_sensor import UPLOADS_PREFIX, is_video_upload
 
     source = Path(args.file)
@@ -276,16 +278,14 @@ def _print_table(videos: list[dict[str, Any]]) -> None:
 def _cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.video_id:
-            client.require_videos([args.video_id])
             (video,) = client.video_status([args.video_id])
             if args.json:
                 _print_json(video)
             else:
                 _print_video(video)
             return 0
-        ids = client.video_ids()
-        ids = list(reversed(ids[-args.limit :] if args.limit > 0 else ids))  # newest first
-        videos = client.video_status(ids)
+        ids = client.newest_video_ids(args.limit)
+        videos = client.video_status(ids, known=True)
     if args.json:
         _print_json(videos)
     elif not videos:
@@ -300,7 +300,6 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        client.require_videos([args.video_id])
         (video,) = client.video_status([args.video_id])
     render = video["assets"].get(f"{args.profile}/render", {})
     outputs = video["outputs"].get(args.profile, {})

@@ -8,16 +8,19 @@ and returns a `SensorResult` with one `RunRequest` per new upload (``run_key =
 instance; the daemon applies the result, and its run-key de-duplication is the backstop if the
 cursor is ever reset.
 
-Cursor (JSON, bounded by the uploads of the last `late_arrival_seconds`, not by the archive):
+Cursor (JSON, a few KB whatever the burst: nothing in it grows with the number of uploads):
 
 - ``wm``: a high-water mark ``[mtime, key]``; every candidate at or before it, in (mtime, key)
   order, is handled. It only advances over a handled prefix and never past
   ``now - late_arrival_seconds``, so an object listed late (S3 reports a multipart upload's
   *start* time) is still seen.
-- ``done``: 12-hex digests of (key, etag) handled after the mark, for the tail that cannot be
-  folded into it yet.
-- ``pending``: ``{key: [size, mtime]}`` of files seen still settling (too young, or changed since
-  the previous tick).
+- ``hm``, ``n``, ``s``: the handled mark after it, and the count and 64-bit digest sum of the
+  uploads handled in (wm, hm]. While the range lists exactly those (the sum matches), nothing
+  needs remembering one by one; when it does not (an upload listed late inside it), the runs
+  tagged with the range's upload keys say which ones were handled.
+- ``pending``: ``{sha1(key)[:16]: [size, mtime]}`` of at most `PENDING_MAX` files seen still
+  settling (too young, or changed since the previous tick); the walk stops at the first
+  settling file it cannot remember, and goes on from there next tick.
 
 The quarantine sensor (a run-failure sensor) writes ``quarantine/<video_id>.json`` with the
 reason a video's run failed (a run refused because its id belongs to another upload gets a record
@@ -29,6 +32,7 @@ Reads no environment variables: storage comes from the `store` resource.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -81,23 +85,62 @@ def _order(obj: StoredObject) -> tuple[float, str]:
 
 
 def _digest(obj: StoredObject) -> str:
-    return hashlib.sha1(f"{obj.key}\0{obj.etag}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    """64 bits of sha1(key, etag): one upload version."""
+    return _version_digest(obj.key, obj.etag)
+
+
+# Every tick walks the whole recent listing: a digest is computed once per upload version.
+@functools.lru_cache(maxsize=1 << 16)
+def _version_digest(key: str, etag: str) -> str:
+    return hashlib.sha1(f"{key}\0{etag}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_digest(key: str) -> str:
+    # Pending files are remembered by a digest of their key: keys may be long, the cursor may not.
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """The handled uploads in (watermark, handled mark], summed: their count and digest sum mod 2**64.
+
+    Equal summaries mean the range still lists exactly the uploads handled there (a new one would
+    have to hit a 64-bit sum); a different one means something was listed late or went away.
+    """
+
+    count: int = 0
+    total: int = 0
+
+    @classmethod
+    def of(cls, digests: Iterable[str]) -> RangeSummary:
+        items = list(digests)
+        return cls(len(items), sum(int(d, 16) for d in items) % 2**64)
+
+
+# Files seen still settling that the cursor remembers (by key digest): a fixed bound, so a burst
+# of young files cannot grow it; the rest are simply looked at again next tick.
+PENDING_MAX = 64
 
 
 @dataclass
 class UploadCursor:
-    """The sensor's memory between ticks (see the module docstring)."""
+    """The sensor's memory between ticks (see the module docstring); a few KB whatever the burst."""
 
     watermark: tuple[float, str] | None = None
-    done: set[str] = field(default_factory=set)
-    pending: dict[str, tuple[int, float]] = field(default_factory=dict)
+    handled_mark: tuple[float, str] | None = None
+    handled: RangeSummary = field(default_factory=RangeSummary)
+    pending: dict[str, tuple[int, float]] = field(default_factory=dict)  # key digest -> (size, mtime)
+    legacy_done: frozenset[str] = frozenset()  # a version-1 cursor's 12-hex digests, read once
 
     def to_json(self) -> str:
         return json.dumps(
             {
-                "v": 1,
+                "v": 2,
                 "wm": list(self.watermark) if self.watermark else None,
-                "done": sorted(self.done),
+                "hm": list(self.handled_mark) if self.handled_mark else None,
+                "n": self.handled.count,
+                "s": format(self.handled.total, "x"),
                 "pending": {key: list(value) for key, value in sorted(self.pending.items())},
             },
             separators=(",", ":"),
@@ -111,10 +154,16 @@ class UploadCursor:
             return cls()
         try:
             data = json.loads(text)
-            mark = data.get("wm")
+            mark, handled_mark = data.get("wm"), data.get("hm")
+            if data.get("v") == 1:  # before the summary: its `done` digests are consulted once
+                return cls(
+                    watermark=(float(mark[0]), str(mark[1])) if mark else None,
+                    legacy_done=frozenset(str(item) for item in data.get("done", ())),
+                )
             return cls(
                 watermark=(float(mark[0]), str(mark[1])) if mark else None,
-                done={str(item) for item in data.get("done", ())},
+                handled_mark=(float(handled_mark[0]), str(handled_mark[1])) if handled_mark else None,
+                handled=RangeSummary(int(data["n"]), int(data["s"], 16)),
                 pending={str(k): (int(v[0]), float(v[1])) for k, v in data.get("pending", {}).items()},
             )
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
@@ -128,7 +177,12 @@ class UploadPlan:
     requests: list[StoredObject]
     cursor: UploadCursor
     waiting: int  # still settling
-    deferred: int  # ready but over the per-tick cap
+    deferred: int  # ready but over the per-tick cap, or behind a file the cursor cannot track yet
+
+
+# Given uploads, the digests of those already handled (runs exist for them): asked only when the
+# handled range no longer adds up, i.e. an upload was listed late inside it.
+HandledLookup = Callable[[Sequence[StoredObject]], set[str]]
 
 
 def plan_uploads(
@@ -139,40 +193,79 @@ def plan_uploads(
     max_runs: int,
     settle_seconds: float,
     late_arrival_seconds: float,
+    handled_lookup: HandledLookup | None = None,
 ) -> UploadPlan:
-    """Decide one tick: pure, so the cursor rules are testable without Dagster."""
-    mark = cursor.watermark
+    """Decide one tick: pure, so the cursor rules are testable without Dagster.
+
+    Uploads after the watermark, in (mtime, key) order, are walked once: those up to the handled
+    mark were handled (unless pending), the rest are requested in order, at most `max_runs`; the
+    walk stops at the first upload that is neither handled, requested nor remembered as pending,
+    and the handled mark moves to just before it. The watermark follows over the handled prefix,
+    but never into the last `late_arrival_seconds` (an object listed late there is still seen).
+    """
+    mark, handled_mark = cursor.watermark, cursor.handled_mark
     fresh = sorted(
         (obj for obj in objects if is_video_upload(obj.key) and (mark is None or _order(obj) > mark)),
         key=_order,
     )
-    ready: list[StoredObject] = []
-    waiting: list[StoredObject] = []
-    for obj in fresh:
-        if _digest(obj) in cursor.done:
-            continue
-        seen = cursor.pending.get(obj.key)
-        growing = now - obj.mtime < settle_seconds or (seen is not None and seen != (obj.size, obj.mtime))
-        (waiting if growing else ready).append(obj)
-    requests = ready[: max(0, max_runs)]
-    handled = cursor.done | {_digest(obj) for obj in requests}
+    in_range = [obj for obj in fresh if handled_mark is not None and _order(obj) <= handled_mark]
+    settled_in_range = [obj for obj in in_range if _key_digest(obj.key) not in cursor.pending]
+    if RangeSummary.of(_digest(obj) for obj in settled_in_range) == cursor.handled:
+        known = {_digest(obj) for obj in settled_in_range}
+    elif handled_lookup is not None:  # listed late (or gone): ask which ones have runs
+        known = handled_lookup(settled_in_range)
+    else:
+        known = set()
+    known |= {_digest(obj) for obj in fresh if _digest(obj)[:12] in cursor.legacy_done}
 
-    # Fold the handled prefix into the mark, but keep a late-arrival window behind `now`.
+    requests: list[StoredObject] = []
+    pending: dict[str, tuple[int, float]] = {}
+    handled: list[StoredObject] = []  # the covered prefix's handled uploads, in order
+    covered: tuple[float, str] | None = mark
+    waiting = 0
+    stop = len(fresh)
+    for index, obj in enumerate(fresh):
+        if _digest(obj) in known:
+            handled.append(obj)
+            covered = _order(obj)
+            continue
+        seen = cursor.pending.get(_key_digest(obj.key))
+        growing = now - obj.mtime < settle_seconds or (seen is not None and seen != (obj.size, obj.mtime))
+        if growing:
+            waiting += 1
+            if len(pending) >= PENDING_MAX:
+                stop = index
+                break
+            pending[_key_digest(obj.key)] = (obj.size, obj.mtime)
+        elif len(requests) < max(0, max_runs):
+            requests.append(obj)
+            handled.append(obj)
+        else:
+            stop = index
+            break
+        covered = _order(obj)
+    ready_left = sum(1 for obj in fresh[stop:] if _digest(obj) not in known)
+
+    # Fold the handled prefix into the watermark, but keep a late-arrival window behind `now`.
     horizon = now - late_arrival_seconds
     new_mark = mark
-    for obj in fresh:
-        if obj.mtime > horizon or _digest(obj) not in handled:
+    handled_digests = {_digest(obj) for obj in handled}
+    for obj in fresh[:stop]:
+        if obj.mtime > horizon or _digest(obj) not in handled_digests:
             break
         new_mark = _order(obj)
-    done = {
-        digest for obj in fresh if (new_mark is None or _order(obj) > new_mark) and (digest := _digest(obj)) in handled
-    }
-    pending = {obj.key: (obj.size, obj.mtime) for obj in waiting}
+    summary = RangeSummary.of(_digest(obj) for obj in handled if new_mark is None or _order(obj) > new_mark)
+    new_handled_mark = covered if covered is not None and (new_mark is None or covered > new_mark) else None
     return UploadPlan(
         requests=requests,
-        cursor=UploadCursor(watermark=new_mark, done=done, pending=pending),
-        waiting=len(waiting),
-        deferred=len(ready) - len(requests),
+        cursor=UploadCursor(
+            watermark=new_mark,
+            handled_mark=new_handled_mark,
+            handled=summary if new_handled_mark else RangeSummary(),
+            pending=pending,
+        ),
+        waiting=waiting,
+        deferred=ready_left,
     )
 
 
@@ -192,6 +285,18 @@ def _existing_partitions(instance: dg.DagsterInstance, ids: Sequence[str]) -> se
     if len(ids) <= 50:
         return {video_id for video_id in ids if instance.has_dynamic_partition(videos.name, video_id)}
     return set(instance.get_dynamic_partitions(videos.name)) & set(ids)
+
+
+def _uploads_with_runs(instance: dg.DagsterInstance, uploads: Sequence[StoredObject]) -> set[str]:
+    """Digests of the uploads some run was requested for (by the upload key and etag tags)."""
+    found: set[str] = set()
+    keys = sorted({upload.key for upload in uploads})
+    for start in range(0, len(keys), 500):
+        records = instance.get_run_records(dg.RunsFilter(tags={TAG_UPLOAD_KEY: keys[start : start + 500]}))
+        for record in records:
+            tags = record.dagster_run.tags
+            found.add(_digest(StoredObject(tags[TAG_UPLOAD_KEY], 0, tags.get(TAG_UPLOAD_ETAG, ""), 0.0)))
+    return found
 
 
 def build_upload_sensor(
@@ -232,6 +337,7 @@ def build_upload_sensor(
             max_runs=max_runs_per_tick,
             settle_seconds=settle_seconds,
             late_arrival_seconds=late_arrival_seconds,
+            handled_lookup=lambda uploads: _uploads_with_runs(context.instance, uploads),
         )
         keys = [upload.key for upload in plan.requests]
         legacy = _existing_partitions(context.instance, [legacy_video_id_for_upload(key) for key in keys])

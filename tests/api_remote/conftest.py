@@ -81,18 +81,16 @@ ASSET_NODES = [
 ]
 
 
-def materialized_node(path: list[str], group: str, run_id: str, entries: dict[str, str]) -> dict[str, Any]:
+def materialized_node(
+    path: list[str], group: str, run_id: str, entries: dict[str, str], checks: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """An `AutoeditVideoAssets` asset node, materialized for VIDEO_ID by `run_id` (created at 1000.0)."""
     return {
         "assetKey": {"path": path},
         "groupName": group,
         "isPartitioned": True,
-        "assetPartitionStatuses": {
-            "__typename": "DefaultPartitionStatuses",
-            "materializedPartitions": [VIDEO_ID],
-            "failedPartitions": [],
-            "materializingPartitions": [],
-        },
+        "assetChecksOrError": {"__typename": "AssetChecks", "checks": [{"name": c} for c in checks]},
+        "r0": {"runId": run_id, "status": "SUCCESS"},
         "latestMaterializationByPartition": [
             {
                 "runId": run_id,
@@ -113,6 +111,22 @@ def _runs_answer(variables: dict[str, Any], _query: str) -> dict[str, Any]:
     return {"runsOrError": {"__typename": "Runs", "results": [_run("run-1", "video_job", "QUEUED", tags)]}}
 
 
+def video_assets_answer(nodes: list[dict[str, Any]]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """An `AutoeditVideoAssets` answer: these asset nodes, and the sensor's run for VIDEO_ID (no other video's)."""
+
+    def answer(variables: dict[str, Any], _query: str) -> dict[str, Any]:
+        data: dict[str, Any] = {"assetNodes": nodes}
+        for i, video_id in enumerate(variables["partitions"]):
+            runs = (
+                [_run("run-1", "video_job", "SUCCESS", {"dagster/partition": video_id})] if video_id == VIDEO_ID else []
+            )
+            data[f"v{i}p"] = {"__typename": "Runs", "results": runs}
+            data[f"v{i}b"] = {"__typename": "Runs", "results": []}
+        return data
+
+    return answer
+
+
 def _checks_answer(_variables: dict[str, Any], query: str) -> dict[str, Any]:
     return {f"c{i}": [] for i in range(query.count("assetCheckExecutions("))}
 
@@ -121,10 +135,18 @@ def default_answers() -> dict[str, Answer]:
     return {
         "AutoeditPing": {"version": "1.13.27"},
         "AutoeditAssetNodes": {"assetNodes": ASSET_NODES},
-        "AutoeditVideoIds": {"assetNodes": [{"assetKey": {"path": ["source_video"]}, "partitionKeys": [VIDEO_ID]}]},
-        "AutoeditVideoAssets": {"assetNodes": []},
+        "AutoeditVideoIds": {
+            "assetNodes": [
+                {
+                    "assetKey": {"path": ["source_video"]},
+                    "partitionKeyConnection": {"results": [VIDEO_ID], "cursor": "c", "hasMore": False},
+                }
+            ]
+        },
+        "AutoeditVideoAssets": video_assets_answer([]),
         "AutoeditRuns": _runs_answer,
         "AutoeditChecks": _checks_answer,
+        "AutoeditLegacyChecks": _checks_answer,
         "AutoeditBackfill(": {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": "bf1"}},
         # dagster-graphql's own documents (dagster_graphql/client/client_queries.py)
         "GraphQLClientGetJobNames": {
@@ -339,7 +361,7 @@ def _wait_ready(deployment: Deployment, procs: list[subprocess.Popen[bytes]], ti
                     pytest.fail(f"{proc.args[0]} exited with {proc.returncode}:\n{deployment.tail()}")
             try:
                 if httpx.get(f"{deployment.url}/server_info", timeout=2.0).status_code == 200:
-                    client.video_ids()
+                    client.video_id_page(1)
                     return
             except (httpx.HTTPError, RemoteError):
                 pass

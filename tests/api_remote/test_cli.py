@@ -11,7 +11,7 @@ import pytest
 
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore
-from tests.api_remote.conftest import REPO, VIDEO_ID, free_port, materialized_node
+from tests.api_remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, video_assets_answer
 
 YOKO_ASSETS = [["yoko", "edit_timeline"], ["yoko", "render"]]
 
@@ -153,9 +153,9 @@ def test_fetch_downloads_render_and_exports_through_the_store(fake, cli, remote_
     for label, name in names.items():
         remote_store.write_bytes(prefix + name, f"{label} bytes".encode())
     entries = {label: remote_store.uri(prefix + name) for label, name in names.items()}
-    fake.answers["AutoeditVideoAssets"] = {
-        "assetNodes": [materialized_node(["tate", "render"], "tate", "run-1", entries)]
-    }
+    fake.answers["AutoeditVideoAssets"] = video_assets_answer(
+        [materialized_node(["tate", "render"], "tate", "run-1", entries, ("size_matches_profile",))]
+    )
     out = tmp_path / "out" / "talk.mp4"
     result = cli("fetch", VIDEO_ID, "-o", str(out), "--exports", "--url", fake.url)
     assert result.code == 0, result.err

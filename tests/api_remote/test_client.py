@@ -14,7 +14,7 @@ from autoedit_dagster.api.client import (
     Unreachable,
     UsageError,
 )
-from tests.api_remote.conftest import VIDEO_ID, FakeDagster, free_port, materialized_node
+from tests.api_remote.conftest import VIDEO_ID, FakeDagster, free_port, materialized_node, video_assets_answer
 
 
 @pytest.mark.parametrize(
@@ -142,11 +142,11 @@ def test_unreachable_server(call) -> None:
 
 
 def test_check_results_are_matched_to_the_video_by_run(fake: FakeDagster) -> None:
-    """The render checks are unpartitioned: their executions are found by the run that made the render."""
+    """A video's newest executions in its partition: the one of the run that made the render is shown."""
     entries = {"video": "file:///s/renders/v/tate/final.mp4", "uri": "file:///s/work/v/tate/render.json"}
-    fake.answers["AutoeditVideoAssets"] = {
-        "assetNodes": [materialized_node(["tate", "render"], "tate", "run-1", entries)]
-    }
+    fake.answers["AutoeditVideoAssets"] = video_assets_answer(
+        [materialized_node(["tate", "render"], "tate", "run-1", entries, ("size_matches_profile",))]
+    )
 
     def executions(variables: dict, query: str) -> dict:
         def execution(id_: str, run_id: str, passed: bool, description: str) -> dict:
@@ -155,7 +155,7 @@ def test_check_results_are_matched_to_the_video_by_run(fake: FakeDagster) -> Non
             return {"id": id_, "runId": run_id, "status": status, "timestamp": 1000.0, "partition": None,
                     "evaluation": evaluation}  # fmt: skip
 
-        # newest first: a later run's execution (another video's) before the one for our render
+        # newest first: a later run that planned the check and failed, before the run that made the render
         return {"c0": [execution("9", "run-9", False, "other video"), execution("8", "run-1", True, "1080x1920")]}
 
     fake.answers["AutoeditChecks"] = executions

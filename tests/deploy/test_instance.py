@@ -20,6 +20,7 @@ import dagster as dg
 import psycopg2
 import pytest
 import yaml
+from dagster._core.definitions.run_request import InstigatorType
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from autoedit_dagster.api.logs import LogFormatter
@@ -205,8 +206,14 @@ def test_local_and_production_instances_have_the_same_shape(tmp_path: Path, monk
     assert local["concurrency"]["pools"]["granularity"] == production["concurrency"]["pools"]["granularity"]
     assert set(local["run_monitoring"]) <= set(production["run_monitoring"])
     assert local["telemetry"] == production["telemetry"] == {"enabled": False}
+    # Tick rows (the upload sensor's every 10 s) are purged on both, as the Helm chart does.
+    assert local["retention"] == production["retention"]
+    assert production["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
     # The local file is a valid instance too (validated by loading it, on a throwaway home).
     shutil.copy(LOCAL_YAML, tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
+        skipped = next(days for status, days in instance.get_tick_retention_settings(InstigatorType.SENSOR).items()
+                       if status.value == "SKIPPED")  # fmt: skip
+        assert skipped == 7

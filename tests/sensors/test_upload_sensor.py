@@ -22,6 +22,7 @@ from autoedit_dagster.sensors import (
     is_video_upload,
     plan_uploads,
 )
+from autoedit_dagster.sensors.upload_sensor import PENDING_MAX, RangeSummary, _digest, _key_digest
 from tests.sensors.test_video_ids import COLLIDING
 
 
@@ -96,7 +97,7 @@ def test_first_tick_requests_one_run_per_finished_video(store: MediaStore, insta
     assert sorted(added(result)) == sorted(expected)
     assert result.dynamic_partitions_requests[0].partitions_def_name == "videos"
     cursor = json.loads(result.cursor)
-    assert cursor["v"] == 1 and len(cursor["done"]) == 3 and cursor["pending"] == {}
+    assert cursor["v"] == 2 and cursor["n"] == 3 and cursor["pending"] == {}  # the three, summed
     # Nothing was written to the instance: the daemon applies the result.
     assert instance.get_dynamic_partitions("videos") == []
 
@@ -128,7 +129,7 @@ def test_young_uploads_wait_until_settled(store: MediaStore, instance: dg.Dagste
     store.write_bytes("uploads/new.mp4", b"x")
     first = tick(sensor, store, instance, None)
     assert first.run_requests == []
-    assert list(json.loads(first.cursor)["pending"]) == ["uploads/new.mp4"]
+    assert list(json.loads(first.cursor)["pending"]) == [_key_digest("uploads/new.mp4")]
     clock.offset = 60
     second = tick(sensor, store, instance, first.cursor)
     assert [r.tags[TAG_UPLOAD_KEY] for r in second.run_requests] == ["uploads/new.mp4"]
@@ -147,7 +148,7 @@ def test_growing_local_file_waits_until_unchanged(local_store: LocalMediaStore, 
     clock.offset = 10
     growing = tick(sensor, local_store, instance, cursor)
     assert growing.run_requests == []
-    assert json.loads(growing.cursor)["pending"]["uploads/copying.mp4"][0] == 2000
+    assert json.loads(growing.cursor)["pending"][_key_digest("uploads/copying.mp4")][0] == 2000
     clock.offset = 20  # unchanged since the last tick and old enough
     done = tick(sensor, local_store, instance, growing.cursor)
     assert [r.tags[TAG_UPLOAD_KEY] for r in done.run_requests] == ["uploads/copying.mp4"]
@@ -188,7 +189,7 @@ def test_cursor_stays_small_over_thousands_of_uploads(
     assert (len(first.run_requests), len(second.run_requests), len(third.run_requests)) == (1000, 1000, 0)
     assert len({r.partition_key for r in first.run_requests + second.run_requests}) == 2000
     cursor = json.loads(second.cursor)
-    assert cursor["done"] == [] and cursor["pending"] == {}
+    assert cursor["hm"] is None and cursor["n"] == 0 and cursor["pending"] == {}
     assert len(second.cursor) < 200
 
 
@@ -220,18 +221,74 @@ def test_late_listed_objects_inside_the_window_are_seen() -> None:
     plan = plan_uploads(early, UploadCursor(), now=now, max_runs=10, settle_seconds=5, late_arrival_seconds=600)
     assert [o.key for o in plan.requests] == ["uploads/small.mp4"]
     assert plan.cursor.watermark is None  # inside the window: not folded yet
+    assert plan.cursor.handled_mark == (now - 50, "uploads/small.mp4")
 
     big = StoredObject("uploads/big.mp4", 10**10, "e2-900", now - 400)  # started before small.mp4
+    asked: list[list[str]] = []
+
+    def with_runs(uploads: list[StoredObject]) -> set[str]:  # the instance: small.mp4 has its run
+        asked.append([o.key for o in uploads])
+        return {_digest(o) for o in uploads if o.key == "uploads/small.mp4"}
+
     later = plan_uploads(
-        [*early, big], plan.cursor, now=now + 30, max_runs=10, settle_seconds=5, late_arrival_seconds=600
-    )
+        [*early, big], plan.cursor, now=now + 30, max_runs=10, settle_seconds=5, late_arrival_seconds=600,
+        handled_lookup=with_runs,
+    )  # fmt: skip
     assert [o.key for o in later.requests] == ["uploads/big.mp4"]
-    # Once both age past the window the mark covers them and `done` empties.
+    assert asked == [["uploads/big.mp4", "uploads/small.mp4"]]  # the range no longer added up
+    # Once both age past the window the mark covers them and the range empties.
     folded = plan_uploads(
-        [*early, big], later.cursor, now=now + 1000, max_runs=10, settle_seconds=5, late_arrival_seconds=600
-    )
-    assert folded.requests == [] and folded.cursor.done == set()
+        [*early, big], later.cursor, now=now + 1000, max_runs=10, settle_seconds=5, late_arrival_seconds=600,
+        handled_lookup=with_runs,
+    )  # fmt: skip
+    assert folded.requests == [] and folded.cursor.handled == RangeSummary() and len(asked) == 1
     assert folded.cursor.watermark == (now - 50, "uploads/small.mp4")
+
+
+def test_cursor_is_bounded_under_a_10k_burst(local_store: LocalMediaStore) -> None:
+    """10,000 files land at once (copied in, inside the late-arrival window): every tick's cursor
+    stays under 10 KB, each file is requested exactly once, the per-tick cap holds. (The cap is
+    250 here to keep the test short; the cursor's size does not depend on it.)"""
+    folder = Path(local_store.root) / "uploads" / "burst"
+    folder.mkdir(parents=True)
+    for i in range(10_000):
+        (folder / f"{'long-name-' * 8}{i:05d}.mp4").touch()
+    listing = list(local_store.list("uploads/"))
+    start = max(o.mtime for o in listing)
+    cursor, requested, sizes = UploadCursor(), [], []
+    for tick_index in range(45):  # ticks 10 s apart, then one past the one-hour window
+        now = start + 1 + 10 * tick_index if tick_index < 44 else start + 7200
+        plan = plan_uploads(listing, cursor, now=now, max_runs=250, settle_seconds=5,
+                            late_arrival_seconds=3600)  # fmt: skip
+        assert len(plan.requests) <= 250
+        requested += [o.key for o in plan.requests]
+        cursor = UploadCursor.from_json(text := plan.cursor.to_json())
+        sizes.append(len(text.encode()))
+    assert max(sizes) <= 10_000, max(sizes)
+    assert sorted(requested) == sorted(o.key for o in listing)  # all, none twice
+    assert cursor.handled_mark is None and cursor.watermark == max((o.mtime, o.key) for o in listing)
+
+
+def test_young_burst_is_remembered_only_up_to_the_pending_bound() -> None:
+    now = 1000.0
+    burst = [StoredObject(f"uploads/{'x' * 500}{i:05d}.mp4", 1, f"e{i}", now) for i in range(5000)]
+    young = plan_uploads(burst, UploadCursor(), now=now, max_runs=20, settle_seconds=5, late_arrival_seconds=3600)
+    assert young.requests == [] and len(young.cursor.pending) == PENDING_MAX
+    assert len(young.cursor.to_json()) <= 10_000
+    settled = plan_uploads(burst, young.cursor, now=now + 10, max_runs=20, settle_seconds=5,
+                           late_arrival_seconds=3600)  # fmt: skip
+    assert [o.key for o in settled.requests] == sorted(o.key for o in burst)[:20]
+
+
+def test_version_1_cursor_is_read_once() -> None:
+    now = 10_000.0
+    handled = StoredObject("uploads/a.mp4", 1, "e1", now - 100)
+    new = StoredObject("uploads/b.mp4", 1, "e2", now - 50)
+    old = json.dumps({"v": 1, "wm": None, "done": [_digest(handled)[:12]], "pending": {}})
+    plan = plan_uploads([handled, new], UploadCursor.from_json(old), now=now, max_runs=10, settle_seconds=5,
+                        late_arrival_seconds=3600)  # fmt: skip
+    assert [o.key for o in plan.requests] == ["uploads/b.mp4"]
+    assert json.loads(plan.cursor.to_json())["n"] == 2
 
 
 def test_unreadable_cursor_starts_over(local_store: LocalMediaStore, instance: dg.DagsterInstance) -> None:
@@ -329,3 +386,23 @@ def test_legacy_id_of_unknown_ownership_is_not_reused(store: MediaStore, instanc
     store.write_bytes(id_claim_key(legacy_video_id_for_upload(owner)), json.dumps({"upload_key": owner}).encode())
     again = tick(build_upload_sensor(ingest, clock=Clock(60)), store, instance, None)
     assert [r.partition_key for r in again.run_requests] == [legacy_video_id_for_upload(owner)]
+
+
+def test_late_listing_inside_the_range_is_resolved_by_the_runs_tags(
+    local_store: LocalMediaStore, instance: dg.DagsterInstance
+) -> None:
+    """The sensor's lookup: uploads whose (key, etag) a run carries are handled; a late one is requested."""
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    uploads = Path(local_store.root) / "uploads"
+    uploads.mkdir(parents=True)
+    (uploads / "a.mp4").write_bytes(b"a")
+    sensor = build_upload_sensor(ingest, clock=Clock(60))
+    first = tick(sensor, local_store, instance, None)
+    (request,) = first.run_requests
+    instance.add_run(DagsterRun(job_name="ingest", run_id="r-a", tags=request.tags))
+    # A cursor whose range summary no longer matches (as after a late listing): the runs decide.
+    broken = json.loads(first.cursor) | {"n": 5}
+    (uploads / "b.mp4").write_bytes(b"b")
+    second = tick(sensor, local_store, instance, json.dumps(broken))
+    assert [r.tags[TAG_UPLOAD_KEY] for r in second.run_requests] == ["uploads/b.mp4"]
