@@ -26,7 +26,7 @@ The request checked is the request forwarded
     or a POST's body (`application/json` object or `application/graphql`; any other type, a JSON
     batch, or GraphQL parameters in the query string as well are 400). What is forwarded is
     rebuilt from what was judged: the canonical Content-Type and the judged fields re-encoded.
-    Every document is checked off the event loop, in worker processes at a lower CPU priority
+    Every document is checked off the event loop, in worker processes (at the gateway's own priority)
     (`graphql_check.py`; results cached by hash), within `GraphQLLimits` (bytes, tokens, depth,
     aliases, fields and repeated fields with fragments expanded, time): past any of them, 400, so
     one client's huge query can stall neither the gateway nor, through it, the webserver.
