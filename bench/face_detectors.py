@@ -93,15 +93,17 @@ def _hog_people() -> Detector:
     return detect
 
 
-def _yuface(raw: bool) -> Detector:
-    """libfacedetection as loaded by the engine (one OpenMP thread): raw at confidence 0.5, or as
-    the tracker acquires faces (`subjects.find_faces`: `ACQUIRE_SCORE` and the skin test)."""
+def _yuface(how: str) -> Detector:
+    """libfacedetection as loaded by the engine (one OpenMP thread): `raw` at confidence 0.5; `whole`,
+    the full plane searched at `ACQUIRE_SCORE` with the skin test (`subjects.find_faces`); `engine`,
+    the tracker's whole-picture search: proposed at half size, confirmed at full (`subjects.search_faces`)."""
 
     def detect(bgr: np.ndarray) -> list[Box]:
-        if raw:
+        if how == "raw":
             _, boxes, _ = subjects._yuface().detect(np.ascontiguousarray(bgr), conf=0.5)
             return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in boxes.astype(float)]
-        return [(f.cx, f.cy, f.w, f.h) for f in subjects.find_faces(bgr, min_score=subjects.ACQUIRE_SCORE)]
+        search = subjects.find_faces if how == "whole" else subjects.search_faces
+        return [(f.cx, f.cy, f.w, f.h) for f in search(bgr, min_score=subjects.ACQUIRE_SCORE)]
 
     return detect
 
@@ -129,8 +131,9 @@ def candidates() -> dict[str, Detector]:
         "haar upper body (opencv)": _cascade("haarcascade_upperbody.xml", 1.1, 3, 40),
         "haar full body (opencv)": _cascade("haarcascade_fullbody.xml", 1.1, 3, 40),
         "hog people (opencv)": _hog_people(),
-        "libfacedetection cnn (yuface), confidence 0.5": _yuface(raw=True),
-        "libfacedetection cnn + skin test (engine: subjects.find_faces)": _yuface(raw=False),
+        "libfacedetection cnn (yuface), confidence 0.5": _yuface("raw"),
+        "libfacedetection cnn + skin test, whole plane (subjects.find_faces)": _yuface("whole"),
+        "libfacedetection cnn + skin test, proposed at half size (engine: subjects.search_faces)": _yuface("engine"),
         "dlib hog face, upsampled x2 (dlib-bin)": _dlib(),
     }
     return {name: d for name, d in found.items() if d is not None}

@@ -402,7 +402,10 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    tracker = SubjectTracker(max(1, round(settings.subject_fps / settings.face_search_fps)))
+    tracker = SubjectTracker(
+        max(1, round(settings.subject_fps / settings.face_search_fps)),
+        max(1, round(settings.subject_fps / settings.people_search_fps)),
+    )
     finder = _SubjectFinder(tracker, planes, face_plane_size(info, settings), settings.nice)
     finder.start()
     frames = _FrameReader(

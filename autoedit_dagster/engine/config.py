@@ -36,8 +36,14 @@ class AnalysisSettings(BaseModel):
     face_search_fps: float = Field(
         default=0.25,
         gt=0,
-        description="How often the whole picture is searched for faces (and at every new shot); the "
-        "subject already followed is looked for near its last place at `subject_fps`.",
+        description="How often the whole picture is searched for faces while nobody is followed (and at "
+        "every new shot); the subject already followed is looked for near its last place at `subject_fps`.",
+    )
+    people_search_fps: float = Field(
+        default=0.125,
+        gt=0,
+        description="How often, at most, a whole-picture search that finds no face asks the people "
+        "detector too (bodies seen from behind, ~30 ms of CPU a search).",
     )
     voice: bool = Field(
         default=True,

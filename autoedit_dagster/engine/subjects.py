@@ -14,9 +14,11 @@ holds it through a few seconds of misses (a turn, a hand in front) where it was 
 it over any other candidate while it lives, and searches the whole picture afresh at a new shot.
 """
 
+import ctypes
 import os
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 
 import cv2
@@ -67,6 +69,40 @@ def _yuface() -> ModuleType:
     return yuface
 
 
+# libfacedetection's C++ entry point, `int* facedetect_cnn(unsigned char* result_buffer,
+# unsigned char* bgr, int width, int height, int step)`: the buffer must hold 0x9000 bytes and
+# receives the face count (int) then 16 shorts per face (confidence 0-100, x, y, w, h, 5 landmarks).
+_RESULT_BYTES = 0x9000
+_FACE_SHORTS = 16
+
+
+@cache
+def _face_cnn() -> "ctypes._NamedFuncPointer":
+    """The detector itself, called through ctypes, which lets go of the GIL for the call.
+
+    The wheel's own binding (`yuface.detect`) holds the GIL for the whole ~50 ms of a search, which
+    stalled the analysis's frame reader, loudness and voice threads behind every face search (the
+    10-minute film: a fifth of its wall time). Loaded after `_yuface()`, so the library and its
+    one-thread OpenMP runtime are the ones already in the process.
+    """
+    library = Path(_yuface().__file__).with_name("libfacedetection.so.v0.0.3")
+    detect = ctypes.CDLL(str(library))._Z14facedetect_cnnPhS_iii
+    detect.restype = ctypes.POINTER(ctypes.c_int)
+    detect.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    return detect
+
+
+def detect_faces_cnn(bgr: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """libfacedetection on a BGR picture: confidences (0-100) above `min_score` and boxes (x, y, w, h)."""
+    image = np.ascontiguousarray(bgr, dtype=np.uint8)
+    result = np.zeros(_RESULT_BYTES, dtype=np.uint8)
+    height, width = image.shape[:2]
+    count = _face_cnn()(result.ctypes.data, image.ctypes.data, width, height, image.strides[0])[0]
+    faces = np.frombuffer(result, dtype=np.int16, count=_FACE_SHORTS * count, offset=4).reshape(count, _FACE_SHORTS)
+    faces = faces[faces[:, 0] > min_score * 100]
+    return faces[:, 0].astype(np.float64), faces[:, 1:5].astype(np.float64)
+
+
 def _colourless(bgr: np.ndarray) -> bool:
     small = cv2.resize(bgr, (32, 18), interpolation=cv2.INTER_AREA)
     ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb).astype(np.int16)
@@ -88,30 +124,75 @@ def skin_share(bgr: np.ndarray, x: float, y: float, w: float, h: float) -> float
 def find_faces(
     bgr: np.ndarray,
     region: tuple[int, int, int, int] | None = None,
-    shrink: float = 1.0,
+    scale: float = 1.0,
     min_score: float = FACE_MIN_SCORE,
 ) -> list[Subject]:
     """Faces in a BGR picture (or in `region` x0, y0, x1, y1 of it), best first.
 
-    `shrink` < 1 searches the region that much smaller: for faces known to be large, whose window
-    is large too, the cost falls with the square of it and the CNN still sees them well.
+    `scale` resizes the region first: < 1 for faces known to be large, whose window is large too
+    (the cost falls with the square of it and the CNN still sees them well); > 1 for faces known
+    to be tiny, which the CNN scores surer when they are ~40 px tall.
     """
     x0, y0, x1, y1 = region or (0, 0, bgr.shape[1], bgr.shape[0])
     window = bgr[y0:y1, x0:x1]
-    if shrink < 1.0:
-        size = (max(1, round(window.shape[1] * shrink)), max(1, round(window.shape[0] * shrink)))
-        window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+    if scale != 1.0:
+        size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+        window = cv2.resize(window, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
     window = np.ascontiguousarray(window)
     if min(window.shape[:2]) < 16:
         return []
-    scores, boxes, _ = _yuface().detect(window, conf=min_score)
+    scores, boxes = detect_faces_cnn(window, min_score)
     check_skin = not _colourless(window)
     found = []
     k = window.shape[1] / (x1 - x0)
-    for score, (x, y, w, h) in zip(scores.astype(float), boxes.astype(float), strict=True):
+    for score, (x, y, w, h) in zip(scores, boxes, strict=True):
         if check_skin and skin_share(window, x, y, w, h) < SKIN_SHARE:
             continue
         found.append(Subject(x0 + (x + w / 2) / k, y0 + (y + h / 2) / k, w / k, h / k, "face", score / 100))
+    return sorted(found, key=lambda s: s.w * s.h * s.score, reverse=True)
+
+
+PROPOSAL_SHRINK = 0.5
+"""The whole-picture face search runs the CNN on the plane shrunk this much (a quarter of the cost):
+everything it reports, down to the library's own floor (0.2), is a proposal, confirmed or dropped
+by the CNN again on a small window of the full plane. A 1/15-height face is 12 px there and still
+proposed as often as the full plane finds it (bench/RESULTS.md, "face search")."""
+CONFIRM_ENLARGE = 1.6
+"""How much a proposal's window may be enlarged so its face is ~`NEAR_FACE_PX` tall: a 1/15-height
+face (~24 px) scored above 0.65 on 92 % of frames as it is and on all of them enlarged 1.5x."""
+
+
+def search_faces(bgr: np.ndarray, min_score: float = FACE_MIN_SCORE, hint: Subject | None = None) -> list[Subject]:
+    """Faces anywhere in a BGR picture, best first: proposed on a smaller picture, confirmed at full size.
+
+    Finds what `find_faces` on the whole picture finds at about a quarter of its cost (~12 ms
+    instead of ~50 on a 640x360 plane), which is what lets every new shot be searched. `hint`, a
+    face box where someone was a moment ago, is confirmed at full size too whether or not it was
+    proposed, in as wide a window as the tracker's near search and at the confidence a followed face
+    needs (`FACE_MIN_SCORE`): across a jump cut the same person is usually still there.
+    """
+    height, width = bgr.shape[:2]
+    small = cv2.resize(
+        bgr, (max(1, round(width * PROPOSAL_SHRINK)), max(1, round(height * PROPOSAL_SHRINK))),
+        interpolation=cv2.INTER_AREA,
+    )  # fmt: skip
+    if min(small.shape[:2]) < 16:
+        return find_faces(bgr, min_score=min_score)
+    _, boxes = detect_faces_cnn(small, 0.0)
+    proposals = [
+        (x + w / 2, y + h / 2, max(w, h), 1.5 * max(w, h) + 8, min_score) for x, y, w, h in boxes / PROPOSAL_SHRINK
+    ]
+    if hint is not None and hint.kind == "face":
+        side = max(hint.w, hint.h)
+        proposals.append((hint.cx, hint.cy, side, reach(hint, 0, width) + side, min(min_score, FACE_MIN_SCORE)))
+    found: list[Subject] = []
+    for cx, cy, side, half, floor in proposals:
+        region = (
+            max(0, int(cx - half)), max(0, int(cy - half)), min(width, int(cx + half)), min(height, int(cy + half))
+        )  # fmt: skip
+        for face in find_faces(bgr, region, min(CONFIRM_ENLARGE, NEAR_FACE_PX / max(1.0, side)), floor):
+            if not any(abs(face.cx - f.cx) < f.w / 2 and abs(face.cy - f.cy) < f.h / 2 for f in found):
+                found.append(face)
     return sorted(found, key=lambda s: s.w * s.h * s.score, reverse=True)
 
 
@@ -232,23 +313,31 @@ while it cannot be seen (a turn to profile, a hand or a passer-by in front) befo
 class SubjectTracker:
     """The subject of successive sampled frames: one person followed, re-acquired, else saliency.
 
-    A whole-picture face search (~55 ms of CPU on a 640x360 plane) runs at a new shot and every
-    `search_every` samples while nobody is followed or the followed one is missing; on the other
-    samples the followed person is looked for only in a window around where they should be (a few
-    ms). A face elsewhere never replaces a followed subject that is still alive (seen, or missed
-    for at most `HOLD_SAMPLES`), however large or bright: a distractor has to outlast the hold.
-    While missed, the subject is held where it was heading (its last velocity), so a walker behind
-    a passer-by, or one the people detector sees only on some strides, stays in the crop. With
-    nobody to follow, a whole-picture search that finds no face asks the people detector, then
-    saliency answers.
+    On most samples the followed person is looked for only in a window around where they should be
+    (a few ms). The whole picture is searched for faces (`search_faces`, ~12 ms on a 640x360 plane)
+    at a new shot and once more on the sample after it when that found nobody (a small face is
+    missed by one search in ten), on every sample the followed subject is missing, and every
+    `search_every` samples while nobody is followed. The people detector (~30 ms) joins a search
+    that finds no face at most every `people_every` samples, new shots included, so a film of short
+    shots does not pay for it at every cut (a followed body is looked for near its place on every
+    sample).
+
+    A face elsewhere never replaces a followed subject that is still alive (seen, or missed for at
+    most `HOLD_SAMPLES`), however large or bright: a distractor has to outlast the hold. While
+    missed, the subject is held where it was heading (its last velocity), so a walker behind a
+    passer-by, or one the people detector sees only on some strides, stays in the crop. With nobody
+    to follow and no face or body found, saliency answers.
     """
 
-    def __init__(self, search_every: int = 1) -> None:
+    def __init__(self, search_every: int = 1, people_every: int | None = None) -> None:
         self.search_every = max(1, search_every)
+        self.people_every = max(self.search_every, people_every or self.search_every)
         self._track: Subject | None = None
         self._velocity = (0.0, 0.0)  # plane pixels per sample, from the last two sightings
         self._misses = 0
         self._since_search = self.search_every  # the first sample is always searched
+        self._since_people = self.people_every
+        self._look_again = False  # a search at a new shot found nobody: search the next sample too
 
     def locate(
         self, gray: np.ndarray, previous: np.ndarray | None, new_shot: bool = False, plane: np.ndarray | None = None
@@ -262,18 +351,25 @@ class SubjectTracker:
             plane = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
         to_gray = gray.shape[1] / plane.shape[1]
         self._since_search += 1
-        if new_shot:
-            self._track, self._misses = None, 0
+        self._since_people += 1
         expected = self._expected(plane.shape[1], plane.shape[0])
+        before_cut = expected if new_shot else None
+        if new_shot:
+            self._track, self._misses, expected = None, 0, None
         found: Subject | None = None
         if expected is not None:
             found = self._near(plane, expected)
-        # While the followed subject is seen there is nothing to search for: nobody else may replace
-        # it. The whole picture is searched at a new shot, and every `search_every` samples while
-        # nobody is followed or the followed one is missing.
-        if found is None and (new_shot or self._since_search >= self.search_every):
+        # While the followed subject is seen there is nothing to search for: nobody else may replace it.
+        look_again, self._look_again = self._look_again, False
+        if found is None and (
+            new_shot or look_again or expected is not None or self._since_search >= self.search_every
+        ):
+            people = self._since_people >= self.people_every
             self._since_search = 0
-            found = self._search(plane, expected)
+            if people:
+                self._since_people = 0
+            found = self._search(plane, expected, people, before_cut)
+            self._look_again = new_shot and found is None
         if found is not None:
             if self._track is not None and expected is not None:
                 step = 1 + self._misses
@@ -299,10 +395,16 @@ class SubjectTracker:
         cy = min(max(t.cy + self._velocity[1] * step, 0.0), float(height))
         return replace(t, cx=cx, cy=cy)
 
-    def _search(self, plane: np.ndarray, expected: Subject | None) -> Subject | None:
-        """The whole picture searched: the followed subject if it is there, else the main one."""
-        candidates = find_faces(plane, min_score=FACE_MIN_SCORE if expected else ACQUIRE_SCORE)
-        if not candidates and (expected is None or expected.kind == "person"):
+    def _search(
+        self, plane: np.ndarray, expected: Subject | None, people: bool, before_cut: Subject | None = None
+    ) -> Subject | None:
+        """The whole picture searched: the followed subject if it is there, else the main one.
+
+        `people`: ask the people detector too when no face is found (not for a followed face).
+        `before_cut`: who was followed before a new shot, looked for again where they were.
+        """
+        candidates = search_faces(plane, FACE_MIN_SCORE if expected else ACQUIRE_SCORE, before_cut)
+        if not candidates and people and (expected is None or expected.kind == "person"):
             candidates = find_people(plane)
         if expected is None:
             return main_subject(candidates, plane.shape[1], plane.shape[0]) if candidates else None

@@ -126,3 +126,45 @@ def test_a_walker_seen_from_behind_is_a_person_and_cartoons_are_not(
     found = sum(hits(find_people(f), tuple(b)) for f, b in zip(frames, clip.boxes[::3], strict=True))
     assert found >= 0.1 * len(frames)
     assert sum(len(find_people(f)) for f in film[::3]) == 0
+
+
+def test_the_gil_free_detector_finds_what_the_wheels_binding_finds(film: np.ndarray) -> None:
+    """`detect_faces_cnn` calls the wheel's library directly; it must agree with the wheel's own call."""
+    frame, _ = with_faces(film[20], (200, 150, 36), (480, 220, 24))
+    for picture in (frame, film[12], np.ascontiguousarray(frame[50:300, 100:500])):
+        ours_scores, ours_boxes = subjects.detect_faces_cnn(picture, 0.5)
+        theirs_scores, theirs_boxes, _ = subjects._yuface().detect(np.ascontiguousarray(picture), conf=0.5)
+        assert ours_scores.tolist() == theirs_scores.astype(float).tolist()
+        assert ours_boxes.tolist() == theirs_boxes.astype(float).tolist()
+    assert len(subjects.detect_faces_cnn(frame, 0.5)[0]) >= 2
+
+
+def test_the_face_search_lets_other_threads_run(film: np.ndarray) -> None:
+    """The analysis's frame reader keeps reading while a face search runs (the GIL is released)."""
+    import threading
+
+    stop = threading.Event()
+    searches = 0
+
+    def search() -> None:
+        nonlocal searches
+        while not stop.is_set():
+            subjects.detect_faces_cnn(film[20], 0.5)
+            searches += 1
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    try:
+        # While the searching thread is busy, this thread still runs Python: with the GIL held for
+        # each ~50 ms search, it would get only the gaps between searches.
+        import time
+
+        deadline, turns = time.perf_counter() + 1.0, 0
+        while time.perf_counter() < deadline:
+            turns += 1
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        worker.join()
+    assert searches >= 2
+    assert turns >= 200  # ~20 with the GIL held through each search
