@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 
 import dagster as dg
 
-from autoedit_dagster.layout import (
+from autoedit_dagster.names import (
     PROFILE_NAMES,
     RENDERS_PREFIX,
     REPORT_NAME,

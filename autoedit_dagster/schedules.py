@@ -22,11 +22,10 @@ import dagster as dg
 from .engine import tempfiles
 from .engine.config import PROFILES
 from .jobs import catalog_job
-from .layout import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX
+from .names import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX, TAG_VIDEO_ID
 from .partitions import videos
 from .resources import MediaStore
 from .resources.io_managers import PolarsParquetIOManager
-from .run_tags import TAG_VIDEO_ID
 
 # Per-frame tables a profile run rebuilds from the kept analysis: the only ones retention deletes.
 REBUILDABLE = {name: dg.AssetKey([name, "crop_path"]) for name, profile in PROFILES.items() if profile.aspect}

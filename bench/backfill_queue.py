@@ -66,7 +66,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES
 
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
-from autoedit_dagster.run_tags import RENDER_RUN_TAGS
+from autoedit_dagster.names import RENDER_RUN_TAGS
 from bench.celery_throughput import PGHOST, PGPORT, PGUSER, WORKERS, celery_workers, postgres_databases
 from tests.s3_server import moto_server
 from tests.servers import Instance, Servers, binary, make_clip

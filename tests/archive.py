@@ -31,8 +31,8 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
+from autoedit_dagster.names import TAG_VIDEO_ID
 from autoedit_dagster.partitions import videos as videos_partitions
-from autoedit_dagster.run_tags import TAG_VIDEO_ID
 
 JOB = "video_job"
 LOCATION = "autoedit_dagster.definitions"

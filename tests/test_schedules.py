@@ -19,7 +19,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine import tempfiles
-from autoedit_dagster.layout import STAGING_PREFIX
+from autoedit_dagster.names import STAGING_PREFIX, TAG_VIDEO_ID
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
 from autoedit_dagster.schedules import (
@@ -29,7 +29,6 @@ from autoedit_dagster.schedules import (
     sweep_job,
     temp_sweep_sensor,
 )
-from autoedit_dagster.sensors import TAG_VIDEO_ID
 from tests.production.conftest import make_clip
 
 ANALYSIS = ("source_video.json", "media_analysis.parquet", "speech_segments.parquet", "shots.parquet")

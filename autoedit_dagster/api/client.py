@@ -42,28 +42,30 @@ import httpx
 
 # Neither Dagster nor the code location is imported here: `autoedit status` must start in well
 # under a second. dagster-graphql's client (which imports all of Dagster) loads on first launch.
-from autoedit_dagster.layout import PROFILE_NAMES
-from autoedit_dagster.run_tags import TAG_UPLOAD_ETAG, TAG_VIDEO_ID
+from autoedit_dagster.names import (
+    EDITOR_EXPORTS,
+    EXPORT_SUFFIXES,
+    PROFILE_NAMES,
+    TAG_UPLOAD_ETAG,
+    TAG_VIDEO_ID,
+    VIDEO_JOB,
+)
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-VIDEO_JOB = "video_job"  # the upload sensor's job: ingest + analysis + the default profile
-DEFAULT_PROFILE = "tate"
-ANALYSIS_GROUPS = ("ingest", "analysis")
 SOURCE_ASSET = ("source_video",)
 PARTITION_TAG = "dagster/partition"
 # Runs of a backfill over assets with a multi-run backfill policy carry a one-key range instead.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 BACKFILL_TAG = "dagster/backfill"
-PROFILE_TAG = "autoedit/profile"
 
 RUN_FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 BACKFILL_FINISHED = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
 BACKFILL_SUCCEEDED = frozenset({"COMPLETED", "COMPLETED_SUCCESS"})
 # Path metadata the render-stage assets publish, by label: what `status` lists and `fetch` downloads.
 RENDER_LABEL = "video"
-EXPORT_LABELS = {"fcpxml": ".fcpxml", "fcp7": ".fcp7.xml", "edl": ".edl", "otio": ".otio.json"}
+EXPORT_LABELS = {fmt: EXPORT_SUFFIXES[fmt] for fmt in EDITOR_EXPORTS}
 # The IO managers add a `uri` path entry for every stored value (parquet/JSON under work/): not an output.
 INTERNAL_LABELS = frozenset({"uri"})
 
@@ -912,8 +914,3 @@ def _put_check(
         "description": evaluation.get("description"),
         "run_id": run_id,
     }
-
-
-def profile_job(profile: str) -> str:
-    """The job that renders `profile` for an analysed video (the default profile is in `video_job`)."""
-    return VIDEO_JOB if profile == DEFAULT_PROFILE else f"{profile}_job"

@@ -41,20 +41,24 @@ from pathlib import Path
 from typing import Any
 
 from autoedit_dagster.api.client import (
-    ANALYSIS_GROUPS,
     BACKFILL_SUCCEEDED,
-    DEFAULT_PROFILE,
     EXPORT_LABELS,
-    PROFILE_TAG,
     RENDER_LABEL,
-    VIDEO_JOB,
     AutoEditClient,
     RemoteError,
     UsageError,
-    profile_job,
 )
-from autoedit_dagster.layout import PROFILE_NAMES
-from autoedit_dagster.run_tags import RENDER_RUN_TAGS
+from autoedit_dagster.names import (
+    ANALYSIS_GROUPS,
+    DEFAULT_PROFILE,
+    PROFILE_NAMES,
+    RENDER_RUN_TAGS,
+    TAG_PROFILE,
+    UPLOADS_PREFIX,
+    VIDEO_JOB,
+    is_video_upload,
+    profile_job_name,
+)
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "AUTOEDIT_URL"
@@ -130,7 +134,6 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     # that `status` and `backfill` never import Dagster.
     from autoedit_dagster.partitions import video_id_for_upload
     from autoedit_dagster.resources.media_store import check_key
-    from autoedit_dagster.sensors.upload_sensor import UPLOADS_PREFIX, is_video_upload
 
     source = Path(args.file)
     if not source.is_file():
@@ -189,8 +192,8 @@ def _follow_upload(
         )
     failed = result["status"] in ("FAILURE", "CANCELED")
     if args.profile != DEFAULT_PROFILE and not failed:
-        job = profile_job(args.profile)
-        profile_run = client.launch_run(job, video_id, {PROFILE_TAG: args.profile})
+        job = profile_job_name(args.profile)
+        profile_run = client.launch_run(job, video_id, {TAG_PROFILE: args.profile})
         result.update(profile_run_id=profile_run, profile_job=job, profile_status=client.run_status(profile_run))
         _progress(f"launched {job}: run {profile_run}")
         if args.wait:
@@ -376,7 +379,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
                 videos,
                 title=f"autoedit {args.profile} backfill ({scope})",
                 # Dagster copies a backfill's tags onto each of its runs: the render limit counts them.
-                tags={PROFILE_TAG: args.profile, **RENDER_RUN_TAGS},
+                tags={TAG_PROFILE: args.profile, **RENDER_RUN_TAGS},
             )
             if not args.json:
                 print(backfill_id, flush=True)

@@ -12,6 +12,7 @@ from ..engine.shots import ShotBoundary, detect_shots
 from ..engine.speech import NO_SPEECH_PROB, SpeechResult, find_speech
 from ..engine.timeline import FrameRange, SpeechSummary
 from ..models import SourceVideo
+from ..names import ANALYSIS_GROUP
 from ..partitions import videos
 from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
 from .config import AnalysisConfig, ShotConfig, SilenceConfig, settings_of
@@ -26,7 +27,7 @@ SHOTS_SCHEMA = {
 # Per-video polars tables of the analysis group, one run per video in backfills.
 TABLE_ASSET = {
     "partitions_def": videos,
-    "group_name": "analysis",
+    "group_name": ANALYSIS_GROUP,
     "io_manager_key": PARQUET_IO_MANAGER_KEY,
     "kinds": {"polars"},
     "backfill_policy": dg.BackfillPolicy.multi_run(1),
@@ -82,7 +83,7 @@ def table_shots(table: pl.DataFrame) -> list[ShotBoundary]:
 
 @dg.asset(
     partitions_def=videos,
-    group_name="analysis",
+    group_name=ANALYSIS_GROUP,
     io_manager_key=PARQUET_IO_MANAGER_KEY,
     kinds={"ffmpeg", "polars"},
     retry_policy=IO_RETRY,

@@ -33,8 +33,17 @@ from ..engine.shots import shot_ranges
 from ..engine.tempfiles import temp_dir
 from ..engine.timeline import Timeline
 from ..executors import RENDER_OP_TAGS
-from ..layout import RENDER_NAME, REPORT_NAME, render_prefix, staged_render_prefix
 from ..models import EditReport, FileSet, RenderOutput, SourceVideo
+from ..names import (
+    EDITOR_EXPORTS,
+    EXPORT_STEM,
+    RENDER_NAME,
+    REPORT_NAME,
+    THUMBNAIL_NAME,
+    TIMELINE_PNG_NAME,
+    render_prefix,
+    staged_render_prefix,
+)
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
 from .analysis import table_ranges, table_shots, table_speech_summary
@@ -46,7 +55,6 @@ RENDER_POOL = "render"
 UPSTREAM = {
     name: dg.AssetIn(dg.AssetKey(name)) for name in ("source_video", "media_analysis", "speech_segments", "shots")
 }
-EXPORT_NAMES = {"fcpxml": "edit.fcpxml", "fcp7": "edit.fcp7.xml", "edl": "edit.edl", "otio": "edit.otio.json"}
 
 
 def report_publishes(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, profile: str) -> bool:
@@ -250,9 +258,9 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     ) -> FileSet:
         """A poster thumbnail of the render and a timeline PNG (loudness, cuts, shots, crop path)."""
         with tempfile.TemporaryDirectory() as tmp, store.local_copy(render.key_for_run(context.run.run_id)) as video:
-            thumb = thumbnail(Path(video), Path(tmp) / "thumb.jpg")
+            thumb = thumbnail(Path(video), Path(tmp) / THUMBNAIL_NAME)
             frames = [b.frame for b in table_shots(shots)]
-            png = timeline_png(media_analysis, edit_timeline, frames, Path(tmp) / "timeline.png")
+            png = timeline_png(media_analysis, edit_timeline, frames, Path(tmp) / TIMELINE_PNG_NAME)
             files = stage(context, store, render.video_id, name, {"thumbnail": thumb, "timeline_png": png})
             context.add_output_metadata({"timeline": _png_markdown(png)})
         context.add_output_metadata({kind: dg.MetadataValue.path(uri) for kind, uri in files.uris.items()})
@@ -269,9 +277,8 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     ) -> FileSet:
         """The cut list for editors: FCPXML, FCP 7 XML, CMX3600 EDL and OpenTimelineIO JSON."""
         with tempfile.TemporaryDirectory() as tmp:
-            written = export_all(edit_timeline, list(EXPORT_NAMES), Path(tmp) / "edit")
-            named = {fmt: path.rename(path.with_name(EXPORT_NAMES[fmt])) for fmt, path in written.items()}
-            files = stage(context, store, source_video.video_id, name, named)
+            written = export_all(edit_timeline, list(EDITOR_EXPORTS), Path(tmp) / EXPORT_STEM)
+            files = stage(context, store, source_video.video_id, name, written)
         context.add_output_metadata({fmt: dg.MetadataValue.path(uri) for fmt, uri in files.uris.items()})
         return files
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ..names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
 from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
@@ -148,7 +149,7 @@ def _plan_isolated(
 def edit(
     source_path: str | Path,
     output: str | Path,
-    profile: str | EditProfile = "tate",
+    profile: str | EditProfile = DEFAULT_PROFILE,
     settings: EditSettings | None = None,
     exports: list[str] | None = None,
     timeline_png_path: str | Path | None = None,
@@ -162,7 +163,7 @@ def edit(
     prof = get_profile(profile) if isinstance(profile, str) else profile
     output = Path(output)
     with tempfiles.temp_dir("plan") as work:
-        png_draft = Path(work) / "timeline.png" if timeline_png_path is not None else None
+        png_draft = Path(work) / TIMELINE_PNG_NAME if timeline_png_path is not None else None
         plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress)
         timeline = plan.timeline
         started = time.perf_counter()

@@ -38,16 +38,8 @@ from typing import Any
 
 import opentimelineio as otio
 
+from ..names import EXPORT_SUFFIXES
 from .timeline import Timeline
-
-EXPORT_SUFFIXES: dict[str, str] = {
-    "fcpxml": ".fcpxml",
-    "fcp7": ".fcp7.xml",
-    "edl": ".edl",
-    "otio": ".otio.json",
-    "json": ".timeline.json",
-}
-"""Export format -> file suffix; `json` is the `Timeline` model itself, the others go through OTIO."""
 
 _ADAPTERS = {"fcpxml": "fcpx_xml", "fcp7": "fcp_xml", "edl": "cmx_3600", "otio": "otio_json"}
 

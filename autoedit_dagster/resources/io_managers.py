@@ -27,6 +27,7 @@ import pydantic
 import pydantic_core
 from pydantic import Field
 
+from autoedit_dagster.names import CATALOG_PREFIX, WORK_PREFIX
 from autoedit_dagster.resources.media_store import MediaStore
 
 
@@ -71,9 +72,9 @@ class _StoreIOManager(dg.ConfigurableIOManager):
         """The store key of one asset partition (or of the unpartitioned asset)."""
         name = "/".join(asset_key.path)
         if partition_key is None:
-            return f"catalog/{name}.{self.extension}"
+            return f"{CATALOG_PREFIX}{name}.{self.extension}"
         segments = "/".join(_partition_segments(partitions_def, partition_key))
-        return f"work/{segments}/{name}.{self.extension}"
+        return f"{WORK_PREFIX}{segments}/{name}.{self.extension}"
 
     # -- hooks for subclasses --------------------------------------------------------------
 

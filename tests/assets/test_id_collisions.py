@@ -7,10 +7,9 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.assets.ingest import source_video
-from autoedit_dagster.layout import id_claim_key, quarantine_key
+from autoedit_dagster.names import TAG_UPLOAD_KEY, id_claim_key, quarantine_key
 from autoedit_dagster.partitions import legacy_video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore, build_resources
-from autoedit_dagster.run_tags import TAG_UPLOAD_KEY
 from autoedit_dagster.sensors import build_quarantine_sensor
 from tests.media_factory import ffmpeg
 from tests.sensors.test_video_ids import COLLIDING

@@ -9,8 +9,9 @@ import dagster as dg
 
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.jobs import video_job
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.resources import S3MediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_upload_sensor
+from autoedit_dagster.sensors import build_upload_sensor
 from tests.production.conftest import PREFIX, Production
 
 KEY = "uploads//x.mp4"

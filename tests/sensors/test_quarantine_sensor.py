@@ -7,9 +7,10 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.partitions import video_id_for_upload, videos
 from autoedit_dagster.resources import MediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_quarantine_sensor, default_run_requests, video_id_for_run
+from autoedit_dagster.sensors import build_quarantine_sensor, default_run_requests, video_id_for_run
 
 UPLOAD = "uploads/broken clip.mp4"
 

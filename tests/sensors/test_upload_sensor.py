@@ -8,20 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from autoedit_dagster.layout import id_claim_key
+from autoedit_dagster.names import TAG_UPLOAD_ETAG, TAG_UPLOAD_KEY, TAG_VIDEO_ID, id_claim_key, is_video_upload
 from autoedit_dagster.partitions import legacy_video_id_for_upload, video_id_for_upload, videos
 from autoedit_dagster.resources import LocalMediaStore, MediaStore
 from autoedit_dagster.resources.media_store import StoredObject
-from autoedit_dagster.sensors import (
-    TAG_UPLOAD_ETAG,
-    TAG_UPLOAD_KEY,
-    TAG_VIDEO_ID,
-    UploadCursor,
-    build_quarantine_sensor,
-    build_upload_sensor,
-    is_video_upload,
-    plan_uploads,
-)
+from autoedit_dagster.sensors import UploadCursor, build_quarantine_sensor, build_upload_sensor, plan_uploads
 from autoedit_dagster.sensors.upload_sensor import PENDING_MAX, RangeSummary, _digest, _key_digest
 from tests.sensors.test_video_ids import COLLIDING
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from autoedit_dagster.layout import id_claim_key
+from autoedit_dagster.names import id_claim_key
 from autoedit_dagster.partitions import (
     PROFILE_NAMES,
     VideoIdTaken,
