@@ -156,8 +156,8 @@ def build_parser(remote: bool = True) -> argparse.ArgumentParser:
         return parser
     # Remote commands (GraphQL client) and the gateway import Dagster's client libraries: ~90 MB
     # that an `edit` would otherwise hold for the whole render, beside ffmpeg.
-    from .api.commands import add_gateway_commands
-    from .api.remote import add_remote_commands
+    from .gateway.commands import add_gateway_commands
+    from .remote.commands import add_remote_commands
 
     add_remote_commands(sub)
     add_gateway_commands(sub)

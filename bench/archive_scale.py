@@ -50,7 +50,7 @@ QUEUED = 20
 # Runs inside a fresh interpreter with PYTHONPATH set to one of the two checkouts.
 API_SCRIPT = r"""
 import json, sys, time, httpx
-from autoedit_dagster.api.client import AutoEditClient
+from autoedit_dagster.remote.client import AutoEditClient
 url, video, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 moved = {"requests": 0, "bytes": 0}
 class Counting(httpx.HTTPTransport):

@@ -257,7 +257,7 @@ def wait_for_daemon(servers: Servers, instance: dg.DagsterInstance, since: float
 
 
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    from autoedit_dagster.api.client import AutoEditClient
+    from autoedit_dagster.remote.client import AutoEditClient
 
     with AutoEditClient(url, timeout=120.0) as client:
         return client.execute(query, variables)

@@ -6,8 +6,8 @@ local storage (AUTOEDIT_STORAGE), and on them dagster-webserver, dagster-daemon 
 `Servers` is a context manager: whatever was started is stopped (the whole process group, so the
 code servers and run workers go too), also when a test fails half-way.
 
-Copied, not imported, from `tests/api_remote/conftest.py` (the deployment, `make_clip`) and
-`tests/api/test_webserver_e2e.py` (the gateway process), so those suites stay untouched.
+Copied, not imported, from `tests/remote/conftest.py` (the deployment, `make_clip`) and
+`tests/gateway/test_webserver_e2e.py` (the gateway process), so those suites stay untouched.
 The servers get a clean environment: no AUTOEDIT_*, DAGSTER_* or AWS_* variable of the caller's
 leaks in, only what `Instance.env` and the `start_*` arguments set.
 """

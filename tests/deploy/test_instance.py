@@ -23,8 +23,8 @@ import yaml
 from dagster._core.definitions.run_request import InstigatorType
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from autoedit_dagster.api.logs import LogFormatter
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.gateway.logs import LogFormatter
 from autoedit_dagster.jobs import RENDER_RUN_TAGS
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore

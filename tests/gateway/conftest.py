@@ -32,8 +32,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from autoedit_dagster.api.gateway import Gateway, GatewaySettings
-from autoedit_dagster.api.tokens import mint_token
+from autoedit_dagster.gateway.app import Gateway
+from autoedit_dagster.gateway.settings import GatewaySettings
+from autoedit_dagster.gateway.tokens import mint_token
 from tests.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
 
 SECRET = "gateway-test-secret-" + "0123456789abcdef" * 2
@@ -188,7 +189,7 @@ class Webserver:
         env = {**os.environ, "DAGSTER_HOME": str(self.home), "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(self.port),
-             "-m", "tests.api.upstream_defs"],
+             "-m", "tests.gateway.upstream_defs"],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
@@ -232,7 +233,7 @@ def gateway_process(dagster_webserver, redis_url: str, tmp_path: Path) -> Iterat
     log_path = tmp_path / "gateway.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "autoedit_dagster.api.commands", "gateway", "--upstream", dagster_webserver.url,
+            [sys.executable, "-m", "autoedit_dagster.gateway.commands", "gateway", "--upstream", dagster_webserver.url,
              "--port", str(port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

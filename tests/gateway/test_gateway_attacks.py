@@ -29,11 +29,11 @@ import jwt
 import pytest
 from websockets.asyncio.client import connect
 
-from autoedit_dagster.api.tokens import mint_token
+from autoedit_dagster.gateway.tokens import mint_token
 
 from .conftest import REPO, SECRET, bearer, free_port, token
 
-LOCATION = "tests.api.upstream_defs"
+LOCATION = "tests.gateway.upstream_defs"
 RUNS = {"query": "query Runs { runsOrError { __typename } }"}
 EVIL = "https://evil.example"
 
@@ -222,7 +222,7 @@ def test_the_checker_processes_go_with_the_gateway(tmp_path) -> None:
     port = free_port()
     with (tmp_path / "gateway.log").open("w") as log:
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "autoedit_dagster.api.commands", "gateway", "--upstream", "http://127.0.0.1:9",
+            [sys.executable, "-m", "autoedit_dagster.gateway.commands", "gateway", "--upstream", "http://127.0.0.1:9",
              "--port", str(port)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -401,14 +401,14 @@ def test_the_gateway_refuses_to_start_with_a_short_secret(secret) -> None:
     """Issue 11.2: compose shipped `change-me-trial-only`, and a forged operator token then worked."""
     env = {**os.environ, "AUTOEDIT_JWT_SECRET": secret, "PYTHONPATH": str(REPO), "AUTOEDIT_RATE_LIMIT": "0"}
     started = subprocess.run(
-        [sys.executable, "-m", "autoedit_dagster.api.commands", "gateway", "--upstream", "http://127.0.0.1:9",
+        [sys.executable, "-m", "autoedit_dagster.gateway.commands", "gateway", "--upstream", "http://127.0.0.1:9",
          "--port", str(free_port())],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert started.returncode == 2
     lines = started.stderr.strip().splitlines()
     assert len(lines) == 1 and "AUTOEDIT_JWT_SECRET" in lines[0] and "32" in lines[0], started.stderr
-    minted = subprocess.run([sys.executable, "-m", "autoedit_dagster.api.commands", "token", "--role", "operator"],
+    minted = subprocess.run([sys.executable, "-m", "autoedit_dagster.gateway.commands", "token", "--role", "operator"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert minted.returncode == 2 and minted.stdout == "" and len(minted.stderr.strip().splitlines()) == 1
 

@@ -7,8 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from autoedit_dagster.api import commands
-from autoedit_dagster.api.tokens import ConfigurationError, TokenError, TokenVerifier, mint_token
+from autoedit_dagster.gateway import commands
+from autoedit_dagster.gateway.tokens import ConfigurationError, TokenError, TokenVerifier, mint_token
 
 from .conftest import SECRET
 

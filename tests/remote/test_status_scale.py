@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoedit_dagster.api import client as client_module
-from autoedit_dagster.api import remote
+from autoedit_dagster.remote import client as client_module
+from autoedit_dagster.remote import commands as remote
 from tests.archive import CHECKS, seed_archive, video_ids
 from tests.servers import REPO, Instance, Server, Servers
 
@@ -132,7 +132,7 @@ def test_status_never_imports_dagster(webserver: Server) -> None:
         "from autoedit_dagster.cli import main\n"
         f"code = main(['status', {DONE[0]!r}, '--url', {webserver.url!r}, '--json'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_graphql', 'gql')"
-        " or m == 'autoedit_dagster.api.gateway')\n"
+        " or m == 'autoedit_dagster.gateway.app')\n"
         "print('HEAVY', heavy, 'CODE', code, file=sys.stderr)\n"
     )
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoedit_dagster.api.metrics import build_registry
+from autoedit_dagster.gateway.metrics import build_registry
 
 from .upstream_defs import DURATION_S, OUTPUT_S, RENDER_S, SECONDS_REMOVED, run_video
 

@@ -10,8 +10,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from autoedit_dagster.api.gateway import COOKIE_NAME, GraphQLJudge, normalize_path, viewer_ws_refusal
-from autoedit_dagster.api.graphql_check import GraphQLLimits
+from autoedit_dagster.gateway.graphql_check import GraphQLLimits
+from autoedit_dagster.gateway.policy import COOKIE_NAME, GraphQLJudge, normalize_path, viewer_ws_refusal
 
 from .conftest import BIG_BODY, SECRET, bearer, token
 
@@ -194,7 +194,8 @@ def test_upstream_errors(client, start_gateway, fake_upstream) -> None:
 
 
 def test_healthz_reports_redis_down(client, fake_upstream) -> None:
-    from autoedit_dagster.api.gateway import Gateway, GatewaySettings
+    from autoedit_dagster.gateway.app import Gateway
+    from autoedit_dagster.gateway.settings import GatewaySettings
 
     from .conftest import ServerThread
 
@@ -363,8 +364,8 @@ def test_logout_clears_the_cookie_even_when_expired(client, gateway) -> None:
 
 
 def test_settings_from_the_environment(tmp_path) -> None:
-    from autoedit_dagster.api.gateway import GatewaySettings
-    from autoedit_dagster.api.tokens import ConfigurationError
+    from autoedit_dagster.gateway.settings import GatewaySettings
+    from autoedit_dagster.gateway.tokens import ConfigurationError
 
     env = {"AUTOEDIT_JWT_SECRET": SECRET, "AUTOEDIT_REDIS_URL": "redis://cache:6379/3", "AUTOEDIT_RATE_LIMIT": "7",
            "AUTOEDIT_METRICS_AUTH": "operator", "DAGSTER_HOME": str(tmp_path)}  # fmt: skip

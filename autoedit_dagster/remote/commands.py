@@ -30,24 +30,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoedit_dagster.api.client import (
-    BACKFILL_SUCCEEDED,
-    EXPORT_LABELS,
-    RENDER_LABEL,
-    AutoEditClient,
-    RemoteError,
-    UsageError,
-)
 from autoedit_dagster.names import (
     ANALYSIS_GROUPS,
     DEFAULT_PROFILE,
@@ -59,6 +49,11 @@ from autoedit_dagster.names import (
     is_video_upload,
     profile_job_name,
 )
+
+from .client import AutoEditClient
+from .display import print_backfill, print_json, print_table, print_video
+from .errors import RemoteError, UsageError
+from .records import BACKFILL_SUCCEEDED, EXPORT_LABELS, RENDER_LABEL
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "AUTOEDIT_URL"
@@ -102,14 +97,6 @@ def _progress(message: str) -> None:
     """Progress for people at a terminal; scripts see only the result on stdout."""
     if sys.stderr.isatty():
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False))
-
-
-def _when(epoch: float | None) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if epoch else "-"
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -164,7 +151,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             raise type(exc)(f"uploaded {source.name} as {video_id}, but {exc}") from None
         result = {"video_id": video_id, "upload_uri": store.uri(key), "profile": args.profile, **result}
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(f"video  {video_id}")
         print(f"run    {result['run_id']}  {result['job']}  {result['status']}")
@@ -207,94 +194,23 @@ def _follow_upload(
 # ---------------------------------------------------------------------------------------- status
 
 
-def _group_summary(assets: dict[str, dict[str, Any]]) -> list[str]:
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for name, info in assets.items():
-        groups.setdefault(info["group"], []).append((name.rsplit("/", 1)[-1], info["state"]))
-    order = [*ANALYSIS_GROUPS, *PROFILE_NAMES]
-    lines = []
-    for group in sorted(groups, key=lambda g: (order.index(g) if g in order else len(order), g)):
-        members = groups[group]
-        done = sum(state == "MATERIALIZED" for _, state in members)
-        others = [f"{name} {state}" for name, state in members if state != "MATERIALIZED"]
-        lines.append(f"{group}: {done}/{len(members)} materialized" + (f" ({', '.join(others)})" if others else ""))
-    return lines
-
-
-def _check_summary(checks: dict[str, dict[str, Any]]) -> list[str]:
-    by_asset: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for name, info in checks.items():
-        asset, _, check = name.rpartition(":")
-        by_asset.setdefault(asset, []).append((check, info))
-    lines = []
-    for asset, items in sorted(by_asset.items()):
-        passed = sum(info["passed"] is True for _, info in items)
-        bad = [f"{check} {info['status']} ({info['severity']}: {info['description']})" for check, info in items
-               if info["passed"] is not True]  # fmt: skip
-        lines.append(f"{asset}: {passed}/{len(items)} passed" + (f"; {'; '.join(bad)}" if bad else ""))
-    return lines
-
-
-def _print_video(video: dict[str, Any]) -> None:
-    def block(title: str, lines: list[str]) -> None:
-        for i, line in enumerate(lines or ["-"]):
-            print(f"{title if i == 0 else '':<9}{line}")
-
-    print(f"{'video':<9}{video['video_id']}")
-    block(
-        "runs",
-        [
-            f"{r['run_id']}  {r['job']:<12} {r['status']:<9} created {_when(r['created'])}"
-            + (f", backfill {r['backfill_id']}" if r["backfill_id"] else "")
-            for r in video["runs"]
-        ],
-    )
-    block("assets", _group_summary(video["assets"]))
-    block("checks", _check_summary(video["checks"]))
-    block(
-        "outputs",
-        [f"{group}/{label}: {uri}" for group, items in video["outputs"].items() for label, uri in items.items()],
-    )
-
-
-def _print_table(videos: list[dict[str, Any]]) -> None:
-    rows = [("VIDEO", "LATEST RUN", "JOB", "STATUS", "RENDERED", "CHECKS")]
-    for video in videos:
-        run = video["latest_run"] or {}
-        rendered = [p for p in PROFILE_NAMES if video["assets"].get(f"{p}/render", {}).get("state") == "MATERIALIZED"]
-        checks = video["checks"].values()
-        rows.append(
-            (
-                video["video_id"],
-                run.get("run_id", "-"),
-                run.get("job", "-"),
-                run.get("status", "-"),
-                ",".join(rendered) or "-",
-                f"{sum(c['passed'] is True for c in checks)}/{len(checks)}" if checks else "-",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.video_id:
             (video,) = client.video_status([args.video_id])
             if args.json:
-                _print_json(video)
+                print_json(video)
             else:
-                _print_video(video)
+                print_video(video)
             return 0
         ids = client.newest_video_ids(args.limit)
         videos = client.video_status(ids, known=True)
     if args.json:
-        _print_json(videos)
+        print_json(videos)
     elif not videos:
         print("no videos yet: `autoedit submit FILE` or drop files into uploads/")
     else:
-        _print_table(videos)
+        print_table(videos)
     return 0
 
 
@@ -341,23 +257,6 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------- backfill
 
 
-def _print_backfill(info: dict[str, Any]) -> None:
-    print(f"{'backfill':<9}{info['backfill_id']}  {info['status']}" + (f"  ({info['title']})" if info["title"] else ""))
-    partitions = info["partitions"]
-    if partitions is not None:
-        shown = ", ".join(partitions[:10]) + (f", ... ({len(partitions)} in all)" if len(partitions) > 10 else "")
-        print(f"{'videos':<9}{shown or '-'}")
-    for i, run in enumerate(info["runs"]):
-        print(f"{'runs' if i == 0 else '':<9}{run['run_id']}  {run['job']}  {run['status']}")
-    for i, (asset, counts) in enumerate(info["assets"].items()):
-        print(
-            f"{'assets' if i == 0 else '':<9}{asset}: {counts['materialized']}/{counts['targeted']} materialized, "
-            f"{counts['failed']} failed, {counts['in_progress']} in progress"
-        )
-    if info["error"]:
-        print(f"{'error':<9}{' '.join(info['error'].split())[:300]}")
-
-
 def _cmd_backfill(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.status:
@@ -393,9 +292,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         else:
             info = client.backfill(backfill_id)
     if args.json:
-        _print_json(info)
+        print_json(info)
     else:
-        _print_backfill(info)
+        print_backfill(info)
     if args.wait and info["status"] not in BACKFILL_SUCCEEDED:
         print(f"autoedit: error: backfill {backfill_id} ended {info['status']}", file=sys.stderr)
         return 1
@@ -474,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The remote commands alone (`python -m autoedit_dagster.api.remote`); `autoedit` wires the same."""
+    """The remote commands alone (`python -m autoedit_dagster.remote.commands`); `autoedit` wires the same."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from autoedit_dagster.api.client import (
-    AuthError,
-    AutoEditClient,
-    Endpoint,
-    NotFound,
-    RateLimited,
-    ServerError,
-    Unreachable,
-    UsageError,
-)
-from tests.api_remote.conftest import VIDEO_ID, FakeDagster, free_port, materialized_node, video_assets_answer
+from autoedit_dagster.remote.client import AutoEditClient
+from autoedit_dagster.remote.errors import AuthError, NotFound, RateLimited, ServerError, Unreachable, UsageError
+from autoedit_dagster.remote.records import Endpoint
+from tests.remote.conftest import VIDEO_ID, FakeDagster, free_port, materialized_node, video_assets_answer
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ The code location's run workers, in $DAGSTER_HOME/dagster.yaml (Dagster hands th
             formatter: autoedit
         formatters:
           autoedit:
-            (): autoedit_dagster.api.logs.LogFormatter
+            (): autoedit_dagster.gateway.logs.LogFormatter
 
 The gateway calls `configure_logging` itself (`autoedit gateway --log-level`).
 """

@@ -11,7 +11,7 @@ import pytest
 
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore
-from tests.api_remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, video_assets_answer
+from tests.remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, video_assets_answer
 
 YOKO_ASSETS = [["yoko", "edit_timeline"], ["yoko", "render"]]
 
@@ -212,7 +212,7 @@ def test_errors_from_a_real_process_are_one_line() -> None:
     """The module as a process: exit status and stderr as a script sees them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEDIT_")}
     done = subprocess.run(
-        [sys.executable, "-m", "autoedit_dagster.api.remote", "status", "--url", f"http://127.0.0.1:{free_port()}"],
+        [sys.executable, "-m", "autoedit_dagster.remote.commands", "status", "--url", f"http://127.0.0.1:{free_port()}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 1

@@ -8,8 +8,8 @@ subject and expiry on stderr. `--scope metrics` mints a token that may read `/me
 nothing else (for Prometheus). Both commands refuse, in one line with exit status 2, a missing
 AUTOEDIT_JWT_SECRET or one shorter than 32 bytes. Without --subject the subject is `<role>-<8 hex>`, so every token
 minted gets a rate-limit bucket of its own. Environment: AUTOEDIT_JWT_SECRET (both commands), and
-the gateway's variables listed in `gateway.py`. Also runnable as
-`python -m autoedit_dagster.api.commands ...`.
+the gateway's variables listed in the package's docstring. Also runnable as
+`python -m autoedit_dagster.gateway.commands ...`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def _error(message: str) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from .gateway import Gateway, GatewaySettings
+    from .app import Gateway
     from .logs import configure_logging
+    from .settings import GatewaySettings
 
     try:
         configure_logging(args.log_level, args.log_format)
@@ -72,7 +73,7 @@ def add_gateway_commands(subparsers: argparse._SubParsersAction) -> None:
     g = subparsers.add_parser(
         "gateway", help="JWT + rate-limit gateway (and /metrics) in front of dagster-webserver",
         description="Serve the auth, role and rate-limit gateway in front of dagster-webserver (see "
-        "autoedit_dagster/api/gateway.py for the environment it reads).",
+        "the autoedit_dagster.gateway package for the environment it reads).",
     )  # fmt: skip
     g.add_argument("--upstream", required=True, help="dagster-webserver base URL, e.g. http://127.0.0.1:3000")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

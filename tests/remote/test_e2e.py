@@ -16,7 +16,7 @@ import pytest
 
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.partitions import video_id_for_upload
-from tests.api_remote.conftest import Deployment, free_port, make_clip
+from tests.remote.conftest import Deployment, free_port, make_clip
 
 pytestmark = pytest.mark.timeout(600)
 

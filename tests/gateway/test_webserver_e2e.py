@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from .conftest import REPO, bearer, token
 from .upstream_defs import run_video
 
-LOCATION = "tests.api.upstream_defs"
+LOCATION = "tests.gateway.upstream_defs"
 RUNS = "query { runsOrError { ... on Runs { results { runId status jobName } } } }"
 LAUNCH = """mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) { __typename ... on LaunchRunSuccess { run { runId status } } }
@@ -29,7 +29,7 @@ LOGS = """subscription Logs($runId: ID!) {
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autoedit_dagster.api.commands", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "autoedit_dagster.gateway.commands", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from autoedit_dagster.api.logs import JsonFormatter, LogFormatter, TextFormatter, configure_logging
+from autoedit_dagster.gateway.logs import JsonFormatter, LogFormatter, TextFormatter, configure_logging
 
 from .upstream_defs import run_video
 
@@ -96,7 +96,7 @@ python_logs:
         formatter: autoedit
     formatters:
       autoedit:
-        (): autoedit_dagster.api.logs.LogFormatter
+        (): autoedit_dagster.gateway.logs.LogFormatter
         format: json
 telemetry:
   enabled: false
