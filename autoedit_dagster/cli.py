@@ -72,7 +72,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     bar = _ProgressBar(sys.stderr.isatty())
     source = analyze_source(args.input, on_progress=bar)
     bar.close()
-    summary = analysis_summary(source, plan_crop(source, get_profile(args.profile)))
+    summary = analysis_summary(source, plan_crop(source.frames, source.info, source.shots, get_profile(args.profile)))
     if args.json:
         print(json.dumps(summary))
     else:

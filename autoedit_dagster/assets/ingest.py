@@ -7,7 +7,7 @@ import dagster as dg
 
 from ..engine.config import InputLimits
 from ..engine.errors import MediaError
-from ..engine.media_info import check_editable, probe
+from ..engine.pipeline import probe_source
 from ..models import SourceVideo
 from ..names import INGEST_GROUP, TAG_UPLOAD_KEY, UPLOADS_PREFIX
 from ..partitions import VideoIdTaken, claim_video_id, maps_to, uploads_for_video_id, videos
@@ -99,8 +99,7 @@ def source_video(context: dg.AssetExecutionContext, config: IngestConfig, store:
     limits = settings_of(config, InputLimits)
     with store.local_copy(upload_key) as path:
         try:
-            info = probe(path, limits)
-            check_editable(info, limits)
+            info = probe_source(path, limits)
         except MediaError as exc:
             raise media_failure(exc, upload_key) from exc
         sha256 = sha256_of(path)
