@@ -23,7 +23,6 @@ from .engine import tempfiles
 from .engine.config import PROFILES
 from .jobs import catalog_job
 from .names import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX, TAG_VIDEO_ID
-from .partitions import videos
 from .resources import MediaStore
 from .resources.io_managers import PolarsParquetIOManager
 
@@ -73,7 +72,7 @@ def video_in_flight(instance: dg.DagsterInstance, video_id: str) -> bool:
 
 def rebuildable_key(store: MediaStore, video_id: str, profile: str) -> str:
     """The store key of a profile's rebuildable table for one video (the IO manager's layout)."""
-    return PolarsParquetIOManager(store=store).storage_key(REBUILDABLE[profile], videos, video_id)
+    return PolarsParquetIOManager(store=store).storage_key(REBUILDABLE[profile], video_id)
 
 
 @dg.op(description="Deletes per-profile tables rebuilt from the analysis; keeps the analysis, uploads/, renders/.")

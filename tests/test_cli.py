@@ -255,7 +255,7 @@ def test_hostile_file_names(tmp_path: Path) -> None:
 
 
 def test_output_name_that_looks_like_a_protocol_is_a_file(tmp_path: Path) -> None:
-    """Regression: `-o pipe:1/out.mp4` made ffmpeg write the render to stdout (the pipe protocol)."""
+    """`-o pipe:1/out.mp4` is a file path: ffmpeg never writes the render to stdout (the pipe protocol)."""
     _clip(tmp_path / "in.mp4")
     proc = subprocess.run(
         [sys.executable, "-m", "autoedit_dagster.cli", "edit", "--profile", "yoko", "-o", "pipe:1/out.mp4", "in.mp4"],

@@ -94,7 +94,7 @@ def test_retention_dry_run_deletes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_new_profile_renders_after_retention(tmp_path: Path) -> None:
-    """Regression: retention deleted work/<video_id>/, then a backfill of a new profile failed."""
+    """Retention keeps the analysis under work/<video_id>/: a backfill of a new profile still runs after it."""
     store = LocalMediaStore(root=str(tmp_path))
     (tmp_path / "uploads").mkdir()
     make_clip(tmp_path / "uploads" / "clip.mp4", seconds=2.0)

@@ -37,9 +37,8 @@ def ingest(store: LocalMediaStore, instance: dg.DagsterInstance, **tags: str) ->
 
 
 def test_a_run_for_another_upload_on_an_owned_id_is_refused_and_quarantined(store: LocalMediaStore) -> None:
-    """Regression: a run tagged with the second upload re-ingested it into the first one's partition.
-
-    Here the run is what the old sensor queued for the colliding upload before the upgrade.
+    """A run tagged with a second upload on an owned id is refused: it never re-ingests into the
+    owner's partition. Here the run is one queued by a sensor of an earlier version.
     """
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("videos", [VIDEO_ID])

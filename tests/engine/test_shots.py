@@ -244,7 +244,7 @@ def test_synthetic_dissolve_and_fade() -> None:
 
 
 def test_brightness_drift_is_not_a_transition() -> None:
-    """Regression: a camera's exposure sliding down over half a second was read as a dissolve."""
+    """A camera's exposure sliding down over half a second is not a dissolve."""
     a = _shot(1, 80)
     a[30:50] -= np.linspace(0, 40, 20)[:, None, None]
     a[50:] -= 40

@@ -41,7 +41,7 @@ def hits(found: list[subjects.Subject], box: tuple) -> bool:
 
 @pytest.mark.parametrize("share", [1 / 6, 1 / 10, 1 / 15])
 def test_a_face_is_found_at_any_size(film: np.ndarray, share: float) -> None:
-    """Regression: faces under a seventh of the analysis frame were skipped (issue 12)."""
+    """Faces under a seventh of the analysis frame are found (issue 12)."""
     rng = np.random.default_rng(int(1 / share))
     found = 0
     for k in range(6):

@@ -1,6 +1,5 @@
-"""Issue 11's attacks on the gateway, each performed against a real dagster-webserver behind it on
-loopback, with the real Redis: the ones that worked before the fix (each test here fails on that
-code) and, as regressions, the ones that already failed.
+"""Attacks on the gateway (issue 11), each performed against a real dagster-webserver behind it on
+loopback, with the real Redis: every one is refused.
 
 Whether an attack got through is read from the Dagster instance itself (a dynamic partition
 added, a materialization reported), not from the gateway's answer alone.
@@ -413,7 +412,7 @@ def test_the_gateway_refuses_to_start_with_a_short_secret(secret) -> None:
     assert minted.returncode == 2 and minted.stdout == "" and len(minted.stderr.strip().splitlines()) == 1
 
 
-# Regressions: attacks that already failed --------------------------------------------------------
+# Attacks refused by the gateway's first design too --------------------------------------------------------
 
 
 def promoted(viewer: str) -> str:

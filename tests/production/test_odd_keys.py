@@ -18,7 +18,7 @@ KEY = "uploads//x.mp4"
 
 
 def test_an_s3_key_with_an_empty_segment_passes_the_whole_pipeline(production: Production, clip: Path) -> None:
-    """Regression: the run failed on `unsafe storage key`, then the quarantine sensor itself raised."""
+    """An odd upload key is edited, not failed as an `unsafe storage key`, and the quarantine sensor never raises."""
     bucket = production.bucket
     bucket.client.upload_file(str(clip), bucket.name, f"{PREFIX}/{KEY}")
     defs = build_definitions()

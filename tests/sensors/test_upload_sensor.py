@@ -187,7 +187,7 @@ def test_cursor_stays_small_over_thousands_of_uploads(
 def test_file_moved_in_with_an_old_mtime_is_still_seen(
     local_store: LocalMediaStore, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    """Regression: `mv` keeps a file's old mtime; a pure-mtime high-water mark skipped it forever."""
+    """A file moved in with `mv` keeps its old mtime and is still picked up (no pure-mtime high-water mark)."""
     uploads = Path(local_store.root) / "uploads"
     uploads.mkdir(parents=True)
     (uploads / "first.mp4").write_bytes(b"1")
@@ -347,7 +347,7 @@ def test_requested_run_executes_for_the_new_partition(s3_store: MediaStore, inst
 def test_legacy_id_serves_its_owner_and_never_a_colliding_upload(
     store: MediaStore, instance: dg.DagsterInstance
 ) -> None:
-    """Regression: two uploads sharing a 32-bit id got one partition, the second overwrote the first.
+    """Two uploads sharing a 32-bit id get two partitions: the second never overwrites the first.
 
     The owner's partition from an earlier version (its ingested source_video names it) keeps its id;
     the other upload gets its own 64-bit id.
