@@ -28,7 +28,7 @@ from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, pla
 from autoedit_dagster.engine.render import crop_commands, crop_positions, render
 from autoedit_dagster.engine.speech import find_speech, speech_segments
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import (
+from testsupport.media_factory import (
     RATE,
     VOICES,
     at_level,
@@ -44,7 +44,7 @@ from tests.media_factory import (
     voiced_rms_db,
     write_clip,
 )
-from tests.people_factory import CASES, Case, crop_scores, person_clip
+from testsupport.people_factory import CASES, Case, crop_scores, person_clip
 
 HERE = Path(__file__).resolve().parent
 MEDIA = HERE / "media"
@@ -354,7 +354,7 @@ def _people_scores(work: Path, cases: dict[str, Case], size: tuple[int, int], se
 
 
 def bench_people(work: Path, seconds: float = 10.0) -> dict:
-    """Every case of `tests.people_factory` at 1920x1080 over Big Buck Bunny, reframed to 9:16.
+    """Every case of `testsupport.people_factory` at 1920x1080 over Big Buck Bunny, reframed to 9:16.
 
     The worst case across cases is reported first: the issue asks for every case, not the mean.
     """

@@ -9,7 +9,7 @@ import pytest
 
 from autoedit_dagster.cli import main
 from autoedit_dagster.engine.media_info import probe
-from tests.media_factory import ffmpeg, shots_clip, talk_clip
+from testsupport.media_factory import ffmpeg, shots_clip, talk_clip
 
 
 def _clip(path: Path, *, size: str = "320x180", seconds: float = 2, audio: bool = True, rate: int = 25) -> Path:

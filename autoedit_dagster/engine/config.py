@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..names import DEFAULT_PROFILE, SQUARE, TATE, YOKO
+from autoedit_dagster.names import DEFAULT_PROFILE, SQUARE, TATE, YOKO
 
 
 class InputLimits(BaseModel):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ..names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
+from autoedit_dagster.names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
+
 from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
@@ -169,7 +170,7 @@ def edit(
         started = time.perf_counter()
         result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
         timings = {**plan.timings, "render_s": time.perf_counter() - started}
-        png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft is not None else None
+        png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft and timeline_png_path else None
     # Imported only when asked for, and after the render: OpenTimelineIO and its adapter plugins.
     written: dict[str, Path] = {}
     if exports:

@@ -38,7 +38,8 @@ from typing import Any
 
 import opentimelineio as otio
 
-from ..names import EXPORT_SUFFIXES
+from autoedit_dagster.names import EXPORT_SUFFIXES
+
 from .timeline import Timeline
 
 OTIO_ADAPTERS = {"fcpxml": "fcpx_xml", "fcp7": "fcp_xml", "edl": "cmx_3600", "otio": "otio_json"}

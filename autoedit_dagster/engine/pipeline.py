@@ -15,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ..names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
+from autoedit_dagster.names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
+
 from .analysis import analyze
 from .config import EditProfile, EditSettings, InputLimits, ReframeSettings
 from .media_info import MediaInfo, check_editable, probe

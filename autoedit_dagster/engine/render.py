@@ -188,7 +188,7 @@ def _cut(
     """
     outs = "".join(f"[{kind}s{i}]" for i in range(len(spans)))
     chains = [f"{source},{splitter}={'|'.join(map(str, points))}{outs}"]
-    kept = []
+    kept: list[str] = []
     reset, sink = ("setpts", "nullsink") if kind == "v" else ("asetpts", "anullsink")
     for i, (_start, _end, keep) in enumerate(spans):
         if keep:

@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from ..names import DURATION_CHECK, FIRST_FRAME_CHECK, LOUDNESS_CHECK, SIZE_CHECK, SYNC_CHECK, RenderCheck
+from autoedit_dagster.names import (
+    DURATION_CHECK,
+    FIRST_FRAME_CHECK,
+    LOUDNESS_CHECK,
+    SIZE_CHECK,
+    SYNC_CHECK,
+    RenderCheck,
+)
+
 from . import ffmpeg_io
 from .config import EditProfile
 from .timeline import Timeline

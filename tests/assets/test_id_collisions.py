@@ -11,8 +11,8 @@ from autoedit_dagster.names import TAG_UPLOAD_KEY, id_claim_key, quarantine_key
 from autoedit_dagster.partitions import legacy_video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore, build_resources
 from autoedit_dagster.sensors import build_quarantine_sensor
-from tests.media_factory import ffmpeg
 from tests.sensors.test_video_ids import COLLIDING
+from testsupport.media_factory import ffmpeg
 
 OWNER, INTRUDER = COLLIDING
 VIDEO_ID = legacy_video_id_for_upload(OWNER)  # the 32-bit id both map to: a partition of an earlier version

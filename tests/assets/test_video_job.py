@@ -18,7 +18,7 @@ from autoedit_dagster.engine.timeline import Timeline
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg, replace_render, talk_clip
+from testsupport.media_factory import ffmpeg, replace_render, talk_clip
 
 
 class Setup:

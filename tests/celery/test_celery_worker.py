@@ -38,8 +38,8 @@ from autoedit_dagster.definitions import defs as autoedit_defs
 from autoedit_dagster.executors import CELERY_EXECUTOR_CONFIG, CELERY_QUEUE_TAG, DEFAULT_QUEUE, RENDER_QUEUE
 from autoedit_dagster.partitions import video_id_for_upload
 from tests.celery import routing_defs
-from tests.media_factory import ffmpeg
-from tests.services import PostgresDatabase
+from testsupport.media_factory import ffmpeg
+from testsupport.services import PostgresDatabase
 
 pytestmark = pytest.mark.timeout(240)
 

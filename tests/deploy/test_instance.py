@@ -28,8 +28,8 @@ from autoedit_dagster.gateway.logs import LogFormatter
 from autoedit_dagster.jobs import RENDER_RUN_TAGS
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg
-from tests.services import PostgresDatabase
+from testsupport.media_factory import ffmpeg
+from testsupport.services import PostgresDatabase
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PRODUCTION_YAML = DEPLOY / "dagster.yaml"

@@ -21,7 +21,7 @@ import pytest
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.gateway.tokens import mint_token
 from autoedit_dagster.partitions import video_id_for_upload
-from tests.servers import JWT_SECRET
+from testsupport.servers import JWT_SECRET
 
 from .conftest import Stack
 

@@ -13,8 +13,8 @@ import pytest
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA, analyze
 from autoedit_dagster.engine.config import AnalysisSettings
 from autoedit_dagster.engine.media_info import probe
-from tests.media_factory import moving_subject_clip, shots_clip, talk_clip
-from tests.people_factory import CASES, person_clip
+from testsupport.media_factory import moving_subject_clip, shots_clip, talk_clip
+from testsupport.people_factory import CASES, person_clip
 
 
 def test_one_row_per_frame_with_schema(bunny: Path) -> None:

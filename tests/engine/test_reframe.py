@@ -25,8 +25,8 @@ from autoedit_dagster.engine.reframe import (
 )
 from autoedit_dagster.engine.subjects import salient_subject
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import moving_subject_clip
-from tests.people_factory import CASES, crop_scores, person_clip
+from testsupport.media_factory import moving_subject_clip
+from testsupport.people_factory import CASES, crop_scores, person_clip
 
 FPS = 25
 SETTINGS = ReframeSettings()

@@ -17,7 +17,7 @@ from autoedit_dagster.engine.config import ShotSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.shots import ShotBoundary, detect_shots, shot_ranges
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import ffmpeg, shots_clip
+from testsupport.media_factory import ffmpeg, shots_clip
 
 FPS = Fraction(25)
 SHOT_FRAMES = [50, 40, 60, 45, 55, 50, 40]

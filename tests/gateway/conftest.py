@@ -3,7 +3,7 @@
 The fake upstream answers like dagster-webserver's routes (`/graphql` over HTTP and websocket,
 `/server_info`, the REST writes, pages) and echoes what reached it, so a test can assert what the
 gateway forwarded. Gateways run in-process (uvicorn in a thread) against the real Redis of
-`tests.services`; the end-to-end module starts the real processes instead.
+`testsupport.services`; the end-to-end module starts the real processes instead.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from autoedit_dagster.gateway.app import Gateway
 from autoedit_dagster.gateway.settings import GatewaySettings
 from autoedit_dagster.gateway.tokens import mint_token
-from tests.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
+from testsupport.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
 
 SECRET = "gateway-test-secret-" + "0123456789abcdef" * 2
 REPO = Path(__file__).resolve().parents[2]

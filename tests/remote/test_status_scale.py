@@ -1,6 +1,6 @@
 """`autoedit status` against a real dagster-webserver: what it asks costs the videos asked, not the archive.
 
-The instance holds a small simulated archive (tests/archive.py: processed videos and a queued
+The instance holds a small simulated archive (testsupport/archive.py: processed videos and a queued
 one, nothing rendered). Counted here: the requests and bytes `status` moves, its paging through
 the videos, the check results of the oldest video, and that the command never imports Dagster.
 """
@@ -18,8 +18,8 @@ import pytest
 
 from autoedit_dagster.remote import client as client_module
 from autoedit_dagster.remote import commands as remote
-from tests.archive import CHECKS, seed_archive, video_ids
-from tests.servers import REPO, Instance, Server, Servers
+from testsupport.archive import CHECKS, seed_archive, video_ids
+from testsupport.servers import REPO, Instance, Server, Servers
 
 DONE = video_ids(5)
 QUEUED = video_ids(1, start=5)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from tests.servers import JWT_SECRET
+from testsupport.servers import JWT_SECRET
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -1,6 +1,6 @@
 """Fixtures for the real services the production-mode tests talk to (PostgreSQL, Redis).
 
-Use with `pytest_plugins = ["tests.services"]` in a test folder's conftest. Locally, a missing
+Use with `pytest_plugins = ["testsupport.services"]` in a test folder's conftest. Locally, a missing
 service skips those tests with the reason shown; under CI (CI=true) it fails them, because CI
 must run them. Environment: AUTOEDIT_TEST_PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres),
 AUTOEDIT_TEST_REDIS_URL (default redis://127.0.0.1:6379).

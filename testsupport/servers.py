@@ -29,7 +29,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from tests.media_factory import ffmpeg
+from testsupport.media_factory import ffmpeg
 
 REPO = Path(__file__).resolve().parents[1]
 JWT_SECRET = "servers-test-secret-" + "0123456789abcdef" * 2
