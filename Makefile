@@ -42,8 +42,10 @@ ui: install $(DAGSTER_HOME_DIR)/dagster.yaml
 test: install
 	$(PYTHON) -m pytest -q
 
+# ruff (with autoedit_dagster/engine/ruff.toml: the engine imports no Dagster and nothing above it),
+# the formatter, and mypy on the engine ([tool.mypy] in pyproject.toml).
 lint: install
-	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .
+	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check . && $(PYTHON) -m mypy
 
 bench: install
 	$(PIP) install -q -e ".[test,bench]"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .engine.config import PROFILES, EditSettings, SilenceSettings, get_profile
 from .engine.errors import MediaError
+from .names import DEFAULT_PROFILE, EXPORT_SUFFIXES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -71,7 +72,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     bar = _ProgressBar(sys.stderr.isatty())
     source = analyze_source(args.input, on_progress=bar)
     bar.close()
-    summary = analysis_summary(source, plan_crop(source, get_profile(args.profile)))
+    summary = analysis_summary(source, plan_crop(source.frames, source.info, source.shots, get_profile(args.profile)))
     if args.json:
         print(json.dumps(summary))
     else:
@@ -90,9 +91,6 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         raise MediaError(f"{output}: output would overwrite the input; choose another -o")
     exports = [x.strip() for x in args.export.split(",") if x.strip()] if args.export else []
     if exports:
-        # OpenTimelineIO only when exports are asked for: this process waits beside the render.
-        from .engine.exports import EXPORT_SUFFIXES
-
         unknown = sorted(set(exports) - set(EXPORT_SUFFIXES))
         if unknown:
             print(
@@ -137,13 +135,13 @@ def build_parser(remote: bool = True) -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="one decode pass: shots, speech, crop path")
     a.add_argument("input")
     a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.add_argument("--profile", default="tate", choices=[n for n, p in PROFILES.items() if p.aspect])
+    a.add_argument("--profile", default=DEFAULT_PROFILE, choices=[n for n, p in PROFILES.items() if p.aspect])
     a.set_defaults(run=_cmd_analyze)
 
     e = sub.add_parser("edit", help="cut, reframe, normalise and render")
     e.add_argument("input")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--profile", default="tate", choices=list(PROFILES))
+    e.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES))
     e.add_argument("--export", default="", help="comma list of fcpxml,fcp7,edl,otio,json")
     e.add_argument("--timeline-png", default=None, metavar="PATH")
     e.add_argument(
@@ -158,8 +156,8 @@ def build_parser(remote: bool = True) -> argparse.ArgumentParser:
         return parser
     # Remote commands (GraphQL client) and the gateway import Dagster's client libraries: ~90 MB
     # that an `edit` would otherwise hold for the whole render, beside ffmpeg.
-    from .api.commands import add_gateway_commands
-    from .api.remote import add_remote_commands
+    from .gateway.commands import add_gateway_commands
+    from .remote.commands import add_remote_commands
 
     add_remote_commands(sub)
     add_gateway_commands(sub)

@@ -9,16 +9,13 @@ executor in production (AUTOEDIT_EXECUTOR=celery, CELERY_BROKER_URL, CELERY_RESU
 
 import dagster as dg
 
-from .engine.config import PROFILES
 from .executors import executor_from_env
-from .run_tags import RENDER_RUN_TAGS
+from .names import ANALYSIS_GROUPS, DEFAULT_PROFILE, PROFILE_NAMES, RENDER_RUN_TAGS, VIDEO_JOB, profile_job_name
 
-DEFAULT_PROFILE = "tate"
-ANALYSIS_GROUPS = ("ingest", "analysis")
 EXECUTOR = executor_from_env()
 
 video_job = dg.define_asset_job(
-    "video_job",
+    VIDEO_JOB,
     selection=dg.AssetSelection.groups(*ANALYSIS_GROUPS, DEFAULT_PROFILE),
     executor_def=EXECUTOR,
     tags=RENDER_RUN_TAGS,
@@ -27,13 +24,13 @@ video_job = dg.define_asset_job(
 
 profile_jobs = {
     name: dg.define_asset_job(
-        f"{name}_job",
+        profile_job_name(name),
         selection=dg.AssetSelection.groups(name),
         executor_def=EXECUTOR,
         tags=RENDER_RUN_TAGS,
         description=f"Render already-analysed videos in the `{name}` profile (analysis is loaded, not re-run).",
     )
-    for name in PROFILES
+    for name in PROFILE_NAMES
     if name != DEFAULT_PROFILE
 }
 

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .engine.media_info import MediaInfo
-from .layout import staging_prefix
+from .names import staging_prefix
 
 
 class SourceVideo(BaseModel):

@@ -1,4 +1,4 @@
-"""Partitions: one dynamic `videos` key per uploaded file, and the static edit `profiles`; who owns an id.
+"""Partitions: one dynamic `videos` key per uploaded file; who owns a video id.
 
 A video id is ``<slug of the file name>-<16 hex of sha256(upload key)>``: derived from the upload's
 store key alone (e.g. ``uploads/Interview 2.MOV`` -> ``interview-2-1a2b3c4d5e6f7a8b``), so seeing
@@ -30,8 +30,7 @@ from pathlib import PurePosixPath
 
 import dagster as dg
 
-from autoedit_dagster.layout import (
-    PROFILE_NAMES,
+from autoedit_dagster.names import (
     RENDERS_PREFIX,
     REPORT_NAME,
     UPLOADS_PREFIX,
@@ -41,8 +40,6 @@ from autoedit_dagster.layout import (
 from autoedit_dagster.resources.media_store import MediaStore
 
 videos = dg.DynamicPartitionsDefinition(name="videos")
-
-profiles = dg.StaticPartitionsDefinition(list(PROFILE_NAMES))
 
 # 40 + "-" + 16 = at most 57 characters, as long as the legacy 48 + "-" + 8: short enough for
 # paths, tags and the UI's partition bar.

@@ -22,11 +22,9 @@ import dagster as dg
 from .engine import tempfiles
 from .engine.config import PROFILES
 from .jobs import catalog_job
-from .layout import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX
-from .partitions import videos
+from .names import RENDERS_PREFIX, REPORT_NAME, STAGING_PREFIX, TAG_VIDEO_ID
 from .resources import MediaStore
 from .resources.io_managers import PolarsParquetIOManager
-from .run_tags import TAG_VIDEO_ID
 
 # Per-frame tables a profile run rebuilds from the kept analysis: the only ones retention deletes.
 REBUILDABLE = {name: dg.AssetKey([name, "crop_path"]) for name, profile in PROFILES.items() if profile.aspect}
@@ -74,7 +72,7 @@ def video_in_flight(instance: dg.DagsterInstance, video_id: str) -> bool:
 
 def rebuildable_key(store: MediaStore, video_id: str, profile: str) -> str:
     """The store key of a profile's rebuildable table for one video (the IO manager's layout)."""
-    return PolarsParquetIOManager(store=store).storage_key(REBUILDABLE[profile], videos, video_id)
+    return PolarsParquetIOManager(store=store).storage_key(REBUILDABLE[profile], video_id)
 
 
 @dg.op(description="Deletes per-profile tables rebuilt from the analysis; keeps the analysis, uploads/, renders/.")

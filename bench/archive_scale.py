@@ -3,8 +3,8 @@
     PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N]
 
 For each backend (SQLite: deploy/dagster.local.yaml; PostgreSQL: deploy/dagster.yaml on a fresh
-database, as tests/services.py makes them) an instance is filled without rendering anything:
-`tests.archive.seed_archive` writes, per processed video, the `videos` partition, a SUCCESS run,
+database, as testsupport/services.py makes them) an instance is filled without rendering anything:
+`testsupport.archive.seed_archive` writes, per processed video, the `videos` partition, a SUCCESS run,
 planned and stored materializations of video_job's 10 assets and 5 passed render-check
 evaluations in the video's partition; a few more videos get a QUEUED run never executed. Then
 dagster-webserver serves it and, alternating the code of main at BASE (a `git archive` in a temp
@@ -39,8 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.celery_throughput import PGHOST, PGPORT, PGUSER, postgres_databases
-from tests.archive import seed_archive, video_ids
-from tests.servers import Instance, Servers
+from testsupport.archive import seed_archive, video_ids
+from testsupport.servers import Instance, Servers
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "3bb6f27"
@@ -50,7 +50,7 @@ QUEUED = 20
 # Runs inside a fresh interpreter with PYTHONPATH set to one of the two checkouts.
 API_SCRIPT = r"""
 import json, sys, time, httpx
-from autoedit_dagster.api.client import AutoEditClient
+from autoedit_dagster.remote.client import AutoEditClient
 url, video, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 moved = {"requests": 0, "bytes": 0}
 class Counting(httpx.HTTPTransport):

@@ -7,12 +7,12 @@ Set-up, as production (deploy/README.md) on loopback, everything fresh and remov
   tiny clips: `max_concurrent_runs` BENCH_BACKFILL_MAX_RUNS (4), the `autoedit/kind=render` tag
   limit BENCH_BACKFILL_RENDER_RUNS (3), the pools' `default_limit` BENCH_BACKFILL_RENDER_SLOTS (1,
   the `render` pool); a fresh PostgreSQL database (bench.celery_throughput.postgres_databases);
-- media on S3: moto's server over HTTP (ThreadedMotoServer, as tests/s3_server.py starts it),
+- media on S3: moto's server over HTTP (ThreadedMotoServer, as testsupport/s3_server.py starts it),
   AUTOEDIT_STORAGE=s3://<bucket>/bench/autoedit with AWS_ENDPOINT_URL and fake credentials;
 - steps on Celery: AUTOEDIT_EXECUTOR=celery on Redis (BENCH_BACKFILL_REDIS_URL, default
   redis://127.0.0.1:6379/9, flushed), 2 `dagster-celery worker start` workers on both queues
   (bench.celery_throughput.celery_workers);
-- `dagster-webserver` and `dagster-daemon run` on workspace.yaml (tests.servers.Servers).
+- `dagster-webserver` and `dagster-daemon run` on workspace.yaml (testsupport.servers.Servers).
 
 BENCH_BACKFILL_PARTITIONS (default 50) clips of 2 s (320x180, lavfi testsrc2 + a tone of their
 own) are put under uploads/ in the bucket and become `videos` partitions through the code
@@ -66,10 +66,10 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES
 
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
-from autoedit_dagster.run_tags import RENDER_RUN_TAGS
+from autoedit_dagster.names import RENDER_RUN_TAGS
 from bench.celery_throughput import PGHOST, PGPORT, PGUSER, WORKERS, celery_workers, postgres_databases
-from tests.s3_server import moto_server
-from tests.servers import Instance, Servers, binary, make_clip
+from testsupport.s3_server import moto_server
+from testsupport.servers import Instance, Servers, binary, make_clip
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -167,7 +167,7 @@ def process_env(home: Path, database: str, storage: str, endpoint: str) -> dict[
         CELERY_BROKER_URL=REDIS_URL,
         CELERY_RESULT_BACKEND=REDIS_URL,
         AWS_ENDPOINT_URL=endpoint,
-        # tests/s3_server.py's fake identity: nothing here can reach a real AWS account.
+        # testsupport/s3_server.py's fake identity: nothing here can reach a real AWS account.
         AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_SESSION_TOKEN="testing",
         AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
@@ -178,7 +178,7 @@ def process_env(home: Path, database: str, storage: str, endpoint: str) -> dict[
 
 @dataclass(frozen=True)
 class BenchInstance(Instance):
-    """tests.servers' Instance with the production environment instead of its local-storage one
+    """testsupport.servers' Instance with the production environment instead of its local-storage one
     (Servers only needs `root` for the logs and `env()`; `storage` is unused here)."""
 
     environment: tuple[tuple[str, str], ...] = ()
@@ -257,7 +257,7 @@ def wait_for_daemon(servers: Servers, instance: dg.DagsterInstance, since: float
 
 
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    from autoedit_dagster.api.client import AutoEditClient
+    from autoedit_dagster.remote.client import AutoEditClient
 
     with AutoEditClient(url, timeout=120.0) as client:
         return client.execute(query, variables)

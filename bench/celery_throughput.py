@@ -43,7 +43,7 @@ import yaml
 
 from autoedit_dagster.executors import CELERY_EXECUTOR_CONFIG, DEFAULT_QUEUE, RENDER_QUEUE
 from autoedit_dagster.partitions import video_id_for_upload
-from tests.servers import make_clip
+from testsupport.servers import make_clip
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

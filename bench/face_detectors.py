@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from autoedit_dagster.engine import subjects
-from tests.people_factory import BUNNY, _decode, _walker, face_at
+from testsupport.people_factory import BUNNY, _decode, _walker, face_at
 
 SIZE = (640, 360)
 Box = tuple[float, float, float, float]  # cx, cy, w, h

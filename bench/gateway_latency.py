@@ -2,8 +2,8 @@
 
 One video is rendered in-process (`video_job`, a 2 s lavfi clip) on a temporary instance and
 storage (deploy/dagster.local.yaml), then dagster-webserver and `autoedit gateway` in front of it
-start on free loopback ports (`tests/servers.py`). Two GraphQL documents of `autoedit status`
-(`autoedit_dagster/api/client.py`) are timed: `AutoeditRuns` (a video's latest runs; also what
+start on free loopback ports (`testsupport/servers.py`). Two GraphQL documents of `autoedit status`
+(`autoedit_dagster/remote/client.py`) are timed: `AutoeditRuns` (a video's latest runs; also what
 `submit --wait` polls) and `AutoeditVideoAssets` (every asset's state for the video). Each is
 posted by 1, 10 and 50 concurrent clients (httpx async, keep-alive, a bounded number of requests
 per level), to the webserver directly and through the gateway, in alternating rounds so that the
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from autoedit_dagster.api.client import RUNS, video_assets_query
-from autoedit_dagster.api.tokens import mint_token
-from tests.servers import JWT_SECRET, Instance, Servers
+from autoedit_dagster.gateway.tokens import mint_token
+from autoedit_dagster.remote.queries import RUNS, video_assets_query
+from testsupport.servers import JWT_SECRET, Instance, Servers
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "GATEWAY.md"

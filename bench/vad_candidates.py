@@ -32,7 +32,7 @@ import numpy as np
 
 from autoedit_dagster.engine.voice import LEVELLER
 from bench.run import VOICE_PAUSES, VOICE_PHRASES, write_results
-from tests.media_factory import (
+from testsupport.media_factory import (
     RATE,
     VOICES,
     at_level,

@@ -34,10 +34,18 @@ from urllib.parse import unquote, urlparse
 
 import dagster as dg
 
-from autoedit_dagster.jobs import DEFAULT_PROFILE, video_job
+from autoedit_dagster.jobs import video_job
+from autoedit_dagster.names import (
+    DEFAULT_PROFILE,
+    REPORT_NAME,
+    TAG_UPLOAD_KEY,
+    TAG_VIDEO_ID,
+    UPLOADS_PREFIX,
+    quarantine_key,
+    render_prefix,
+)
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore, media_store_from_env
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, TAG_VIDEO_ID, UPLOADS_PREFIX
 
 # scripts/ is not a package: reuse the engine demo's generated talk clip (and its cache folder).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -278,7 +286,7 @@ def wait_for_runs(
 
 def failure_reason(instance: dg.DagsterInstance, store: MediaStore, record: dg.RunRecord, video_id: str) -> str:
     """The quarantine record's reason (written by the quarantine sensor), else the run's failure message."""
-    key = f"quarantine/{video_id}.json"
+    key = quarantine_key(video_id)
     deadline = time.monotonic() + QUARANTINE_WAIT_SECONDS
     while record.dagster_run.status == dg.DagsterRunStatus.FAILURE and time.monotonic() < deadline:
         if store.exists(key):
@@ -301,7 +309,7 @@ def results_table(
         record = records[upload.video_id]
         run = record.dagster_run
         took = f"{record.end_time - record.start_time:.0f} s" if record.start_time and record.end_time else "-"
-        report_key = f"renders/{upload.video_id}/{DEFAULT_PROFILE}/report.json"
+        report_key = render_prefix(upload.video_id, DEFAULT_PROFILE) + REPORT_NAME
         if run.status == dg.DagsterRunStatus.SUCCESS and store.exists(report_key):
             report = json.loads(store.read_bytes(report_key))
             kept = f"{report['output_duration']:.1f}/{report['source_duration']:.1f} s"

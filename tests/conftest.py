@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media_factory import SHARED_MEDIA
+from testsupport.media_factory import SHARED_MEDIA
 
 
 @pytest.fixture(scope="session")

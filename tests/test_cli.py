@@ -9,7 +9,7 @@ import pytest
 
 from autoedit_dagster.cli import main
 from autoedit_dagster.engine.media_info import probe
-from tests.media_factory import ffmpeg, shots_clip, talk_clip
+from testsupport.media_factory import ffmpeg, shots_clip, talk_clip
 
 
 def _clip(path: Path, *, size: str = "320x180", seconds: float = 2, audio: bool = True, rate: int = 25) -> Path:
@@ -255,7 +255,7 @@ def test_hostile_file_names(tmp_path: Path) -> None:
 
 
 def test_output_name_that_looks_like_a_protocol_is_a_file(tmp_path: Path) -> None:
-    """Regression: `-o pipe:1/out.mp4` made ffmpeg write the render to stdout (the pipe protocol)."""
+    """`-o pipe:1/out.mp4` is a file path: ffmpeg never writes the render to stdout (the pipe protocol)."""
     _clip(tmp_path / "in.mp4")
     proc = subprocess.run(
         [sys.executable, "-m", "autoedit_dagster.cli", "edit", "--profile", "yoko", "-o", "pipe:1/out.mp4", "in.mp4"],

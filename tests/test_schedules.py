@@ -19,7 +19,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine import tempfiles
-from autoedit_dagster.layout import STAGING_PREFIX
+from autoedit_dagster.names import STAGING_PREFIX, TAG_VIDEO_ID
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
 from autoedit_dagster.schedules import (
@@ -29,7 +29,6 @@ from autoedit_dagster.schedules import (
     sweep_job,
     temp_sweep_sensor,
 )
-from autoedit_dagster.sensors import TAG_VIDEO_ID
 from tests.production.conftest import make_clip
 
 ANALYSIS = ("source_video.json", "media_analysis.parquet", "speech_segments.parquet", "shots.parquet")
@@ -95,7 +94,7 @@ def test_retention_dry_run_deletes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_new_profile_renders_after_retention(tmp_path: Path) -> None:
-    """Regression: retention deleted work/<video_id>/, then a backfill of a new profile failed."""
+    """Retention keeps the analysis under work/<video_id>/: a backfill of a new profile still runs after it."""
     store = LocalMediaStore(root=str(tmp_path))
     (tmp_path / "uploads").mkdir()
     make_clip(tmp_path / "uploads" / "clip.mp4", seconds=2.0)

@@ -5,11 +5,17 @@ import json
 import dagster as dg
 import polars as pl
 
-from ..engine.config import PROFILES
-from ..layout import QUARANTINE_PREFIX, RENDERS_PREFIX, REPORT_NAME, UPLOADS_PREFIX
+from ..names import (
+    CATALOG_GROUP,
+    PROFILE_NAMES,
+    QUARANTINE_PREFIX,
+    RENDERS_PREFIX,
+    REPORT_NAME,
+    UPLOADS_PREFIX,
+    is_video_upload,
+)
 from ..partitions import video_id_for_upload
 from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
-from ..sensors.upload_sensor import is_video_upload
 
 CATALOG_SCHEMA = {
     "video_id": pl.Utf8,
@@ -79,10 +85,10 @@ def markdown_table(table: pl.DataFrame) -> str:
 
 
 @dg.asset(
-    group_name="catalog",
+    group_name=CATALOG_GROUP,
     io_manager_key=PARQUET_IO_MANAGER_KEY,
     kinds={"polars"},
-    deps=[dg.AssetKey([name, "edit_report"]) for name in PROFILES],
+    deps=[dg.AssetKey([name, "edit_report"]) for name in PROFILE_NAMES],
 )
 def video_catalog(context: dg.AssetExecutionContext, store: MediaStore) -> pl.DataFrame:
     """One row per uploaded video: status, durations, seconds removed, shots, profiles, output URIs."""

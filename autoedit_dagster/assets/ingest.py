@@ -7,12 +7,11 @@ import dagster as dg
 
 from ..engine.config import InputLimits
 from ..engine.errors import MediaError
-from ..engine.media_info import check_editable, probe
-from ..layout import UPLOADS_PREFIX
+from ..engine.pipeline import probe_source
 from ..models import SourceVideo
+from ..names import INGEST_GROUP, TAG_UPLOAD_KEY, UPLOADS_PREFIX
 from ..partitions import VideoIdTaken, claim_video_id, maps_to, uploads_for_video_id, videos
 from ..resources import JSON_IO_MANAGER_KEY, MediaStore
-from ..run_tags import TAG_UPLOAD_KEY
 from .config import IngestConfig, settings_of
 
 # Object stores hiccup; a decode error does not go away on retry, so only I/O-heavy steps retry.
@@ -84,7 +83,7 @@ def media_failure(exc: MediaError, upload_key: str) -> dg.Failure:
 
 @dg.asset(
     partitions_def=videos,
-    group_name="ingest",
+    group_name=INGEST_GROUP,
     io_manager_key=JSON_IO_MANAGER_KEY,
     kinds={"ffmpeg", "s3"},
     retry_policy=IO_RETRY,
@@ -100,8 +99,7 @@ def source_video(context: dg.AssetExecutionContext, config: IngestConfig, store:
     limits = settings_of(config, InputLimits)
     with store.local_copy(upload_key) as path:
         try:
-            info = probe(path, limits)
-            check_editable(info, limits)
+            info = probe_source(path, limits)
         except MediaError as exc:
             raise media_failure(exc, upload_key) from exc
         sha256 = sha256_of(path)

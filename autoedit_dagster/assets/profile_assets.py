@@ -25,19 +25,24 @@ import polars as pl
 
 from ..engine.config import EditProfile, ReframeSettings
 from ..engine.exports import export_all
-from ..engine.pipeline import build_timeline
-from ..engine.previews import thumbnail, timeline_png
-from ..engine.reframe import mode_per_shot, plan_reframe
+from ..engine.pipeline import build_timeline, draw_previews, plan_crop
+from ..engine.reframe import mode_per_shot
 from ..engine.render import render
-from ..engine.shots import shot_ranges
+from ..engine.tables import speech_ranges, speech_summary, table_shots
 from ..engine.tempfiles import temp_dir
 from ..engine.timeline import Timeline
 from ..executors import RENDER_OP_TAGS
-from ..layout import RENDER_NAME, REPORT_NAME, render_prefix, staged_render_prefix
 from ..models import EditReport, FileSet, RenderOutput, SourceVideo
+from ..names import (
+    EDITOR_EXPORTS,
+    EXPORT_STEM,
+    RENDER_NAME,
+    REPORT_NAME,
+    render_prefix,
+    staged_render_prefix,
+)
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
-from .analysis import table_ranges, table_shots, table_speech_summary
 from .config import ReframeConfig, settings_of
 from .ingest import IO_RETRY
 
@@ -46,7 +51,6 @@ RENDER_POOL = "render"
 UPSTREAM = {
     name: dg.AssetIn(dg.AssetKey(name)) for name in ("source_video", "media_analysis", "speech_segments", "shots")
 }
-EXPORT_NAMES = {"fcpxml": "edit.fcpxml", "fcp7": "edit.fcp7.xml", "edl": "edit.edl", "otio": "edit.otio.json"}
 
 
 def report_publishes(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, profile: str) -> bool:
@@ -75,6 +79,10 @@ def stage(
     return FileSet(keys=keys, uris={kind: store.uri(key) for kind, key in keys.items()})
 
 
+def _key(profile: EditProfile, name: str) -> dg.AssetKey:
+    return dg.AssetKey([profile.name, name])
+
+
 def _common(profile: EditProfile, io_manager_key: str, kinds: set[str]) -> dict:
     return {
         "key_prefix": [profile.name],
@@ -94,45 +102,49 @@ def _png_markdown(path: Path) -> dg.MetadataValue:
 
 def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     """The render-stage assets of one profile, keyed `<profile>/<name>` and grouped by profile."""
-    name = profile.name
-    assets: list[dg.AssetsDefinition] = []
-    crop_key = dg.AssetKey([name, "crop_path"])
+    crop = [_crop_path_asset(profile)] if profile.reframes else []
+    return [
+        *crop,
+        _timeline_asset(profile),
+        _render_asset(profile),
+        _previews_asset(profile),
+        _exports_asset(profile),
+        _report_asset(profile),
+    ]
 
-    if profile.aspect is not None:
-        aspect = profile.aspect
 
-        @dg.asset(
-            name="crop_path",
-            ins={k: UPSTREAM[k] for k in ("source_video", "media_analysis", "shots")},
-            **_common(profile, PARQUET_IO_MANAGER_KEY, {"polars"}),
+def _crop_path_asset(profile: EditProfile) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="crop_path",
+        ins={k: UPSTREAM[k] for k in ("source_video", "media_analysis", "shots")},
+        **_common(profile, PARQUET_IO_MANAGER_KEY, {"polars"}),
+    )
+    def crop_path(
+        context: dg.AssetExecutionContext,
+        config: ReframeConfig,
+        source_video: SourceVideo,
+        media_analysis: pl.DataFrame,
+        shots: pl.DataFrame,
+    ) -> pl.DataFrame:
+        """Per-frame crop window that follows the subject (stationary, panning or tracking per shot)."""
+        settings = settings_of(config, ReframeSettings)
+        plan = plan_crop(media_analysis, source_video.info, table_shots(shots), profile, settings)
+        assert plan is not None  # built for reframing profiles only
+        modes = mode_per_shot(plan)
+        context.add_output_metadata(
+            {
+                "crop": f"{plan['w'][0]}x{plan['h'][0]}" if plan.height else "none",
+                "modes": dg.MetadataValue.json(
+                    {m: int((modes["mode"] == m).sum()) for m in ("stationary", "panning", "tracking")}
+                ),
+            }
         )
-        def crop_path(
-            context: dg.AssetExecutionContext,
-            config: ReframeConfig,
-            source_video: SourceVideo,
-            media_analysis: pl.DataFrame,
-            shots: pl.DataFrame,
-        ) -> pl.DataFrame:
-            """Per-frame crop window that follows the subject (stationary, panning or tracking per shot)."""
-            info = source_video.info
-            ranges = shot_ranges(table_shots(shots), media_analysis.height)
-            plan = plan_reframe(
-                media_analysis, info.width, info.height, info.fps_exact, ranges, aspect,
-                settings_of(config, ReframeSettings),
-            )  # fmt: skip
-            modes = mode_per_shot(plan)
-            context.add_output_metadata(
-                {
-                    "crop": f"{plan['w'][0]}x{plan['h'][0]}" if plan.height else "none",
-                    "modes": dg.MetadataValue.json(
-                        {m: int((modes["mode"] == m).sum()) for m in ("stationary", "panning", "tracking")}
-                    ),
-                }
-            )
-            return plan
+        return plan
 
-        assets.append(crop_path)
+    return crop_path
 
+
+def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
     def make_timeline(
         context: dg.AssetExecutionContext,
         source_video: SourceVideo,
@@ -141,7 +153,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         crop_path: pl.DataFrame | None,
     ) -> Timeline:
         timeline = build_timeline(
-            source_video.info, media_analysis.height, table_ranges(speech_segments), profile, crop_path,
+            source_video.info, media_analysis.height, speech_ranges(speech_segments), profile, crop_path,
             uri=source_video.uri,
         )  # fmt: skip
         context.add_output_metadata(
@@ -155,24 +167,11 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         )
         return timeline
 
-    timeline_common = _common(profile, JSON_IO_MANAGER_KEY, {"pydantic"})
-    timeline_ins = {k: UPSTREAM[k] for k in ("source_video", "media_analysis", "speech_segments")}
-    if profile.aspect is not None:
+    common = _common(profile, JSON_IO_MANAGER_KEY, {"pydantic"})
+    ins = {k: UPSTREAM[k] for k in ("source_video", "media_analysis", "speech_segments")}
+    if not profile.reframes:
 
-        @dg.asset(name="edit_timeline", ins={**timeline_ins, "crop_path": dg.AssetIn(crop_key)}, **timeline_common)
-        def edit_timeline(
-            context: dg.AssetExecutionContext,
-            source_video: SourceVideo,
-            media_analysis: pl.DataFrame,
-            speech_segments: pl.DataFrame,
-            crop_path: pl.DataFrame,
-        ) -> Timeline:
-            """The edit: kept source ranges, crop keyframes and output size of this profile."""
-            return make_timeline(context, source_video, media_analysis, speech_segments, crop_path)
-
-    else:
-
-        @dg.asset(name="edit_timeline", ins=timeline_ins, **timeline_common)
+        @dg.asset(name="edit_timeline", ins=ins, **common)
         def edit_timeline(
             context: dg.AssetExecutionContext,
             source_video: SourceVideo,
@@ -182,11 +181,28 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             """The edit: kept source ranges and output size of this profile (no reframing)."""
             return make_timeline(context, source_video, media_analysis, speech_segments, None)
 
-    timeline_key = dg.AssetKey([name, "edit_timeline"])
+        return edit_timeline
+
+    @dg.asset(name="edit_timeline", ins={**ins, "crop_path": dg.AssetIn(_key(profile, "crop_path"))}, **common)
+    def edit_reframed_timeline(
+        context: dg.AssetExecutionContext,
+        source_video: SourceVideo,
+        media_analysis: pl.DataFrame,
+        speech_segments: pl.DataFrame,
+        crop_path: pl.DataFrame,
+    ) -> Timeline:
+        """The edit: kept source ranges, crop keyframes and output size of this profile."""
+        return make_timeline(context, source_video, media_analysis, speech_segments, crop_path)
+
+    return edit_reframed_timeline
+
+
+def _render_asset(profile: EditProfile) -> dg.AssetsDefinition:
+    name = profile.name
 
     @dg.asset(
         name="render",
-        ins={"source_video": UPSTREAM["source_video"], "edit_timeline": dg.AssetIn(timeline_key)},
+        ins={"source_video": UPSTREAM["source_video"], "edit_timeline": dg.AssetIn(_key(profile, "edit_timeline"))},
         pool=RENDER_POOL,
         op_tags=RENDER_OP_TAGS,  # with the Celery executor, renders go to the dedicated render queue
         retry_policy=IO_RETRY,
@@ -227,13 +243,15 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             render_seconds=result.wall_seconds,
         )
 
-    render_key = dg.AssetKey([name, "render"])
+    return render_asset
 
+
+def _previews_asset(profile: EditProfile) -> dg.AssetsDefinition:
     @dg.asset(
         name="previews",
         ins={
-            "render": dg.AssetIn(render_key),
-            "edit_timeline": dg.AssetIn(timeline_key),
+            "render": dg.AssetIn(_key(profile, "render")),
+            "edit_timeline": dg.AssetIn(_key(profile, "edit_timeline")),
             "media_analysis": UPSTREAM["media_analysis"],
             "shots": UPSTREAM["shots"],
         },
@@ -250,17 +268,19 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     ) -> FileSet:
         """A poster thumbnail of the render and a timeline PNG (loudness, cuts, shots, crop path)."""
         with tempfile.TemporaryDirectory() as tmp, store.local_copy(render.key_for_run(context.run.run_id)) as video:
-            thumb = thumbnail(Path(video), Path(tmp) / "thumb.jpg")
-            frames = [b.frame for b in table_shots(shots)]
-            png = timeline_png(media_analysis, edit_timeline, frames, Path(tmp) / "timeline.png")
-            files = stage(context, store, render.video_id, name, {"thumbnail": thumb, "timeline_png": png})
-            context.add_output_metadata({"timeline": _png_markdown(png)})
+            drawn = draw_previews(Path(video), media_analysis, edit_timeline, table_shots(shots), Path(tmp))
+            files = stage(context, store, render.video_id, profile.name, drawn)
+            context.add_output_metadata({"timeline": _png_markdown(drawn["timeline_png"])})
         context.add_output_metadata({kind: dg.MetadataValue.path(uri) for kind, uri in files.uris.items()})
         return files
 
+    return previews
+
+
+def _exports_asset(profile: EditProfile) -> dg.AssetsDefinition:
     @dg.asset(
         name="timeline_exports",
-        ins={"source_video": UPSTREAM["source_video"], "edit_timeline": dg.AssetIn(timeline_key)},
+        ins={"source_video": UPSTREAM["source_video"], "edit_timeline": dg.AssetIn(_key(profile, "edit_timeline"))},
         retry_policy=IO_RETRY,
         **_common(profile, JSON_IO_MANAGER_KEY, {"opentimelineio"}),
     )
@@ -269,11 +289,16 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     ) -> FileSet:
         """The cut list for editors: FCPXML, FCP 7 XML, CMX3600 EDL and OpenTimelineIO JSON."""
         with tempfile.TemporaryDirectory() as tmp:
-            written = export_all(edit_timeline, list(EXPORT_NAMES), Path(tmp) / "edit")
-            named = {fmt: path.rename(path.with_name(EXPORT_NAMES[fmt])) for fmt, path in written.items()}
-            files = stage(context, store, source_video.video_id, name, named)
+            written = export_all(edit_timeline, list(EDITOR_EXPORTS), Path(tmp) / EXPORT_STEM)
+            files = stage(context, store, source_video.video_id, profile.name, written)
         context.add_output_metadata({fmt: dg.MetadataValue.path(uri) for fmt, uri in files.uris.items()})
         return files
+
+    return timeline_exports
+
+
+def _report_asset(profile: EditProfile) -> dg.AssetsDefinition:
+    name = profile.name
 
     @dg.asset(
         name="edit_report",
@@ -281,10 +306,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
             "source_video": UPSTREAM["source_video"],
             "shots": UPSTREAM["shots"],
             "speech_segments": UPSTREAM["speech_segments"],
-            "render": dg.AssetIn(render_key),
-            "edit_timeline": dg.AssetIn(timeline_key),
-            "previews": dg.AssetIn(dg.AssetKey([name, "previews"])),
-            "timeline_exports": dg.AssetIn(dg.AssetKey([name, "timeline_exports"])),
+            **{k: dg.AssetIn(_key(profile, k)) for k in ("render", "edit_timeline", "previews", "timeline_exports")},
         },
         **_common(profile, JSON_IO_MANAGER_KEY, {"pydantic"}),
     )
@@ -301,7 +323,7 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
     ) -> EditReport:
         """Per-video numbers of this edit: durations, time removed, speech found, shots, output links."""
         boundaries = table_shots(shots)
-        speech = table_speech_summary(speech_segments)
+        speech = speech_summary(speech_segments)
         report = EditReport(
             video_id=source_video.video_id,
             profile=name,
@@ -341,4 +363,4 @@ def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
         )
         return report
 
-    return [*assets, edit_timeline, render_asset, previews, timeline_exports, edit_report]
+    return edit_report

@@ -13,18 +13,10 @@ from ..assets.profile_assets import report_publishes
 from ..engine.config import EditProfile
 from ..engine.timeline import Timeline
 from ..engine.verify import CheckOutcome, evaluate_render, measure_render
-from ..layout import RENDER_NAME, render_prefix
 from ..models import RenderOutput
+from ..names import RENDER_CHECKS, RENDER_NAME, render_prefix
 from ..partitions import videos
 from ..resources import MediaStore
-
-RENDER_CHECKS = {
-    "size_matches_profile": (True, "Width, height and aspect are the profile's."),
-    "duration_matches_timeline": (True, "The video lasts as long as the kept ranges, within one frame."),
-    "audio_video_in_sync": (True, "Audio and video tracks end within one frame of each other."),
-    "loudness_on_target": (False, "Integrated loudness within ±1 LU of the profile's target."),
-    "first_frame_not_black": (False, "The first frame is not black."),
-}
 
 
 def check_render_file(store: MediaStore, key: str, timeline: Timeline, profile: EditProfile) -> list[CheckOutcome]:
@@ -39,14 +31,14 @@ def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
     specs = [
         # Partitioned like the render: each run checks its own video, not every video's timeline.
         dg.AssetCheckSpec(
-            name,
+            check.name,
             asset=render_key,
-            blocking=blocking,
-            description=text,
+            blocking=check.blocking,
+            description=check.description,
             additional_deps=[timeline_key],
             partitions_def=videos,
         )
-        for name, (blocking, text) in RENDER_CHECKS.items()
+        for check in RENDER_CHECKS
     ]
 
     @dg.multi_asset_check(

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from autoedit_dagster.names import DEFAULT_PROFILE, SQUARE, TATE, YOKO
+
 
 class InputLimits(BaseModel):
     """Refuse hostile or absurd uploads before decoding a single frame."""
@@ -196,13 +198,13 @@ class EditProfile(BaseModel):
 
 
 PROFILES: dict[str, EditProfile] = {
-    "tate": EditProfile(name="tate", aspect=(9, 16), width=1080, height=1920),
-    "square": EditProfile(name="square", aspect=(1, 1), width=1080, height=1080),
-    "yoko": EditProfile(name="yoko", aspect=None, width=None, height=None),
+    TATE: EditProfile(name=TATE, aspect=(9, 16), width=1080, height=1920),
+    SQUARE: EditProfile(name=SQUARE, aspect=(1, 1), width=1080, height=1080),
+    YOKO: EditProfile(name=YOKO, aspect=None, width=None, height=None),
 }
 
 
-def get_profile(name: str) -> EditProfile:
+def get_profile(name: str = DEFAULT_PROFILE) -> EditProfile:
     try:
         return PROFILES[name]
     except KeyError:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from autoedit_dagster.names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
+
 from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
 from .render import RenderResult, render
@@ -54,7 +56,7 @@ def plan_edit(
 
     settings = settings or EditSettings()
     source = analyze_source(source_path, settings, on_progress)
-    crop_path = plan_crop(source, profile, settings)
+    crop_path = plan_crop(source.frames, source.info, source.shots, profile, settings.reframe)
     timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
@@ -148,7 +150,7 @@ def _plan_isolated(
 def edit(
     source_path: str | Path,
     output: str | Path,
-    profile: str | EditProfile = "tate",
+    profile: str | EditProfile = DEFAULT_PROFILE,
     settings: EditSettings | None = None,
     exports: list[str] | None = None,
     timeline_png_path: str | Path | None = None,
@@ -162,13 +164,13 @@ def edit(
     prof = get_profile(profile) if isinstance(profile, str) else profile
     output = Path(output)
     with tempfiles.temp_dir("plan") as work:
-        png_draft = Path(work) / "timeline.png" if timeline_png_path is not None else None
+        png_draft = Path(work) / TIMELINE_PNG_NAME if timeline_png_path is not None else None
         plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress)
         timeline = plan.timeline
         started = time.perf_counter()
         result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
         timings = {**plan.timings, "render_s": time.perf_counter() - started}
-        png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft is not None else None
+        png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft and timeline_png_path else None
     # Imported only when asked for, and after the render: OpenTimelineIO and its adapter plugins.
     written: dict[str, Path] = {}
     if exports:

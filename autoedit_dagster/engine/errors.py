@@ -35,12 +35,6 @@ class MediaTooLarge(MediaError):
     code = "media_too_large"
 
 
-class NoAudioStream(MediaError):
-    """An operation that needs sound was asked of a file without an audio stream."""
-
-    code = "no_audio_stream"
-
-
 class FFmpegFailed(RuntimeError):
     """ffmpeg exited non-zero on input that probed fine: an internal error, not bad input."""
 

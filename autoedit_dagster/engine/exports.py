@@ -38,18 +38,11 @@ from typing import Any
 
 import opentimelineio as otio
 
+from autoedit_dagster.names import EXPORT_SUFFIXES
+
 from .timeline import Timeline
 
-EXPORT_SUFFIXES: dict[str, str] = {
-    "fcpxml": ".fcpxml",
-    "fcp7": ".fcp7.xml",
-    "edl": ".edl",
-    "otio": ".otio.json",
-    "json": ".timeline.json",
-}
-"""Export format -> file suffix; `json` is the `Timeline` model itself, the others go through OTIO."""
-
-_ADAPTERS = {"fcpxml": "fcpx_xml", "fcp7": "fcp_xml", "edl": "cmx_3600", "otio": "otio_json"}
+OTIO_ADAPTERS = {"fcpxml": "fcpx_xml", "fcp7": "fcp_xml", "edl": "cmx_3600", "otio": "otio_json"}
 
 
 def _target_url(source: str) -> str:
@@ -230,8 +223,8 @@ def export_text(timeline: Timeline, fmt: str) -> str:
             raise ValueError("an EDL needs at least one kept range; this timeline keeps nothing")
         # CMX3600 is an ASCII format: a non-ASCII title line is garbled or refused by editors.
         tree.name = _ascii(tree.name)
-        return otio.adapters.write_to_string(tree, adapter_name=_ADAPTERS[fmt], rate=float(timeline.fps_exact))
-    return otio.adapters.write_to_string(tree, adapter_name=_ADAPTERS[fmt])
+        return otio.adapters.write_to_string(tree, adapter_name=OTIO_ADAPTERS[fmt], rate=float(timeline.fps_exact))
+    return otio.adapters.write_to_string(tree, adapter_name=OTIO_ADAPTERS[fmt])
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
@@ -264,15 +257,3 @@ def export_all(timeline: Timeline, formats: list[str], stem: Path) -> dict[str, 
         raise ValueError(f"unknown export format(s) {unknown}; valid formats: {', '.join(EXPORT_SUFFIXES)}")
     stem = Path(stem)
     return {fmt: write_export(timeline, fmt, stem.with_name(stem.name + EXPORT_SUFFIXES[fmt])) for fmt in formats}
-
-
-def read_back(path: Path, fps: Fraction | str | None = None) -> Any:
-    """Read an export back through OTIO (EDLs carry no rate: pass the timeline's `fps`)."""
-    kwargs: dict[str, Any] = {}
-    if str(path).endswith(EXPORT_SUFFIXES["edl"]) and fps is not None:
-        kwargs["rate"] = float(Fraction(fps))
-    if str(path).endswith(EXPORT_SUFFIXES["fcp7"]):
-        kwargs["adapter_name"] = _ADAPTERS["fcp7"]
-    if str(path).endswith(EXPORT_SUFFIXES["otio"]):
-        kwargs["adapter_name"] = _ADAPTERS["otio"]
-    return otio.adapters.read_from_file(str(path), **kwargs)

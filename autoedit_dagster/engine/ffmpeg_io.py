@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import CorruptMedia, FFmpegFailed, MediaError, UnsafeMedia, UnsupportedMedia
 
@@ -42,7 +43,7 @@ def die_with_parent() -> None:
 
 
 # Keyword arguments for every subprocess that runs ffmpeg/ffprobe.
-CHILD = {"preexec_fn": die_with_parent} if sys.platform.startswith("linux") else {}
+CHILD: dict[str, Any] = {"preexec_fn": die_with_parent} if sys.platform.startswith("linux") else {}
 
 
 def input_args(path: str | Path, decoder_args: Sequence[str] = ()) -> list[str]:
@@ -138,12 +139,13 @@ def run_with_progress(
     """Run an ffmpeg command that writes files, reporting progress through `-progress pipe:1`."""
     cmd = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, **CHILD) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
+        out_pipe, err_pipe = proc.stdout, proc.stderr
+        assert out_pipe is not None and err_pipe is not None
         # stderr is drained by a thread so a chatty ffmpeg can never block on a full pipe.
         err_chunks: list[str] = []
-        drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+        drain = threading.Thread(target=lambda: err_chunks.append(err_pipe.read()), daemon=True)
         drain.start()
-        parse_progress(iter(proc.stdout.readline, ""), total_s, on_progress or (lambda _f: None))
+        parse_progress(iter(out_pipe.readline, ""), total_s, on_progress or (lambda _f: None))
         proc.wait()
         drain.join()
     if proc.returncode != 0:

@@ -1,7 +1,11 @@
-"""The edit's stages up to the render: probe, analyse once, plan the cut and the crop.
+"""The edit's stages, as plain functions of values: the one pipeline `autoedit` and the Dagster
+assets both run.
 
-Each stage is a plain function so `edit` runs them in a row and the Dagster assets run them
-one asset at a time, with the same results.
+probe and check (`probe_source`) -> analyse (`analysis.analyze`, one decode pass) -> speech
+(`speech.find_speech`) and shots (`shots.detect_shots`) -> crop plan (`plan_crop`) -> timeline
+(`build_timeline`) -> render (`render.render`) -> previews (`draw_previews`) and exports
+(`exports.export_all`). `analyze_source` runs the first four in a row for the CLI; the assets run
+each stage as its own asset and store its result (`tables.py` for the ones stored as tables).
 """
 
 import time
@@ -11,9 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
+from autoedit_dagster.names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
+
 from .analysis import analyze
-from .config import EditProfile, EditSettings
+from .config import EditProfile, EditSettings, InputLimits, ReframeSettings
 from .media_info import MediaInfo, check_editable, probe
+from .previews import thumbnail, timeline_png
 from .reframe import crop_path_records, plan_reframe
 from .shots import ShotBoundary, detect_shots, shot_ranges
 from .speech import find_speech, ranges_to_seconds
@@ -34,14 +41,21 @@ class SourceAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def probe_source(path: str | Path, limits: InputLimits | None = None) -> MediaInfo:
+    """What `path` is, refused (`MediaError`) unless it is a video this edit can take within `limits`."""
+    limits = limits or InputLimits()
+    info = probe(path, limits)
+    check_editable(info, limits)
+    return info
+
+
 def analyze_source(
     path: str | Path, settings: EditSettings | None = None, on_progress: Progress | None = None
 ) -> SourceAnalysis:
-    """Probe, validate and analyse `path` in one decode pass."""
+    """Probe, validate and analyse `path` in one decode pass; speech and shots from its table."""
     settings = settings or EditSettings()
     started = time.perf_counter()
-    info = probe(path, settings.limits)
-    check_editable(info, settings.limits)
+    info = probe_source(path, settings.limits)
     frames = analyze(info, settings.analysis, lambda f: on_progress("analyse", f) if on_progress else None)
     decoded = time.perf_counter()
     speech = find_speech(frames, info.fps_exact, settings.silence)
@@ -53,17 +67,17 @@ def analyze_source(
 
 
 def plan_crop(
-    source: SourceAnalysis, profile: EditProfile, settings: EditSettings | None = None
+    frames: pl.DataFrame,
+    info: MediaInfo,
+    shots: list[ShotBoundary],
+    profile: EditProfile,
+    settings: ReframeSettings | None = None,
 ) -> pl.DataFrame | None:
     """The per-frame crop window for a reframing profile; None for a profile that keeps the frame."""
     if profile.aspect is None:
         return None
-    settings = settings or EditSettings()
-    info = source.info
-    ranges = shot_ranges(source.shots, source.frames.height)
-    return plan_reframe(
-        source.frames, info.width, info.height, info.fps_exact, ranges, profile.aspect, settings.reframe
-    )
+    ranges = shot_ranges(shots, frames.height)
+    return plan_reframe(frames, info.width, info.height, info.fps_exact, ranges, profile.aspect, settings)
 
 
 def build_timeline(
@@ -78,7 +92,7 @@ def build_timeline(
     if profile.width and profile.height:
         out_w, out_h = profile.width, profile.height
     else:
-        out_w, out_h = even(info.width), even(info.height)
+        out_w, out_h = even(info.width, at_least=2), even(info.height, at_least=2)
     keys, crop_w, crop_h = [], None, None
     if crop_path is not None and crop_path.height:
         crop_w, crop_h = int(crop_path["w"][0]), int(crop_path["h"][0])
@@ -98,6 +112,16 @@ def build_timeline(
         ranges=keep,
         crop=keys,
     )
+
+
+def draw_previews(
+    video: Path, frames: pl.DataFrame, timeline: Timeline, shots: list[ShotBoundary], folder: Path
+) -> dict[str, Path]:
+    """A poster frame of the rendered `video` and the timeline picture, written into `folder`, by kind."""
+    return {
+        "thumbnail": thumbnail(video, folder / THUMBNAIL_NAME),
+        "timeline_png": timeline_png(frames, timeline, [s.frame for s in shots], folder / TIMELINE_PNG_NAME),
+    }
 
 
 def analysis_summary(source: SourceAnalysis, crop_path: pl.DataFrame | None) -> dict:

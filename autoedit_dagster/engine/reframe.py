@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from .config import ReframeSettings
-from .timeline import FrameRange
+from .timeline import FrameRange, even
 
 Mode = Literal["stationary", "panning", "tracking"]
 
@@ -57,14 +57,6 @@ TRACKED_KINDS = ("face", "person", "held")
 _TOUCH = 1e-9  # slack for float equality in the taut string's contact tests
 
 
-def _even_floor(value: float) -> int:
-    return int(value) // 2 * 2
-
-
-def _even_round(value: float) -> int:
-    return math.floor(value / 2 + 0.5) * 2
-
-
 def crop_size(src_w: int, src_h: int, aspect: tuple[int, int]) -> tuple[int, int]:
     """The largest window of `aspect` (w, h) inside a `src_w` x `src_h` frame, in even pixels (>= 2)."""
     aw, ah = aspect
@@ -72,13 +64,13 @@ def crop_size(src_w: int, src_h: int, aspect: tuple[int, int]) -> tuple[int, int
         raise ValueError(f"aspect must be two positive numbers, got {aspect}")
     if src_w < 2 or src_h < 2:
         raise ValueError(f"source {src_w}x{src_h} is too small to crop")
-    max_w, max_h = _even_floor(src_w), _even_floor(src_h)
+    max_w, max_h = even(src_w), even(src_h)
     if src_w * ah >= src_h * aw:  # source at least as wide as the target: use the full height
         h = max_h
-        w = min(max_w, _even_round(h * aw / ah))
+        w = min(max_w, even(h * aw / ah, nearest=True))
     else:
         w = max_w
-        h = min(max_h, _even_round(w * ah / aw))
+        h = min(max_h, even(w * ah / aw, nearest=True))
     return max(2, w), max(2, h)
 
 
@@ -342,8 +334,8 @@ def plan_reframe(
         cx[a:b], cy[a:b] = px, py
         modes.append(mode)
 
-    x = np.clip(_even_round_array(cx - crop_w / 2), 0, _even_floor(src_w - crop_w))
-    y = np.clip(_even_round_array(cy - crop_h / 2), 0, _even_floor(src_h - crop_h))
+    x = np.clip(_even_round_array(cx - crop_w / 2), 0, even(src_w - crop_w))
+    y = np.clip(_even_round_array(cy - crop_h / 2), 0, even(src_h - crop_h))
     return pl.DataFrame(
         {
             "frame": frames,
@@ -362,6 +354,7 @@ def plan_reframe(
 
 
 def _even_round_array(values: np.ndarray) -> np.ndarray:
+    # `even(v, nearest=True)` for a whole column.
     # Snap float noise first, so a window resting on a rounding edge cannot flicker between two values.
     return (np.floor(np.round(values, 6) / 2 + 0.5) * 2).astype(np.int64)
 

@@ -17,9 +17,9 @@ kept span starts in sync.
 
 The cut uses `segment`/`asegment`, which hand each frame to exactly one branch, rather than the
 textbook `split` + one `trim` per range: with `split` every frame is cloned to every range and
-ffmpeg's scheduler scans the whole graph once per filter woken, so time grew with ranges²
-(1000 ranges over 2 minutes of 720p took 13x as long as 2 ranges; now 2x). Memory stays flat
-either way: no branch ever holds more than the frame in flight.
+ffmpeg's scheduler scans the whole graph once per filter woken, so its time grows with ranges²;
+with `segment` 1000 ranges over 2 minutes of 720p take about twice as long as 2 ranges. Memory
+stays flat: no branch ever holds more than the frame in flight.
 
 The crop moves by `sendcmd` reading a script of "from time t, crop x (a line in n)" commands, one
 per straight piece of the planned path (`crop_script`): a key on every frame costs nothing
@@ -50,7 +50,7 @@ from .config import EditProfile
 from .crop_script import crop_script
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import probe
-from .timeline import Timeline
+from .timeline import Timeline, even
 
 # One filter-graph argument must stay below Linux's MAX_ARG_STRLEN (128 KiB); longer graphs (a
 # silence cut of a long recording can have thousands of ranges) go through a script file.
@@ -95,15 +95,6 @@ class RenderResult(BaseModel):
 # --- pure helpers: geometry, cut points, crop commands, filter graph -------------------------------
 
 
-def output_size(timeline: Timeline, profile: EditProfile) -> tuple[int, int]:
-    """The profile's frame size; profiles without one (yoko) keep the source size, rounded down to even."""
-    if profile.width and profile.height:
-        return profile.width, profile.height
-    return max(2, timeline.source_width - timeline.source_width % 2), max(
-        2, timeline.source_height - timeline.source_height % 2
-    )
-
-
 def sample_at(frame: int, fps: Fraction, rate: int) -> int:
     """First audio sample at or after the start of source `frame` (exact integer arithmetic).
 
@@ -112,17 +103,13 @@ def sample_at(frame: int, fps: Fraction, rate: int) -> int:
     return -(-frame * rate * fps.denominator // fps.numerator)
 
 
-def _even(value: int) -> int:
-    return value - value % 2
-
-
 def _crop_geometry(timeline: Timeline) -> tuple[int, int] | None:
     """Even crop size that fits the source, or None when the timeline does not crop."""
     if timeline.crop_width is None or timeline.crop_height is None:
         return None
     # yuv420p: an odd size or corner would shift chroma against luma; round down to even.
-    width = _even(min(timeline.crop_width, timeline.source_width))
-    height = _even(min(timeline.crop_height, timeline.source_height))
+    width = even(min(timeline.crop_width, timeline.source_width))
+    height = even(min(timeline.crop_height, timeline.source_height))
     if width < 2 or height < 2:
         raise ValueError(f"crop {timeline.crop_width}x{timeline.crop_height} is too small")
     return width, height
@@ -140,11 +127,11 @@ def crop_positions(timeline: Timeline) -> list[tuple[int, int, int]]:
     keys = timeline.crop or []
     if not keys:
         # No path: a centred, still crop.
-        return [(0, _even((timeline.source_width - width) // 2), _even((timeline.source_height - height) // 2))]
-    max_x, max_y = _even(timeline.source_width - width), _even(timeline.source_height - height)
+        return [(0, even((timeline.source_width - width) // 2), even((timeline.source_height - height) // 2))]
+    max_x, max_y = even(timeline.source_width - width), even(timeline.source_height - height)
     out: list[tuple[int, int, int]] = []
     for i, key in enumerate(sorted(keys, key=lambda k: k.frame)):
-        x, y = min(_even(key.x), max_x), min(_even(key.y), max_y)
+        x, y = min(even(key.x), max_x), min(even(key.y), max_y)
         frame = 0 if i == 0 else key.frame
         if out and out[-1][0] == frame:
             out[-1] = (frame, x, y)
@@ -201,7 +188,7 @@ def _cut(
     """
     outs = "".join(f"[{kind}s{i}]" for i in range(len(spans)))
     chains = [f"{source},{splitter}={'|'.join(map(str, points))}{outs}"]
-    kept = []
+    kept: list[str] = []
     reset, sink = ("setpts", "nullsink") if kind == "v" else ("asetpts", "anullsink")
     for i, (_start, _end, keep) in enumerate(spans):
         if keep:
@@ -262,7 +249,13 @@ def filter_graph(
     """
     spans = segments(timeline)
     fps = timeline.fps_exact
-    width, height = output_size(timeline, profile)
+    width, height = timeline.output_width, timeline.output_height
+    # A timeline planned for another profile would be stretched: refuse rather than distort.
+    if profile.aspect is not None and width * profile.aspect[1] != height * profile.aspect[0]:
+        aw, ah = profile.aspect
+        raise ValueError(
+            f"the timeline's {width}x{height} output does not have the {profile.name} profile's aspect {aw}:{ah}"
+        )
 
     # setpts=N: frame N is at exactly N/fps whatever the container's start time, which is what
     # the crop commands' times assume.

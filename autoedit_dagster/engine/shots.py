@@ -231,8 +231,7 @@ def _motion_level(step: np.ndarray, context: int) -> np.ndarray:
     """
     before = pl.Series(step).rolling_quantile(0.25, window_size=context, min_samples=1).shift(1)
     after = pl.Series(step[::-1]).rolling_quantile(0.25, window_size=context, min_samples=1).shift(1)
-    after = after.to_numpy()[::-1]
-    level = np.fmax(before.to_numpy(), after)  # fmax: a missing side (file edge) defers to the other
+    level = np.fmax(before.to_numpy(), after.to_numpy()[::-1])  # fmax: a missing side (file edge) defers to the other
     return np.nan_to_num(level, nan=0.0)
 
 

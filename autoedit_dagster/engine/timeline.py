@@ -4,6 +4,7 @@ Frame numbers are exact (0-based, at the source's average rate `fps`); seconds a
 A `Timeline` is what the renderer, the previews and the editor exports all read.
 """
 
+import math
 from fractions import Fraction
 from typing import Literal
 
@@ -100,6 +101,8 @@ def crop_keys(xs: list[int], ys: list[int], frames: list[int]) -> list[CropKey]:
     return keys
 
 
-def even(value: float) -> int:
-    """Round down to an even number of pixels (4:2:0 video needs even sizes), at least 2."""
-    return max(2, int(value) - int(value) % 2)
+def even(value: float, *, nearest: bool = False, at_least: int = 0) -> int:
+    """`value` as an even number of pixels (4:2:0 video needs even sizes and corners): rounded down,
+    or with `nearest` to the nearest even number (halves up), and never below `at_least`."""
+    rounded = math.floor(value / 2 + 0.5) * 2 if nearest else int(value) // 2 * 2
+    return max(at_least, rounded)

@@ -12,6 +12,15 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from autoedit_dagster.names import (
+    DURATION_CHECK,
+    FIRST_FRAME_CHECK,
+    LOUDNESS_CHECK,
+    SIZE_CHECK,
+    SYNC_CHECK,
+    RenderCheck,
+)
+
 from . import ffmpeg_io
 from .config import EditProfile
 from .timeline import Timeline
@@ -87,59 +96,58 @@ def measure_render(path: str | Path) -> RenderQuality:
     )
 
 
+def _outcome(check: RenderCheck, passed: bool, description: str, metadata: dict) -> CheckOutcome:
+    return CheckOutcome(
+        name=check.name, passed=passed, blocking=check.blocking, description=description, metadata=metadata
+    )
+
+
 def evaluate_render(quality: RenderQuality, timeline: Timeline, profile: EditProfile) -> list[CheckOutcome]:
-    """The render checks: size, loudness, A/V sync, duration, first frame."""
+    """The render checks (`names.RENDER_CHECKS`): size, duration, A/V sync, loudness, first frame."""
     frame = float(1 / timeline.fps_exact)
     size_ok = (quality.width, quality.height) == (timeline.output_width, timeline.output_height)
     if profile.aspect is not None:
         aw, ah = profile.aspect
         size_ok = size_ok and quality.width * ah == quality.height * aw
     outcomes = [
-        CheckOutcome(
-            name="size_matches_profile",
-            passed=size_ok,
-            blocking=True,
-            description=f"{quality.width}x{quality.height}, expected {timeline.output_width}x{timeline.output_height}",
-            metadata={"width": quality.width, "height": quality.height, "pix_fmt": quality.pix_fmt},
+        _outcome(
+            SIZE_CHECK, size_ok,
+            f"{quality.width}x{quality.height}, expected {timeline.output_width}x{timeline.output_height}",
+            {"width": quality.width, "height": quality.height, "pix_fmt": quality.pix_fmt},
         ),
-        CheckOutcome(
-            name="duration_matches_timeline",
-            passed=abs(quality.video_duration - timeline.output_duration) <= frame + 1e-6,
-            blocking=True,
-            description=f"video {quality.video_duration:.3f} s, timeline {timeline.output_duration:.3f} s",
-            metadata={"video_s": quality.video_duration, "timeline_s": timeline.output_duration},
+        _outcome(
+            DURATION_CHECK, abs(quality.video_duration - timeline.output_duration) <= frame + 1e-6,
+            f"video {quality.video_duration:.3f} s, timeline {timeline.output_duration:.3f} s",
+            {"video_s": quality.video_duration, "timeline_s": timeline.output_duration},
         ),
-    ]
+    ]  # fmt: skip
     if quality.audio_duration is None:
-        outcomes.append(CheckOutcome(
-            name="audio_video_in_sync", passed=not timeline.has_audio, blocking=True,
-            description="no audio track" + (" but the source has sound" if timeline.has_audio else ""),
-            metadata={"video_s": quality.video_duration, "audio_s": None},
+        outcomes.append(_outcome(
+            SYNC_CHECK, not timeline.has_audio,
+            "no audio track" + (" but the source has sound" if timeline.has_audio else ""),
+            {"video_s": quality.video_duration, "audio_s": None},
         ))  # fmt: skip
-        outcomes.append(CheckOutcome(
-            name="loudness_on_target", passed=True, blocking=False, description="no audio track",
-            metadata={"integrated_lufs": None, "target_lufs": profile.loudness_lufs},
+        outcomes.append(_outcome(
+            LOUDNESS_CHECK, True, "no audio track", {"integrated_lufs": None, "target_lufs": profile.loudness_lufs}
         ))  # fmt: skip
     else:
         drift = abs(quality.audio_duration - quality.video_duration)
-        outcomes.append(CheckOutcome(
-            name="audio_video_in_sync", passed=drift <= frame + 1e-6, blocking=True,
-            description=f"audio and video lengths differ by {drift * 1000:.1f} ms (one frame: {frame * 1000:.1f} ms)",
-            metadata={"video_s": quality.video_duration, "audio_s": quality.audio_duration, "drift_ms": drift * 1000},
+        outcomes.append(_outcome(
+            SYNC_CHECK, drift <= frame + 1e-6,
+            f"audio and video lengths differ by {drift * 1000:.1f} ms (one frame: {frame * 1000:.1f} ms)",
+            {"video_s": quality.video_duration, "audio_s": quality.audio_duration, "drift_ms": drift * 1000},
         ))  # fmt: skip
         lufs = quality.integrated_lufs if quality.integrated_lufs is not None else SILENT_LUFS
         silent = lufs <= SILENT_LUFS
-        outcomes.append(CheckOutcome(
-            name="loudness_on_target",
-            passed=silent or abs(lufs - profile.loudness_lufs) <= 1.0,
-            blocking=False,
-            description="silent output: nothing to normalise" if silent
+        outcomes.append(_outcome(
+            LOUDNESS_CHECK, silent or abs(lufs - profile.loudness_lufs) <= 1.0,
+            "silent output: nothing to normalise" if silent
             else f"{lufs:.1f} LUFS, target {profile.loudness_lufs:.1f} ± 1 LU",
-            metadata={"integrated_lufs": lufs, "target_lufs": profile.loudness_lufs},
+            {"integrated_lufs": lufs, "target_lufs": profile.loudness_lufs},
         ))  # fmt: skip
-    outcomes.append(CheckOutcome(
-        name="first_frame_not_black", passed=quality.first_frame_luma > BLACK_LUMA, blocking=False,
-        description=f"first frame mean luma {quality.first_frame_luma:.1f} (black ≤ {BLACK_LUMA:.0f})",
-        metadata={"first_frame_luma": quality.first_frame_luma},
+    outcomes.append(_outcome(
+        FIRST_FRAME_CHECK, quality.first_frame_luma > BLACK_LUMA,
+        f"first frame mean luma {quality.first_frame_luma:.1f} (black ≤ {BLACK_LUMA:.0f})",
+        {"first_frame_luma": quality.first_frame_luma},
     ))  # fmt: skip
     return outcomes

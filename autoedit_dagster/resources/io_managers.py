@@ -2,8 +2,8 @@
 
 Layout (same on a local folder and on S3, written atomically through the store):
 
-- partitioned: ``work/<partition>/<asset>.<ext>``; a multi-partition key becomes nested folders
-  with the video first, e.g. ``work/<video_id>/<profile>/<asset>.parquet``;
+- partitioned (by video): ``work/<video_id>/<asset>.<ext>``, the asset key's path as folders
+  (``work/<video_id>/tate/crop_path.parquet``);
 - unpartitioned: ``catalog/<asset>.<ext>`` (e.g. ``catalog/video_catalog.parquet``).
 
 An input that spans several partitions (an unpartitioned asset reading a per-video one) is
@@ -27,32 +27,15 @@ import pydantic
 import pydantic_core
 from pydantic import Field
 
+from autoedit_dagster.names import CATALOG_PREFIX, WORK_PREFIX
 from autoedit_dagster.resources.media_store import MediaStore
 
 
-def _partition_segments(partitions_def: dg.PartitionsDefinition | None, partition_key: str) -> list[str]:
-    """Folder names for one partition key: the video dimension first for multi-partitions."""
-    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        multi = (
-            partition_key
-            if isinstance(partition_key, dg.MultiPartitionKey)
-            else partitions_def.get_partition_key_from_str(partition_key)
-        )
-        by_dimension = multi.keys_by_dimension
-        # Dagster orders dimensions by name ("profile" < "video"); paths group by video instead:
-        # dynamic dimensions (the per-upload id) first, then the rest by name.
-        dimensions = sorted(
-            partitions_def.partitions_defs,
-            key=lambda d: (not isinstance(d.partitions_def, dg.DynamicPartitionsDefinition), d.name),
-        )
-        segments = [by_dimension[d.name] for d in dimensions]
-    else:
-        segments = [partition_key]
-    for segment in segments:
-        # A partition key becomes a folder name: refuse anything that would escape or nest.
-        if not segment or segment in (".", "..") or "/" in segment or "\\" in segment:
-            raise ValueError(f"partition key {partition_key!r} is not usable as a storage folder")
-    return segments
+def _partition_folder(partition_key: str) -> str:
+    """The folder of one partition key, refused if it would escape or nest."""
+    if not partition_key or partition_key in (".", "..") or "/" in partition_key or "\\" in partition_key:
+        raise ValueError(f"partition key {partition_key!r} is not usable as a storage folder")
+    return partition_key
 
 
 class _StoreIOManager(dg.ConfigurableIOManager):
@@ -62,18 +45,12 @@ class _StoreIOManager(dg.ConfigurableIOManager):
 
     extension: ClassVar[str]
 
-    def storage_key(
-        self,
-        asset_key: dg.AssetKey,
-        partitions_def: dg.PartitionsDefinition | None = None,
-        partition_key: str | None = None,
-    ) -> str:
+    def storage_key(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> str:
         """The store key of one asset partition (or of the unpartitioned asset)."""
         name = "/".join(asset_key.path)
         if partition_key is None:
-            return f"catalog/{name}.{self.extension}"
-        segments = "/".join(_partition_segments(partitions_def, partition_key))
-        return f"work/{segments}/{name}.{self.extension}"
+            return f"{CATALOG_PREFIX}{name}.{self.extension}"
+        return f"{WORK_PREFIX}{_partition_folder(partition_key)}/{name}.{self.extension}"
 
     # -- hooks for subclasses --------------------------------------------------------------
 
@@ -98,7 +75,7 @@ class _StoreIOManager(dg.ConfigurableIOManager):
             return
         partition_keys = list(context.asset_partition_keys)
         if len(partition_keys) == 1:
-            key = self.storage_key(context.asset_key, context.asset_partitions_def, partition_keys[0])
+            key = self.storage_key(context.asset_key, partition_keys[0])
             self._publish(context, key, obj)
             return
         # A run over several partitions returns {partition_key: value}, one file each.
@@ -108,7 +85,7 @@ class _StoreIOManager(dg.ConfigurableIOManager):
                 "return a dict keyed by partition key"
             )
         for partition_key, value in obj.items():
-            key = self.storage_key(context.asset_key, context.asset_partitions_def, partition_key)
+            key = self.storage_key(context.asset_key, partition_key)
             self._write(context, key, value)
         context.add_output_metadata({"partitions": len(partition_keys)})
 
@@ -121,16 +98,15 @@ class _StoreIOManager(dg.ConfigurableIOManager):
         if not context.has_asset_partitions:
             return self._read(context, self.storage_key(context.asset_key), annotation)
         partition_keys = list(context.asset_partition_keys)
-        partitions_def = context.asset_partitions_def
         if len(partition_keys) == 1 and not _is_mapping_type(annotation):
-            key = self.storage_key(context.asset_key, partitions_def, partition_keys[0])
+            key = self.storage_key(context.asset_key, partition_keys[0])
             return self._read(context, key, annotation)
         # Fan-in: {partition_key: value}; a `dict[str, T]` annotation types each value as T.
         value_type = _mapping_value_type(annotation)
         allow_missing = bool(context.definition_metadata.get("allow_missing_partitions", False))
         loaded: dict[str, Any] = {}
         for partition_key in partition_keys:
-            key = self.storage_key(context.asset_key, partitions_def, partition_key)
+            key = self.storage_key(context.asset_key, partition_key)
             try:
                 loaded[str(partition_key)] = self._read(context, key, value_type)
             except FileNotFoundError:

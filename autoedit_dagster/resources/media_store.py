@@ -1,7 +1,7 @@
 """MediaStore: one storage API for uploads, intermediates and renders, on a local folder or S3.
 
 Keys are relative, `/`-separated and identical on both backends (the layout is named in
-`autoedit_dagster/layout.py`). Writes are atomic: a reader never
+`autoedit_dagster/names.py`). Writes are atomic: a reader never
 sees a half-written object at a final key (local: temp file + ``os.replace``; S3: an object
 only becomes visible once its single PUT or multipart upload completes).
 
@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlparse
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from autoedit_dagster.layout import IDS_PREFIX, RENDERS_PREFIX, STAGING_PREFIX, UPLOADS_PREFIX
+from autoedit_dagster.names import IDS_PREFIX, RENDERS_PREFIX, STAGING_PREFIX, UPLOADS_PREFIX
 
 # Producers own uploads/: the pipeline only reads it and only ever adds renders. An id claim is
 # what keeps a second upload off a video's renders: deleting one would reopen the id.

@@ -39,11 +39,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 
 import dagster as dg
 
-from autoedit_dagster.layout import UPLOADS_PREFIX, quarantine_key, staging_prefix
+from autoedit_dagster.names import (
+    TAG_UPLOAD_ETAG,
+    TAG_UPLOAD_KEY,
+    TAG_VIDEO_ID,
+    UPLOADS_PREFIX,
+    is_video_upload,
+    quarantine_key,
+    staging_prefix,
+)
 from autoedit_dagster.partitions import (
     is_video_id,
     legacy_video_id_for_upload,
@@ -52,32 +59,8 @@ from autoedit_dagster.partitions import (
     videos,
 )
 from autoedit_dagster.resources.media_store import MediaStore, StoredObject
-from autoedit_dagster.run_tags import TAG_UPLOAD_ETAG, TAG_UPLOAD_KEY, TAG_VIDEO_ID
-
-# Case-insensitive; what ffmpeg reads and cameras, phones and editors write.
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".wmv", ".flv",
-        ".mts", ".m2ts", ".ts", ".mpg", ".mpeg", ".3gp", ".3g2", ".mxf", ".ogv", ".dv",
-    }
-)  # fmt: skip
-# Browsers, rsync, FTP/SFTP clients and editors write these before renaming to the final name.
-PARTIAL_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
 
 RunRequestFn = Callable[[StoredObject, str], Sequence[dg.RunRequest]]
-
-
-def is_video_upload(key: str) -> bool:
-    """True for a finished video file: no hidden/temporary names, a video extension."""
-    relative = key[len(UPLOADS_PREFIX) :] if key.startswith(UPLOADS_PREFIX) else key
-    parts = PurePosixPath(relative).parts
-    # Hidden folders too (.sync/, .Trash/): sync tools stage files there.
-    if not parts or any(part.startswith((".", "~")) for part in parts):
-        return False
-    name = parts[-1].lower()
-    if name.endswith(PARTIAL_SUFFIXES):
-        return False
-    return PurePosixPath(name).suffix in VIDEO_EXTENSIONS
 
 
 def _order(obj: StoredObject) -> tuple[float, str]:

@@ -7,13 +7,12 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.assets.ingest import source_video
-from autoedit_dagster.layout import id_claim_key, quarantine_key
+from autoedit_dagster.names import TAG_UPLOAD_KEY, id_claim_key, quarantine_key
 from autoedit_dagster.partitions import legacy_video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore, build_resources
-from autoedit_dagster.run_tags import TAG_UPLOAD_KEY
 from autoedit_dagster.sensors import build_quarantine_sensor
-from tests.media_factory import ffmpeg
 from tests.sensors.test_video_ids import COLLIDING
+from testsupport.media_factory import ffmpeg
 
 OWNER, INTRUDER = COLLIDING
 VIDEO_ID = legacy_video_id_for_upload(OWNER)  # the 32-bit id both map to: a partition of an earlier version
@@ -38,9 +37,8 @@ def ingest(store: LocalMediaStore, instance: dg.DagsterInstance, **tags: str) ->
 
 
 def test_a_run_for_another_upload_on_an_owned_id_is_refused_and_quarantined(store: LocalMediaStore) -> None:
-    """Regression: a run tagged with the second upload re-ingested it into the first one's partition.
-
-    Here the run is what the old sensor queued for the colliding upload before the upgrade.
+    """A run tagged with a second upload on an owned id is refused: it never re-ingests into the
+    owner's partition. Here the run is one queued by a sensor of an earlier version.
     """
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("videos", [VIDEO_ID])

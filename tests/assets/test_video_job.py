@@ -8,9 +8,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from autoedit_dagster.assets import profile_assets
 from autoedit_dagster.checks.render_checks import check_render_file
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.engine import pipeline
 from autoedit_dagster.engine.config import get_profile
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import NO_SPEECH_PROB
@@ -18,7 +18,7 @@ from autoedit_dagster.engine.timeline import Timeline
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg, replace_render, talk_clip
+from testsupport.media_factory import ffmpeg, replace_render, talk_clip
 
 
 class Setup:
@@ -178,7 +178,7 @@ def test_checks_fail_on_a_wrong_render(setup: Setup, finished, tmp_path: Path) -
 
 
 def test_a_second_video_runs_and_is_checked_on_its_own(setup: Setup, finished, tmp_path: Path) -> None:
-    """Regression: unpartitioned render checks loaded every video's timeline and failed from the second video on."""
+    """The render checks are partitioned: each run checks its own video's timeline, so a second video passes too."""
     clip = tmp_path / "second.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=2", "-f", "lavfi", "-i", "sine=d=2", "-c:v", "libx264",
            "-preset", "ultrafast", "-c:a", "aac", str(clip))  # fmt: skip
@@ -239,7 +239,7 @@ def old_set(setup: Setup, finished) -> tuple[str, dict[str, bytes]]:
 def test_a_rerender_failing_its_blocking_checks_publishes_nothing(
     setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Regression: final.mp4 was published before the blocking checks ran, so a bad re-render replaced the good one."""
+    """final.mp4 is published only after its blocking checks pass: a bad re-render leaves the good one."""
     video_id, before = old_set
     replace_render(monkeypatch, tmp_path, wrong=True)
     result = rerender(setup, video_id)
@@ -257,14 +257,14 @@ def test_a_rerender_failing_its_blocking_checks_publishes_nothing(
 def test_a_crash_before_the_companions_are_written_leaves_the_old_set_whole(
     setup: Setup, old_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Regression: the new final.mp4 was published, then the worker died before the previews: a mix of two runs."""
+    """A worker dying after the render and before the previews publishes nothing: never a mix of two runs."""
     video_id, before = old_set
     replace_render(monkeypatch, tmp_path)
 
     def crash(*args, **kwargs):
         raise RuntimeError("worker killed while drawing the timeline")
 
-    monkeypatch.setattr(profile_assets, "timeline_png", crash)
+    monkeypatch.setattr(pipeline, "timeline_png", crash)
     result = rerender(setup, video_id)
     assert not result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())  # the new render itself was fine

@@ -38,8 +38,8 @@ from autoedit_dagster.definitions import defs as autoedit_defs
 from autoedit_dagster.executors import CELERY_EXECUTOR_CONFIG, CELERY_QUEUE_TAG, DEFAULT_QUEUE, RENDER_QUEUE
 from autoedit_dagster.partitions import video_id_for_upload
 from tests.celery import routing_defs
-from tests.media_factory import ffmpeg
-from tests.services import PostgresDatabase
+from testsupport.media_factory import ffmpeg
+from testsupport.services import PostgresDatabase
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -279,7 +279,7 @@ def expected_queues(defs: dg.Definitions, job: str) -> dict[str, str]:
 
 
 def test_workers_listen_on_the_queues_they_were_started_with(cluster: Cluster) -> None:
-    """Regression: `-q dagster -q autoedit-render` left a worker deaf to `dagster` (use one comma list)."""
+    """A worker listens on every queue of its one comma list (`-q dagster -q autoedit-render` drops `dagster`)."""
     assert {name: w.queues for name, w in cluster.workers.items()} == {
         "general": [DEFAULT_QUEUE],
         "render": [RENDER_QUEUE],

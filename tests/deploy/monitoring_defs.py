@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
-from autoedit_dagster.run_tags import RENDER_RUN_TAGS
+from autoedit_dagster.names import RENDER_RUN_TAGS
 
 
 @dg.asset(pool=RENDER_POOL)

@@ -23,13 +23,13 @@ import yaml
 from dagster._core.definitions.run_request import InstigatorType
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from autoedit_dagster.api.logs import LogFormatter
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.gateway.logs import LogFormatter
 from autoedit_dagster.jobs import RENDER_RUN_TAGS
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from tests.media_factory import ffmpeg
-from tests.services import PostgresDatabase
+from testsupport.media_factory import ffmpeg
+from testsupport.services import PostgresDatabase
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PRODUCTION_YAML = DEPLOY / "dagster.yaml"

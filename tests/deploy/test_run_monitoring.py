@@ -31,7 +31,7 @@ from dagster._core.storage.tags import GRPC_INFO_TAG
 from autoedit_dagster.assets.profile_assets import RENDER_POOL
 from autoedit_dagster.engine.tempfiles import process_alive
 from tests.production.conftest import free_port
-from tests.services import fresh_postgres_database
+from testsupport.services import fresh_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

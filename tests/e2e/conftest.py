@@ -1,7 +1,7 @@
 """A whole deployment on loopback: dagster-daemon, dagster-webserver and `autoedit gateway` in front.
 
-All three run as real processes (see `tests/servers.py`) on a temporary instance and temporary
-local storage; the gateway uses the real Redis of `tests.services` (database 7) and its default
+All three run as real processes (see `testsupport/servers.py`) on a temporary instance and temporary
+local storage; the gateway uses the real Redis of `testsupport.services` (database 7) and its default
 rate limit. The remote CLI is the installed `autoedit` command, run as a subprocess with the
 storage the servers use.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import REPO, Instance, Server, Servers, binary, make_clip
-from tests.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
+from testsupport.servers import REPO, Instance, Server, Servers, binary, make_clip
+from testsupport.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
 
 
 @dataclass

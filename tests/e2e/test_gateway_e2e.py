@@ -3,7 +3,7 @@ run succeeds, `status` shows it, `fetch` returns a 1080x1920 MP4; roles, missing
 rate limit hold in front of the real webserver; `/metrics` shows the run.
 
 Malformed, expired, wrongly signed and exp-less tokens are each refused with 401 and their reason
-in `tests/api/test_gateway.py::test_bad_tokens_are_401_each_with_its_reason` (same gateway code,
+in `tests/gateway/test_gateway.py::test_bad_tokens_are_401_each_with_its_reason` (same gateway code,
 fake upstream), and the limit shared by two replicas through Redis in
 `test_two_gateways_share_the_limit_through_redis`: not repeated here.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoedit_dagster.api.tokens import mint_token
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.gateway.tokens import mint_token
 from autoedit_dagster.partitions import video_id_for_upload
-from tests.servers import JWT_SECRET
+from testsupport.servers import JWT_SECRET
 
 from .conftest import Stack
 

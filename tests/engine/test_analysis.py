@@ -13,8 +13,8 @@ import pytest
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA, analyze
 from autoedit_dagster.engine.config import AnalysisSettings
 from autoedit_dagster.engine.media_info import probe
-from tests.media_factory import moving_subject_clip, shots_clip, talk_clip
-from tests.people_factory import CASES, person_clip
+from testsupport.media_factory import moving_subject_clip, shots_clip, talk_clip
+from testsupport.people_factory import CASES, person_clip
 
 
 def test_one_row_per_frame_with_schema(bunny: Path) -> None:
@@ -61,7 +61,7 @@ def test_face_found_in_real_clip(carphone: Path) -> None:
 
 
 def test_memory_does_not_hold_frames(tmp_path: Path) -> None:
-    """Regression guard: the decode pass keeps one previous frame, not the video."""
+    """The decode pass keeps one previous frame, not the video."""
     clip = tmp_path / "long.mp4"
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=20", "-c:v", "libx264",
@@ -133,9 +133,9 @@ def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
 
 
 def test_small_faces_are_in_the_table_in_source_pixels(tmp_path: Path) -> None:
-    """Regression (issue 12): faces under a seventh of the 256-px analysis frame were never looked
-    for. A face 1/15 of a 720p frame (48 px) is found on the face plane decoded beside the small
-    frame, and its box lands in the table in source pixels on every sample."""
+    """Faces under a seventh of the 256-px analysis frame are looked for (issue 12): a face 1/15 of a
+    720p frame (48 px) is found on the face plane decoded beside the small frame, and its box lands
+    in the table in source pixels on every sample."""
     clip = person_clip(tmp_path / "small_face.mp4", CASES["face 1/15"], (1280, 720), seconds=3.0)
     table = analyze(probe(clip.path))
     sampled = table.filter(pl.col("subject_kind").is_not_null())

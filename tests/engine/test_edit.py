@@ -13,7 +13,7 @@ import pytest
 from autoedit_dagster.engine.edit import PlanningFailed, edit
 from autoedit_dagster.engine.errors import CorruptMedia, FFmpegFailed
 from autoedit_dagster.engine.media_info import probe
-from tests.media_factory import talk_clip
+from testsupport.media_factory import talk_clip
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import opentimelineio as otio
@@ -10,6 +11,7 @@ import pytest
 
 from autoedit_dagster.engine import exports
 from autoedit_dagster.engine.timeline import CropKey, FrameRange, Timeline
+from autoedit_dagster.names import EXPORT_SUFFIXES
 
 OTIO_FORMATS = ["fcpxml", "fcp7", "edl", "otio"]
 RATES = ["25/1", "30000/1001", "24/1"]
@@ -47,8 +49,20 @@ def make_timeline(
     )
 
 
+def read_back(path: Path, fps: str) -> Any:
+    """Read an export back through OTIO (EDLs carry no rate: pass the timeline's `fps`)."""
+    kwargs: dict[str, Any] = {}
+    if str(path).endswith(EXPORT_SUFFIXES["edl"]):
+        kwargs["rate"] = float(Fraction(fps))
+    if str(path).endswith(EXPORT_SUFFIXES["fcp7"]):
+        kwargs["adapter_name"] = exports.OTIO_ADAPTERS["fcp7"]
+    if str(path).endswith(EXPORT_SUFFIXES["otio"]):
+        kwargs["adapter_name"] = exports.OTIO_ADAPTERS["otio"]
+    return otio.adapters.read_from_file(str(path), **kwargs)
+
+
 def read_timeline(path: Path, fps: str) -> otio.schema.Timeline:
-    result = exports.read_back(path, fps)
+    result = read_back(path, fps)
     if isinstance(result, otio.schema.SerializableCollection):
         (result,) = list(result)
     assert isinstance(result, otio.schema.Timeline)
@@ -65,7 +79,7 @@ def video_clips(tree: otio.schema.Timeline) -> list[otio.schema.Clip]:
 @pytest.mark.parametrize("fmt", OTIO_FORMATS)
 def test_round_trip_keeps_clips_and_durations(tmp_path: Path, fmt: str, count: int, fps: str) -> None:
     timeline = make_timeline(make_ranges(count), fps)
-    path = exports.write_export(timeline, fmt, tmp_path / f"edit{exports.EXPORT_SUFFIXES[fmt]}")
+    path = exports.write_export(timeline, fmt, tmp_path / f"edit{EXPORT_SUFFIXES[fmt]}")
     clips = video_clips(read_timeline(path, fps))
 
     assert len(clips) == count
@@ -108,12 +122,12 @@ def test_fcpxml_times_are_exact_frames(tmp_path: Path, fps: str) -> None:
         position += kept.frames * frame
     sequence = root.find("./project/sequence")
     assert sequence is not None and seconds(sequence.get("duration")) == timeline.output_frames * frame
-    # One browser clip for the one source (the adapter used to add one per cut).
+    # One browser clip for the one source (the adapter alone adds one per cut).
     assert len(root.findall("./asset-clip")) == 1
 
 
 def test_fcpxml_export_never_runs_ffprobe(tmp_path: Path, bunny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Regression: the adapter probed an existing source with a bare ffprobe (no input limits)."""
+    """Writing FCPXML never probes the source with a bare ffprobe (which has no input limits)."""
     module = otio.adapters.from_name("fcpx_xml").module()
 
     def refuse(*_args: object, **_kwargs: object) -> bytes:
@@ -132,7 +146,7 @@ def test_fcpxml_export_never_runs_ffprobe(tmp_path: Path, bunny: Path, monkeypat
 @pytest.mark.parametrize("fmt", ["fcpxml", "fcp7", "otio"])
 def test_audio_track_follows_the_source(tmp_path: Path, fmt: str, has_audio: bool) -> None:
     timeline = make_timeline(make_ranges(4), has_audio=has_audio)
-    tree = read_timeline(exports.write_export(timeline, fmt, tmp_path / f"e{exports.EXPORT_SUFFIXES[fmt]}"), "25")
+    tree = read_timeline(exports.write_export(timeline, fmt, tmp_path / f"e{EXPORT_SUFFIXES[fmt]}"), "25")
     audio = [t for t in tree.tracks if t.kind == otio.schema.TrackKind.Audio]
     assert len(audio) == (1 if has_audio else 0)
     if has_audio:
@@ -178,10 +192,10 @@ def test_unicode_and_spaces_in_paths(tmp_path: Path) -> None:
     source = str(tmp_path / "rushes 2024" / "Interview d'été ✂ 1.mov")
     timeline = make_timeline(make_ranges(6), "30000/1001", source=source)
     stem = tmp_path / "exports à vérifier" / "mon montage ✂"
-    written = exports.export_all(timeline, list(exports.EXPORT_SUFFIXES), stem)
-    assert set(written) == set(exports.EXPORT_SUFFIXES)
+    written = exports.export_all(timeline, list(EXPORT_SUFFIXES), stem)
+    assert set(written) == set(EXPORT_SUFFIXES)
     for fmt, path in written.items():
-        assert path == stem.with_name(stem.name + exports.EXPORT_SUFFIXES[fmt]) and path.is_file()
+        assert path == stem.with_name(stem.name + EXPORT_SUFFIXES[fmt]) and path.is_file()
         if fmt == "json":
             continue
         clips = video_clips(read_timeline(path, timeline.fps))
@@ -205,7 +219,7 @@ def test_unknown_format_lists_valid_ones(tmp_path: Path) -> None:
 
 def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     timeline = make_timeline(make_ranges(3))
-    written = exports.export_all(timeline, list(exports.EXPORT_SUFFIXES), tmp_path / "edit")
+    written = exports.export_all(timeline, list(EXPORT_SUFFIXES), tmp_path / "edit")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written.values())
 
     before = written["edl"].read_bytes()

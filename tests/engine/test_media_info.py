@@ -7,7 +7,7 @@ import pytest
 from autoedit_dagster.engine.config import InputLimits
 from autoedit_dagster.engine.errors import CorruptMedia, MediaTooLarge, UnsafeMedia, UnsupportedMedia
 from autoedit_dagster.engine.media_info import check_editable, probe
-from tests.media_factory import ffmpeg
+from testsupport.media_factory import ffmpeg
 
 
 def test_probe_real_clip(bunny: Path) -> None:

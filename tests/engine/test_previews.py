@@ -11,7 +11,7 @@ from autoedit_dagster.engine import exports, ffmpeg_io, previews
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA
 from autoedit_dagster.engine.errors import FFmpegFailed, UnsupportedMedia
 from autoedit_dagster.engine.timeline import CropKey, FrameRange, Timeline
-from tests.media_factory import ffmpeg, shots_clip
+from testsupport.media_factory import ffmpeg, shots_clip
 
 FRAMES = 1500  # 60 s at 25 fps
 

@@ -397,6 +397,10 @@ def test_interrupted_render_keeps_the_previous_output(talk: Path, tmp_path: Path
 # --- the command itself (no ffmpeg run) --------------------------------------------------------------
 
 
+# The output size of every timeline planned for the tate profile.
+TATE_SIZE = {"output_width": 1080, "output_height": 1920}
+
+
 def _ntsc_timeline(**kw: object) -> Timeline:
     return _timeline(Path("/media/in.mp4"), "30000/1001", 30_000, 1920, 1080, True, **kw)
 
@@ -415,7 +419,9 @@ def test_cut_points_are_exact_samples() -> None:
 
 def test_command_carries_profile_and_measurement(tmp_path: Path) -> None:
     loud = LoudnessMeasurement(input_i=-23.5, input_tp=-6.1, input_lra=4.2, input_thresh=-34.0, target_offset=0.3)
-    cmd = render_command(_ntsc_timeline(ranges=_ranges((0, 300))), tmp_path / "o.mp4", PROFILES["tate"], loud)
+    cmd = render_command(
+        _ntsc_timeline(ranges=_ranges((0, 300)), **TATE_SIZE), tmp_path / "o.mp4", PROFILES["tate"], loud
+    )
     joined = " ".join(cmd)
     assert cmd[-1] == f"file:{tmp_path / 'o.mp4'}"
     expected = [
@@ -436,13 +442,13 @@ def test_silent_measurement_is_not_amplified() -> None:
           '\t"target_offset" : "inf"\n}\n'  # fmt: skip
     silent = parse_loudnorm_json(log)
     assert silent.is_silent and math.isinf(silent.input_i)
-    graph = filter_graph(_ntsc_timeline(ranges=_ranges((0, 30))), PROFILES["tate"], silent)
+    graph = filter_graph(_ntsc_timeline(ranges=_ranges((0, 30)), **TATE_SIZE), PROFILES["tate"], silent)
     assert "loudnorm" not in graph
 
 
 def test_moving_crop_script_is_even_clamped_and_half_a_frame_early(tmp_path: Path) -> None:
     timeline = _ntsc_timeline(
-        crop_width=607, crop_height=1080, ranges=_ranges((0, 30_000)),
+        crop_width=607, crop_height=1080, ranges=_ranges((0, 30_000)), **TATE_SIZE,
         crop=[CropKey(frame=0, x=101, y=0), CropKey(frame=10, x=101, y=0), CropKey(frame=11, x=2000, y=3),
               CropKey(frame=20, x=8, y=0)],
     )  # fmt: skip
@@ -469,7 +475,7 @@ def test_thousands_of_ranges_use_a_graph_script(tmp_path: Path) -> None:
 def test_timelines_the_render_cannot_honour_are_refused() -> None:
     with pytest.raises(ValueError, match="ascending"):
         filter_graph(_ntsc_timeline(ranges=_ranges((100, 200), (0, 50))), PROFILES["yoko"], None)
-    tate_crop = _ntsc_timeline(crop_width=606, crop_height=1080, ranges=_ranges((0, 10)))
+    tate_crop = _ntsc_timeline(crop_width=606, crop_height=1080, ranges=_ranges((0, 10)), **TATE_SIZE)
     assert "crop=w=606:h=1080:x=656:y=0" in filter_graph(tate_crop, PROFILES["tate"], None)  # centred
     with pytest.raises(ValueError, match="aspect"):
         filter_graph(tate_crop, PROFILES["square"], None)  # would be stretched

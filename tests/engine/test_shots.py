@@ -17,7 +17,7 @@ from autoedit_dagster.engine.config import ShotSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.shots import ShotBoundary, detect_shots, shot_ranges
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import ffmpeg, shots_clip
+from testsupport.media_factory import ffmpeg, shots_clip
 
 FPS = Fraction(25)
 SHOT_FRAMES = [50, 40, 60, 45, 55, 50, 40]
@@ -244,7 +244,7 @@ def test_synthetic_dissolve_and_fade() -> None:
 
 
 def test_brightness_drift_is_not_a_transition() -> None:
-    """Regression: a camera's exposure sliding down over half a second was read as a dissolve."""
+    """A camera's exposure sliding down over half a second is not a dissolve."""
     a = _shot(1, 80)
     a[30:50] -= np.linspace(0, 40, 20)[:, None, None]
     a[50:] -= 40

@@ -20,7 +20,7 @@ from autoedit_dagster.engine.config import SilenceSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import ranges_to_seconds, speech_segments
 from autoedit_dagster.engine.timeline import FrameRange
-from tests.media_factory import TalkClip, ffmpeg, shots_clip, talk_clip
+from testsupport.media_factory import TalkClip, ffmpeg, shots_clip, talk_clip
 
 FPS = Fraction(25)
 PHRASES = [

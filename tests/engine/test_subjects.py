@@ -1,7 +1,7 @@
 """The subject model on still frames: faces at any size, no cartoon faces, one person followed.
 
 Frames are Big Buck Bunny pictures at 640x360 (the face-search plane of a 16:9 source) with the
-real carphone face pasted at a known place and size (`tests.people_factory.face_at`).
+real carphone face pasted at a known place and size (`testsupport.people_factory.face_at`).
 """
 
 import numpy as np
@@ -9,7 +9,7 @@ import pytest
 
 from autoedit_dagster.engine import subjects
 from autoedit_dagster.engine.subjects import HOLD_SAMPLES, SubjectTracker, find_faces, find_people
-from tests.people_factory import BUNNY, CASES, _decode, face_at, person_clip
+from testsupport.people_factory import BUNNY, CASES, _decode, face_at, person_clip
 
 W, H = 640, 360
 
@@ -41,7 +41,7 @@ def hits(found: list[subjects.Subject], box: tuple) -> bool:
 
 @pytest.mark.parametrize("share", [1 / 6, 1 / 10, 1 / 15])
 def test_a_face_is_found_at_any_size(film: np.ndarray, share: float) -> None:
-    """Regression: faces under a seventh of the analysis frame were skipped (issue 12)."""
+    """Faces under a seventh of the analysis frame are found (issue 12)."""
     rng = np.random.default_rng(int(1 / share))
     found = 0
     for k in range(6):

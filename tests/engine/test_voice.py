@@ -18,7 +18,7 @@ from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import NO_AUDIO, NO_SPEECH, NO_SPEECH_PROB, find_speech
 from autoedit_dagster.engine.timeline import FrameRange
 from autoedit_dagster.engine.voice import VoiceActivity
-from tests.media_factory import (
+from testsupport.media_factory import (
     RATE,
     VOICES,
     at_level,

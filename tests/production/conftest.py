@@ -27,8 +27,8 @@ import boto3
 import dagster as dg
 import pytest
 
-from tests.media_factory import ffmpeg
-from tests.s3_server import fake_aws_credentials, moto_endpoint  # noqa: F401  (fixtures are found by name)
+from testsupport.media_factory import ffmpeg
+from testsupport.s3_server import fake_aws_credentials, moto_endpoint  # noqa: F401  (fixtures are found by name)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "team/autoedit"

@@ -9,15 +9,16 @@ import dagster as dg
 
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.jobs import video_job
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.resources import S3MediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_upload_sensor
+from autoedit_dagster.sensors import build_upload_sensor
 from tests.production.conftest import PREFIX, Production
 
 KEY = "uploads//x.mp4"
 
 
 def test_an_s3_key_with_an_empty_segment_passes_the_whole_pipeline(production: Production, clip: Path) -> None:
-    """Regression: the run failed on `unsafe storage key`, then the quarantine sensor itself raised."""
+    """An odd upload key is edited, not failed as an `unsafe storage key`, and the quarantine sensor never raises."""
     bucket = production.bucket
     bucket.client.upload_file(str(clip), bucket.name, f"{PREFIX}/{KEY}")
     defs = build_definitions()

@@ -21,9 +21,9 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.names import TAG_UPLOAD_KEY, TAG_VIDEO_ID
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import S3MediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, TAG_VIDEO_ID
 from tests.production.conftest import PREFIX, REPO, Production, TcpProxy, ffprobe, free_port, start_worker
 
 _MB = 1024 * 1024

@@ -26,12 +26,12 @@ import pytest
 from autoedit_dagster.assets import ANALYSIS_ASSETS, PROFILE_ASSETS
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.jobs import video_job
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import S3MediaStore, default_storage_root
 from autoedit_dagster.resources.media_store import TMP_PREFIX
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_quarantine_sensor, build_upload_sensor
+from autoedit_dagster.sensors import build_quarantine_sensor, build_upload_sensor
 from autoedit_dagster.sensors.upload_sensor import _key_digest
-from tests.media_factory import replace_render
 from tests.production.conftest import (
     PREFIX,
     Bucket,
@@ -43,6 +43,7 @@ from tests.production.conftest import (
     production_env,
     start_worker,
 )
+from testsupport.media_factory import replace_render
 
 FIRST_PHASE = [dg.AssetKey("source_video"), dg.AssetKey("media_analysis")]
 SECOND_PHASE = [a.key for a in ANALYSIS_ASSETS if a.key not in FIRST_PHASE] + [a.key for a in PROFILE_ASSETS["tate"]]

@@ -1,6 +1,6 @@
 """Storage fixtures (moto S3 server, fake AWS credentials, `store` on both backends)."""
 
-from tests.s3_server import (  # noqa: F401  (fixtures are found by name)
+from testsupport.s3_server import (  # noqa: F401  (fixtures are found by name)
     fake_aws_credentials,
     local_store,
     moto_endpoint,

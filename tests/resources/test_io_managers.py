@@ -8,12 +8,11 @@ import polars as pl
 import pydantic
 import pytest
 
-from autoedit_dagster.partitions import profiles, videos
+from autoedit_dagster.partitions import videos
 from autoedit_dagster.resources import MediaStore, build_resources
 
 VIDEO = "interview-1a2b3c4d"
 OTHER = "beach-deadbeef"
-video_profiles = dg.MultiPartitionsDefinition({"video": videos, "profile": profiles})
 
 
 class Segment(pydantic.BaseModel):
@@ -45,12 +44,6 @@ def report(context: dg.AssetExecutionContext, segments: list[Segment]) -> Report
 @dg.asset(partitions_def=videos, io_manager_key="json_io_manager", deps=[report])
 def report_echo(context: dg.AssetExecutionContext, store: MediaStore) -> None:
     """Returns nothing: the IO manager must write nothing either."""
-
-
-@dg.asset(partitions_def=video_profiles, io_manager_key="parquet_io_manager")
-def render_stats(context: dg.AssetExecutionContext, frames: pl.DataFrame) -> pl.LazyFrame:
-    profile = context.partition_key.keys_by_dimension["profile"]
-    return frames.lazy().with_columns(pl.lit(profile).alias("profile"))
 
 
 @dg.asset(io_manager_key="parquet_io_manager")
@@ -108,22 +101,6 @@ def test_partitioned_tables_and_models_round_trip(store: MediaStore, instance: d
     assert metadata["uri"].value == store.uri(f"work/{VIDEO}/segments.json")
     frames_metadata = result.asset_materializations_for_node("frames")[0].metadata
     assert frames_metadata["dagster/row_count"].value == 3
-
-
-def test_multi_partitions_nest_video_then_profile(store: MediaStore, instance: dg.DagsterInstance) -> None:
-    resources = build_resources(store)
-    assert dg.materialize([frames], partition_key=VIDEO, instance=instance, resources=resources).success
-    key = dg.MultiPartitionKey({"video": VIDEO, "profile": "square"})
-    result = dg.materialize(
-        [frames, render_stats],
-        selection=[render_stats],
-        partition_key=key,
-        instance=instance,
-        resources=resources,
-    )
-    assert result.success
-    table = _parquet(store, f"work/{VIDEO}/square/render_stats.parquet")
-    assert table["profile"].to_list() == ["square"] * 3
 
 
 def test_unpartitioned_assets_fan_in_all_partitions(store: MediaStore, instance: dg.DagsterInstance) -> None:

@@ -122,7 +122,7 @@ def test_local_write_is_atomic_when_the_writer_dies(local_store: LocalMediaStore
 
 
 def test_local_written_files_are_world_readable(local_store: LocalMediaStore) -> None:
-    """Regression: mkstemp's 0600 leaked onto published files, unreadable to other service users."""
+    """Published files are readable by other service users: mkstemp's 0600 does not leak onto them."""
     local_store.write_bytes("catalog/videos.parquet", b"x")
     mode = (Path(local_store.root) / "catalog" / "videos.parquet").stat().st_mode & 0o777
     assert mode == 0o644

@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY
 
 SECRET = b"outside the storage root"
 

@@ -7,9 +7,10 @@ import dagster as dg
 import pytest
 
 from autoedit_dagster.definitions import build_definitions
+from autoedit_dagster.names import TAG_UPLOAD_KEY
 from autoedit_dagster.partitions import video_id_for_upload, videos
 from autoedit_dagster.resources import MediaStore
-from autoedit_dagster.sensors import TAG_UPLOAD_KEY, build_quarantine_sensor, default_run_requests, video_id_for_run
+from autoedit_dagster.sensors import build_quarantine_sensor, default_run_requests, video_id_for_run
 
 UPLOAD = "uploads/broken clip.mp4"
 
@@ -121,7 +122,7 @@ def test_video_id_from_tags_is_validated() -> None:
 def test_an_unusable_upload_key_is_quarantined_with_its_reason(
     local_store: MediaStore, instance: dg.DagsterInstance
 ) -> None:
-    """Regression: a run tagged with `uploads//x.mp4` failed, and the quarantine sensor raised too."""
+    """A run tagged with `uploads//x.mp4` fails, and the quarantine sensor records it without raising."""
     key = "uploads//x.mp4"  # valid on S3; a local folder cannot hold it
     video_id = video_id_for_upload(key)
     instance.add_dynamic_partitions("videos", [video_id])

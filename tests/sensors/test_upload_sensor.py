@@ -8,20 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from autoedit_dagster.layout import id_claim_key
+from autoedit_dagster.names import TAG_UPLOAD_ETAG, TAG_UPLOAD_KEY, TAG_VIDEO_ID, id_claim_key, is_video_upload
 from autoedit_dagster.partitions import legacy_video_id_for_upload, video_id_for_upload, videos
 from autoedit_dagster.resources import LocalMediaStore, MediaStore
 from autoedit_dagster.resources.media_store import StoredObject
-from autoedit_dagster.sensors import (
-    TAG_UPLOAD_ETAG,
-    TAG_UPLOAD_KEY,
-    TAG_VIDEO_ID,
-    UploadCursor,
-    build_quarantine_sensor,
-    build_upload_sensor,
-    is_video_upload,
-    plan_uploads,
-)
+from autoedit_dagster.sensors import UploadCursor, build_quarantine_sensor, build_upload_sensor, plan_uploads
 from autoedit_dagster.sensors.upload_sensor import PENDING_MAX, RangeSummary, _digest, _key_digest
 from tests.sensors.test_video_ids import COLLIDING
 
@@ -196,7 +187,7 @@ def test_cursor_stays_small_over_thousands_of_uploads(
 def test_file_moved_in_with_an_old_mtime_is_still_seen(
     local_store: LocalMediaStore, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    """Regression: `mv` keeps a file's old mtime; a pure-mtime high-water mark skipped it forever."""
+    """A file moved in with `mv` keeps its old mtime and is still picked up (no pure-mtime high-water mark)."""
     uploads = Path(local_store.root) / "uploads"
     uploads.mkdir(parents=True)
     (uploads / "first.mp4").write_bytes(b"1")
@@ -356,7 +347,7 @@ def test_requested_run_executes_for_the_new_partition(s3_store: MediaStore, inst
 def test_legacy_id_serves_its_owner_and_never_a_colliding_upload(
     store: MediaStore, instance: dg.DagsterInstance
 ) -> None:
-    """Regression: two uploads sharing a 32-bit id got one partition, the second overwrote the first.
+    """Two uploads sharing a 32-bit id get two partitions: the second never overwrites the first.
 
     The owner's partition from an earlier version (its ingested source_video names it) keeps its id;
     the other upload gets its own 64-bit id.

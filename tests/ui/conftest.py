@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Instance, Server, Servers
-from tests.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
+from testsupport.servers import Instance, Server, Servers
+from testsupport.services import redis_url  # noqa: F401  (a fixture, found by name; pytest_plugins is top-level only)
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

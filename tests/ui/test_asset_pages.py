@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Response, expect
 
-from tests.servers import JWT_SECRET
+from testsupport.servers import JWT_SECRET
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -117,7 +117,7 @@ def test_partition_page_shows_the_rendered_video(deployment, browser_context, tm
 
 def test_the_ui_through_the_gateway_with_a_login_cookie(deployment, browser_context, redis_url, tmp_path) -> None:
     """A viewer signs in with `/login?token=`; the group graph then loads through the gateway on the cookie."""
-    from autoedit_dagster.api.tokens import mint_token
+    from autoedit_dagster.gateway.tokens import mint_token
 
     servers = deployment.servers
     gateway = servers.start_gateway(deployment.webserver.url, redis_url, rate_limit=1000, name="ui-gateway")

@@ -1,0 +1,1 @@
+"""The media engine: plain functions on files and values, no Dagster (a lint rule holds it)."""

@@ -1,0 +1,78 @@
+"""The gateway's settings, read from the environment once at start (`GatewaySettings.from_env`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .graphql_check import GraphQLLimits
+from .tokens import ConfigurationError, check_secret, read_public_key
+
+DEFAULT_RATE_LIMIT = 100
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    upstream: str
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rate_limit: int = DEFAULT_RATE_LIMIT
+    window_seconds: int = WINDOW_SECONDS
+    dagster_home: str | None = None
+    metrics_auth: str = "token"
+    cookie_secure: bool = False
+    upstream_timeout: float = 120.0
+    key_prefix: str = "autoedit:ratelimit:"
+    trusted_proxies: tuple[str, ...] = ()
+    graphql_limits: GraphQLLimits = field(default_factory=lambda: GraphQLLimits())
+
+    def __post_init__(self) -> None:
+        if self.jwt_secret is not None:
+            check_secret(self.jwt_secret)
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"AUTOEDIT_TRUSTED_PROXIES must list IP addresses or CIDR networks, not {proxy!r}"
+                ) from exc
+        parts = urlsplit(self.upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"--upstream must be an http(s) URL such as http://127.0.0.1:3000, not {self.upstream!r}"
+            )
+        if self.rate_limit < 0 or self.window_seconds <= 0:
+            raise ConfigurationError("AUTOEDIT_RATE_LIMIT must be 0 (off) or a positive number of requests per minute")
+        if self.metrics_auth not in ("token", "operator"):
+            raise ConfigurationError(
+                f"AUTOEDIT_METRICS_AUTH must be token (a metrics-scoped or any role's token) or operator, not "
+                f"{self.metrics_auth!r}: /metrics is never public"
+            )
+
+    @classmethod
+    def from_env(cls, upstream: str, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        env = os.environ if environ is None else environ
+        try:
+            rate_limit = int(env.get("AUTOEDIT_RATE_LIMIT") or DEFAULT_RATE_LIMIT)
+            timeout = float(env.get("AUTOEDIT_UPSTREAM_TIMEOUT") or 120)
+        except ValueError as exc:
+            raise ConfigurationError(f"AUTOEDIT_RATE_LIMIT / AUTOEDIT_UPSTREAM_TIMEOUT must be numbers: {exc}") from exc
+        public_key = env.get("AUTOEDIT_JWT_PUBLIC_KEY")
+        proxies = tuple(p.strip() for p in (env.get("AUTOEDIT_TRUSTED_PROXIES") or "").split(",") if p.strip())
+        return cls(
+            upstream=upstream,
+            jwt_secret=env.get("AUTOEDIT_JWT_SECRET") or None,
+            jwt_public_key=read_public_key(public_key) if public_key else None,
+            redis_url=env.get("AUTOEDIT_REDIS_URL") or cls.redis_url,
+            rate_limit=rate_limit,
+            dagster_home=env.get("DAGSTER_HOME") or None,
+            metrics_auth=(env.get("AUTOEDIT_METRICS_AUTH") or "token").lower(),
+            cookie_secure=(env.get("AUTOEDIT_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
+            upstream_timeout=timeout,
+            trusted_proxies=proxies,
+        )

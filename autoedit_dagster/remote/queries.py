@@ -1,0 +1,127 @@
+"""The GraphQL documents the remote commands send, for the schema of the installed dagster-graphql
+(1.13), and the Dagster tags they filter runs by."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+SOURCE_ASSET = ("source_video",)
+PARTITION_TAG = "dagster/partition"
+# Runs of a backfill over assets with a multi-run backfill policy carry a one-key range instead.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+BACKFILL_TAG = "dagster/backfill"
+
+
+_RUN_FIELDS = "runId jobName status creationTime startTime endTime tags { key value }"
+_ERROR_FIELDS = "__typename ... on Error { message }"
+
+PING = "query AutoeditPing { version }"
+
+RUNS = f"""
+query AutoeditRuns($filter: RunsFilter, $limit: Int) {{
+  runsOrError(filter: $filter, limit: $limit) {{
+    {_ERROR_FIELDS}
+    ... on Runs {{ results {{ {_RUN_FIELDS} }} }}
+  }}
+}}
+"""
+
+ASSET_NODES = """
+query AutoeditAssetNodes {
+  assetNodes {
+    assetKey { path }
+    groupName
+    isPartitioned
+    assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
+  }
+}
+"""
+
+VIDEO_ID_PAGE = """
+query AutoeditVideoIds($keys: [AssetKeyInput!], $limit: Int!, $ascending: Boolean!, $cursor: String) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    partitionKeyConnection(limit: $limit, ascending: $ascending, cursor: $cursor) { results cursor hasMore }
+  }
+}
+"""
+
+_MATERIALIZATION_FIELDS = """
+      runId
+      timestamp
+      partition
+      metadataEntries { label __typename ... on PathMetadataEntry { path } }
+"""
+
+
+def latest_runs_fields(video_ids: Sequence[str], indexes: Iterable[int]) -> str:
+    return "\n".join(
+        f"    r{i}: latestRunForPartition(partition: {gql_string(video_ids[i])}) {{ runId status }}" for i in indexes
+    )
+
+
+def video_assets_query(video_ids: Sequence[str], runs_per_video: int = 5, planned: Iterable[int] = ()) -> str:
+    """One document for a page of videos: each asset's latest materialization, each video's runs,
+    and for the videos at `planned` indexes each asset's latest planned run (see `_status_page`).
+    Nothing in it grows with the archive.
+    """
+    latest_runs = latest_runs_fields(video_ids, planned)
+    run_queries = []
+    for i, video_id in enumerate(video_ids):
+        for suffix, tag in (("p", PARTITION_TAG), ("b", RANGE_START_TAG)):
+            run_filter = f"{{tags: [{{key: {gql_string(tag)}, value: {gql_string(video_id)}}}]}}"
+            run_queries.append(
+                f"  v{i}{suffix}: runsOrError(filter: {run_filter}, limit: {runs_per_video}) {{\n"
+                f"    {_ERROR_FIELDS}\n    ... on Runs {{ results {{ {_RUN_FIELDS} }} }}\n  }}"
+            )
+    return (
+        "query AutoeditVideoAssets($partitions: [String!]) {\n  assetNodes {\n    assetKey { path }\n"
+        "    groupName\n    isPartitioned\n"
+        "    assetChecksOrError { __typename ... on AssetChecks { checks { name } } }\n"
+        f"    latestMaterializationByPartition(partitions: $partitions) {{{_MATERIALIZATION_FIELDS}    }}\n"
+        f"{latest_runs}\n  }}\n" + "\n".join(run_queries) + "\n}\n"
+    )
+
+
+LAUNCH_BACKFILL = f"""
+mutation AutoeditBackfill($params: LaunchBackfillParams!) {{
+  launchPartitionBackfill(backfillParams: $params) {{
+    {_ERROR_FIELDS}
+    ... on LaunchBackfillSuccess {{ backfillId }}
+    ... on PartitionKeysNotFoundError {{ partitionKeys }}
+  }}
+}}
+"""
+
+BACKFILL = f"""
+query AutoeditBackfillStatus($id: String!) {{
+  partitionBackfillOrError(backfillId: $id) {{
+    {_ERROR_FIELDS}
+    ... on PartitionBackfill {{
+      id status title numPartitions partitionNames timestamp endTimestamp
+      error {{ message }}
+      runs(limit: 1000) {{ {_RUN_FIELDS} }}
+      assetBackfillData {{
+        assetBackfillStatuses {{
+          __typename
+          ... on AssetPartitionsStatusCounts {{
+            assetKey {{ path }}
+            numPartitionsTargeted numPartitionsInProgress numPartitionsMaterialized numPartitionsFailed
+          }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+CHECK_EXECUTION_FIELDS = """
+  runId status timestamp partition
+  evaluation { success severity description partition targetMaterialization { runId } }
+"""
+
+
+def gql_string(value: str) -> str:
+    """A GraphQL string literal (JSON's escaping is valid GraphQL)."""
+    return json.dumps(value)

@@ -1,0 +1,236 @@
+"""`AutoEditClient.video_status`: per video, its runs, each asset's state, its check results and the
+files it published, read a page of videos per request so the cost follows the videos asked for."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from autoedit_dagster.names import PROFILE_NAMES
+
+from .errors import unwrap
+from .queries import CHECK_EXECUTION_FIELDS, gql_string, latest_runs_fields, video_assets_query
+from .records import INTERNAL_LABELS, RunInfo, asset_name
+
+CHECK_PAGE = 50
+CHECK_MAX_PAGES = 20
+# A video's newest executions of one check read to find the one of the run that made the asset
+# (later runs that planned it and did not materialize it come first).
+CHECK_RECENT = 10
+# Videos per status request, and partition keys per id page: bounded documents and answers.
+STATUS_PAGE = 25
+ID_PAGE = 1000
+# Seconds between a run's creation and its check executions' timestamps (whole seconds, planned at launch).
+CHECK_CLOCK_SLACK = 60.0
+
+
+class VideoStatus:
+    """The status half of `AutoEditClient`, which provides `execute`, `require_videos` and `status_page`."""
+
+    def video_status(
+        self, video_ids: Sequence[str], runs_per_video: int = 5, *, known: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per video: latest runs, each partitioned asset's state, check results and output URIs.
+
+        Read `status_page` videos per request (two requests a page: assets and runs, then checks),
+        so the cost follows the videos asked for, not the archive. Unless `known`, a video with no
+        run and no materialization is looked up among the partitions (NotFound if absent).
+        """
+        result: list[dict[str, Any]] = []
+        for start in range(0, len(video_ids), self.status_page):
+            result += self._status_page(video_ids[start : start + self.status_page], runs_per_video, known)
+        return result
+
+    def _status_page(self, video_ids: Sequence[str], runs_per_video: int, known: bool) -> list[dict[str, Any]]:
+        # An asset's state needs the latest run that planned it for the video (in progress or
+        # failed?). Every such run carries the video's partition tags, so when all of a video's
+        # runs are listed and succeeded, the materializations alone give the states; only other
+        # videos pay for the per-asset lookup (a page of processed videos: none; one video: always).
+        single = range(len(video_ids)) if len(video_ids) == 1 else ()
+        data = self.execute(video_assets_query(video_ids, runs_per_video, single), {"partitions": list(video_ids)})
+        unsettled = [i for i in range(len(video_ids)) if not single and not self._runs_settled(data, i, runs_per_video)]
+        if unsettled:
+            fields = latest_runs_fields(video_ids, unsettled)
+            planned = self.execute(
+                "query AutoeditPlannedRuns {\n  assetNodes {\n    assetKey { path }\n" + fields + "\n  }\n}"
+            )
+            by_path = {tuple(node["assetKey"]["path"]): node for node in planned["assetNodes"]}
+            for node in data["assetNodes"]:
+                node.update(by_path.get(tuple(node["assetKey"]["path"]), {}))
+        nodes = [node for node in data["assetNodes"] if node["isPartitioned"]]
+        checks_by_asset = {
+            tuple(node["assetKey"]["path"]): tuple(
+                c["name"] for c in (node.get("assetChecksOrError") or {}).get("checks") or ()
+            )
+            for node in nodes
+        }
+        result = []
+        unseen = []
+        for index, video_id in enumerate(video_ids):
+            runs = self._page_runs(data, index, video_id, runs_per_video)
+            # When the run was created, for matching unpartitioned (legacy) check executions; an
+            # older run than those listed leaves 0: that search then reads its pages to the end.
+            created = {run.run_id: run.creation_time or 0.0 for run in runs}
+            assets: dict[str, dict[str, Any]] = {}
+            outputs: dict[str, dict[str, str]] = {}
+            materialized_by: dict[tuple[str, ...], tuple[str, float]] = {}
+            for node in nodes:
+                path = tuple(node["assetKey"]["path"])
+                event = (node.get("latestMaterializationByPartition") or [None] * len(video_ids))[index]
+                planned = node.get(f"r{index}")
+                assets[asset_name(path)] = {
+                    "state": _partition_state(planned, event),
+                    "group": node["groupName"],
+                    "run_id": event["runId"] if event else None,
+                    "materialized_at": int(event["timestamp"]) / 1000 if event else None,
+                }
+                if not event:
+                    continue
+                materialized_by[path] = (event["runId"], created.get(event["runId"], 0.0))
+                for entry in event.get("metadataEntries") or ():
+                    if entry.get("__typename") == "PathMetadataEntry" and entry["label"] not in INTERNAL_LABELS:
+                        group = node["groupName"] if node["groupName"] in PROFILE_NAMES else "source"
+                        outputs.setdefault(group, {})[entry["label"]] = entry["path"]
+            if not runs and all(info["state"] == "MISSING" for info in assets.values()):
+                unseen.append(video_id)
+            result.append(
+                {
+                    "video_id": video_id,
+                    "latest_run": runs[0].to_json() if runs else None,
+                    "runs": [run.to_json() for run in runs],
+                    "assets": assets,
+                    "checks": {},
+                    "outputs": outputs,
+                    "_materialized_by": materialized_by,
+                }
+            )
+        if unseen and not known:
+            self.require_videos(unseen)
+        self._attach_checks(result, checks_by_asset)
+        for video in result:
+            del video["_materialized_by"]
+        return result
+
+    @staticmethod
+    def _runs_settled(data: Mapping[str, Any], index: int, limit: int) -> bool:
+        """All the video's runs are in the page (fewer than `limit` each way) and all succeeded."""
+        answers = [unwrap(data, f"v{index}{suffix}", "Runs")["results"] for suffix in ("p", "b")]
+        return all(len(runs) < limit and all(run["status"] == "SUCCESS" for run in runs) for runs in answers)
+
+    @staticmethod
+    def _page_runs(data: Mapping[str, Any], index: int, video_id: str, limit: int) -> list[RunInfo]:
+        """A video's runs in a status page, newest first: by partition tag, and backfill runs by one-key range."""
+        by_id: dict[str, RunInfo] = {}
+        for suffix in ("p", "b"):
+            answer = unwrap(data, f"v{index}{suffix}", "Runs")
+            for node in answer["results"]:
+                run = RunInfo.from_graphql(node)
+                if suffix == "b" and run.tags.get("dagster/asset_partition_range_end") != video_id:
+                    continue
+                by_id[run.run_id] = run
+        return sorted(by_id.values(), key=lambda r: r.creation_time or 0.0, reverse=True)[:limit]
+
+    def _attach_checks(
+        self, videos: list[dict[str, Any]], checks_by_asset: Mapping[tuple[str, ...], Sequence[str]]
+    ) -> None:
+        """Per video, the check executions of the run that materialized each checked asset.
+
+        The checks are partitioned by video: one request asks each (video, asset, check) for its
+        few newest executions in that video's partition, however old the video. Executions from
+        before the checks were partitioned have no partition and are found by `_legacy_checks`.
+        """
+        wanted = [
+            (video, path, check, run_id)
+            for video in videos
+            for path, (run_id, _created) in video["_materialized_by"].items()
+            for check in checks_by_asset.get(path, ())
+        ]
+        if not wanted:
+            return
+        fields = [
+            f"c{i}: assetCheckExecutions(assetKey: {{path: {json.dumps(list(path))}}}, "
+            f"checkName: {gql_string(check)}, partition: {gql_string(video['video_id'])}, "
+            f"limit: {CHECK_RECENT}) {{ id {CHECK_EXECUTION_FIELDS} }}"
+            for i, (video, path, check, _run_id) in enumerate(wanted)
+        ]
+        data = self.execute("query AutoeditChecks {\n" + "\n".join(fields) + "\n}")
+        missing = []
+        for i, (video, path, check, run_id) in enumerate(wanted):
+            execution = next((e for e in data.get(f"c{i}") or () if e["runId"] == run_id), None)
+            if execution is None:
+                missing.append((video, path, check, run_id))
+            else:
+                _put_check(video, path, check, run_id, execution)
+        if missing:
+            self._legacy_checks(missing)
+
+    def _legacy_checks(self, wanted: Sequence[tuple[dict[str, Any], tuple[str, ...], str, str]]) -> None:
+        """Unpartitioned executions (recorded before the checks were partitioned), matched by run.
+
+        Read newest first, one page per (asset, check) per round, until the pages reach back
+        before the oldest wanted run was created (an execution's timestamp is when its run planned it).
+        """
+        oldest: dict[tuple[tuple[str, ...], str], float] = {}
+        for video, path, check, _run_id in wanted:
+            created = video["_materialized_by"][path][1]
+            oldest[(path, check)] = min(created, oldest.get((path, check), created))
+        found: dict[tuple[tuple[str, ...], str, str], dict[str, Any]] = {}
+        cursors: dict[tuple[tuple[str, ...], str], str | None] = dict.fromkeys(oldest)
+        open_pairs = list(oldest)
+        for _ in range(CHECK_MAX_PAGES):
+            if not open_pairs:
+                break
+            fields = []
+            for i, (path, check) in enumerate(open_pairs):
+                cursor = cursors[(path, check)]
+                args = (
+                    f"assetKey: {{path: {json.dumps(list(path))}}}, checkName: {gql_string(check)}, "
+                    f'partition: "", limit: {CHECK_PAGE}' + (f", cursor: {gql_string(cursor)}" if cursor else "")
+                )
+                fields.append(f"c{i}: assetCheckExecutions({args}) {{ id {CHECK_EXECUTION_FIELDS} }}")
+            data = self.execute("query AutoeditLegacyChecks {\n" + "\n".join(fields) + "\n}")
+            still_open = []
+            for i, pair in enumerate(open_pairs):
+                page = data.get(f"c{i}") or []
+                for execution in page:
+                    found.setdefault((*pair, execution["runId"]), execution)
+                reached_back = bool(page) and float(page[-1]["timestamp"]) < oldest[pair] - CHECK_CLOCK_SLACK
+                if len(page) == CHECK_PAGE and not reached_back:
+                    cursors[pair] = page[-1]["id"]
+                    still_open.append(pair)
+            open_pairs = still_open
+        for video, path, check, run_id in wanted:
+            execution = found.get((path, check, run_id))
+            if execution is not None:
+                _put_check(video, path, check, run_id, execution)
+
+
+# Run statuses in which a run may still materialize what it planned (Dagster's "materializing").
+RUN_IN_PROGRESS = frozenset({"QUEUED", "NOT_STARTED", "MANAGED", "STARTING", "STARTED", "CANCELING"})
+
+
+def _partition_state(planned: Mapping[str, Any] | None, event: Mapping[str, Any] | None) -> str:
+    """MATERIALIZING, FAILED (the latest run planning it failed without it), MATERIALIZED or MISSING.
+
+    `planned` is the latest run that planned this asset for the video, `event` its latest
+    materialization: the same rule as Dagster's partition statuses, read for one partition.
+    """
+    if planned and planned["status"] in RUN_IN_PROGRESS:
+        return "MATERIALIZING"
+    if planned and planned["status"] == "FAILURE" and (not event or event["runId"] != planned["runId"]):
+        return "FAILED"
+    return "MATERIALIZED" if event else "MISSING"
+
+
+def _put_check(
+    video: dict[str, Any], path: tuple[str, ...], check: str, run_id: str, execution: Mapping[str, Any]
+) -> None:
+    evaluation = execution.get("evaluation") or {}
+    video["checks"][f"{asset_name(path)}:{check}"] = {
+        "status": execution["status"],
+        "passed": evaluation.get("success"),
+        "severity": evaluation.get("severity"),
+        "description": evaluation.get("description"),
+        "run_id": run_id,
+    }

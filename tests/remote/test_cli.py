@@ -1,0 +1,220 @@
+"""`autoedit submit/status/fetch/backfill` against the fake server, with storage on both backends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoedit_dagster.partitions import video_id_for_upload
+from autoedit_dagster.resources import MediaStore
+from tests.remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, video_assets_answer
+
+YOKO_ASSETS = [["yoko", "edit_timeline"], ["yoko", "render"]]
+
+
+def _clip(tmp_path: Path, name: str = "Talk 1.mp4") -> Path:
+    path = tmp_path / name
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))  # the fake server never decodes it
+    return path
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("autoedit: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------- submit
+
+
+def test_submit_uploads_atomically_and_prints_the_sensors_run(fake, cli, remote_store: MediaStore, tmp_path) -> None:
+    source = _clip(tmp_path)
+    result = cli("submit", str(source), "--url", fake.url, "--token", "tok", "--json")
+    assert result.code == 0, result.err
+    key = "uploads/Talk 1.mp4"
+    video_id = video_id_for_upload(key)
+    assert result.json() == {
+        "video_id": video_id,
+        "upload_uri": remote_store.uri(key),
+        "profile": "tate",
+        "run_id": "run-1",
+        "job": "video_job",
+        "status": "QUEUED",
+    }
+    assert remote_store.read_bytes(key) == source.read_bytes()
+    # Only the published object: no temporary name left behind for the sensor to trip over.
+    assert [obj.key for obj in remote_store.list("uploads/")] == [key]
+    # The run was found by this upload's own etag, so an older upload of the same name cannot match.
+    (runs,) = fake.find("AutoeditRuns")
+    tags = {t["key"]: t["value"] for t in runs.body["variables"]["filter"]["tags"]}
+    assert tags == {"autoedit/video_id": video_id, "autoedit/upload_etag": remote_store.stat(key).etag}
+    assert all(r.headers.get("authorization") == "Bearer tok" for r in fake.requests)
+
+
+def test_submit_other_profile_launches_its_job_after_video_job_succeeded(fake, cli, remote_store, tmp_path) -> None:
+    result = cli("submit", str(_clip(tmp_path)), "--profile", "yoko", "--wait", "--url", fake.url)
+    assert result.code == 0, result.err
+    video_id = video_id_for_upload("uploads/Talk 1.mp4")
+    assert result.out.splitlines() == [
+        f"video  {video_id}",
+        "run    run-1  video_job  SUCCESS",
+        "run    run-2  yoko_job  SUCCESS",
+    ]
+    (launch,) = fake.find("launchPipelineExecution")
+    params = launch.body["variables"]["executionParams"]
+    assert params["selector"]["pipelineName"] == "yoko_job"
+    assert {"key": "dagster/partition", "value": video_id} in params["executionMetadata"]["tags"]
+    # video_job's status was polled before the launch
+    first_launch = fake.requests.index(launch)
+    assert any("pipelineRunOrError" in r.query for r in fake.requests[:first_launch])
+
+
+def test_submit_does_not_launch_the_profile_job_when_video_job_failed(fake, cli, remote_store, tmp_path) -> None:
+    fake.answers["GraphQLClientGetRunStatus"] = {"pipelineRunOrError": {"__typename": "Run", "status": "FAILURE"}}
+    result = cli("submit", str(_clip(tmp_path)), "--profile", "square", "--url", fake.url)
+    assert result.code == 1
+    assert "did not succeed" in _one_error_line(result.err)
+    assert not fake.find("launchPipelineExecution")
+
+
+def test_submit_refuses_to_overwrite_an_upload(fake, cli, remote_store, tmp_path) -> None:
+    remote_store.write_bytes("uploads/Talk 1.mp4", b"earlier")
+    result = cli("submit", str(_clip(tmp_path)), "--url", fake.url)
+    assert result.code == 2
+    assert "already exists" in _one_error_line(result.err)
+    assert remote_store.read_bytes("uploads/Talk 1.mp4") == b"earlier"
+
+
+def test_submit_checks_the_server_before_uploading(cli, remote_store, tmp_path) -> None:
+    result = cli("submit", str(_clip(tmp_path)), "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.code == 1
+    assert "cannot reach" in _one_error_line(result.err)
+    assert list(remote_store.list("uploads/")) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("notes.txt", "not a name the upload sensor accepts"), ("missing.mp4", "no such file")]
+)
+def test_submit_user_errors(fake, cli, tmp_path, name, message) -> None:
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        path.write_text("hello")
+    result = cli("submit", str(path), "--url", fake.url)
+    assert result.code == 2
+    assert message in _one_error_line(result.err)
+    assert not fake.requests
+
+
+# ---------------------------------------------------------------------------------------- status
+
+
+def test_status_unknown_video(fake, cli) -> None:
+    result = cli("status", "nope-00000000", "--url", fake.url)
+    assert result.code == 2
+    assert _one_error_line(result.err) == "autoedit: error: unknown video: nope-00000000"
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [(401, 2), (403, 2), (429, 1), (503, 1)])
+def test_status_http_errors(fake, cli, status, exit_code) -> None:
+    fake.status, fake.reply_body = status, b'{"detail": "no"}'
+    result = cli("status", "--url", fake.url)
+    assert result.code == exit_code
+    assert str(status) in _one_error_line(result.err)
+    assert result.out == ""
+
+
+def test_status_bad_url(cli) -> None:
+    result = cli("status", "--url", "localhost:3000")
+    assert result.code == 2
+    assert "bad server URL" in _one_error_line(result.err)
+
+
+def test_url_and_token_from_the_environment(fake, cli, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOEDIT_URL", fake.url)
+    monkeypatch.setenv("AUTOEDIT_TOKEN", "env-token")
+    result = cli("status", "--json")
+    assert result.code == 0, result.err
+    assert fake.requests and all(r.headers.get("authorization") == "Bearer env-token" for r in fake.requests)
+
+
+# ----------------------------------------------------------------------------------------- fetch
+
+
+def test_fetch_downloads_render_and_exports_through_the_store(fake, cli, remote_store, tmp_path) -> None:
+    prefix = f"renders/{VIDEO_ID}/tate/"
+    names = {"video": "final.mp4", "fcpxml": "edit.fcpxml", "fcp7": "edit.fcp7.xml", "edl": "edit.edl",
+             "otio": "edit.otio.json"}  # fmt: skip
+    for label, name in names.items():
+        remote_store.write_bytes(prefix + name, f"{label} bytes".encode())
+    entries = {label: remote_store.uri(prefix + name) for label, name in names.items()}
+    fake.answers["AutoeditVideoAssets"] = video_assets_answer(
+        [materialized_node(["tate", "render"], "tate", "run-1", entries, ("size_matches_profile",))]
+    )
+    out = tmp_path / "out" / "talk.mp4"
+    result = cli("fetch", VIDEO_ID, "-o", str(out), "--exports", "--url", fake.url)
+    assert result.code == 0, result.err
+    written = [Path(line) for line in result.out.splitlines()]
+    assert written == [out, *(out.with_name("talk" + s) for s in (".fcpxml", ".fcp7.xml", ".edl", ".otio.json"))]
+    assert out.read_bytes() == b"video bytes"
+    assert out.with_name("talk.edl").read_bytes() == b"edl bytes"
+
+    missing = cli("fetch", VIDEO_ID, "--profile", "yoko", "-o", str(out), "--url", fake.url)
+    assert missing.code == 2
+    assert "has no yoko render" in _one_error_line(missing.err)
+
+
+# -------------------------------------------------------------------------------------- backfill
+
+
+def test_backfill_selected_videos(fake, cli) -> None:
+    result = cli("backfill", "--videos", f"{VIDEO_ID},{VIDEO_ID}", "--profile", "yoko", "--url", fake.url)
+    assert result.code == 0, result.err
+    assert result.out == "bf1\n"
+    (launch,) = fake.find("launchPartitionBackfill")
+    params = launch.body["variables"]["params"]
+    assert [a["path"] for a in params["assetSelection"]] == YOKO_ASSETS
+    assert params["partitionNames"] == [VIDEO_ID]
+    assert "allPartitions" not in params
+    assert {"key": "autoedit/profile", "value": "yoko"} in params["tags"]
+    # An asset backfill runs as Dagster's implicit job: without the tag its runs escape the render limit.
+    assert {"key": "autoedit/kind", "value": "render"} in params["tags"]
+
+
+def test_backfill_all_with_analysis(fake, cli) -> None:
+    result = cli("backfill", "--all", "--profile", "yoko", "--with-analysis", "--url", fake.url)
+    assert result.code == 0, result.err
+    params = fake.find("launchPartitionBackfill")[0].body["variables"]["params"]
+    assert params["allPartitions"] is True
+    assert "partitionNames" not in params
+    assert [a["path"] for a in params["assetSelection"]] == [["source_video"], ["media_analysis"], *YOKO_ASSETS]
+
+
+def test_backfill_unknown_video_launches_nothing(fake, cli) -> None:
+    result = cli("backfill", "--videos", f"{VIDEO_ID},nope-00000000", "--url", fake.url)
+    assert result.code == 2
+    assert _one_error_line(result.err) == "autoedit: error: unknown video: nope-00000000"
+    assert not fake.find("launchPartitionBackfill")
+
+
+def test_backfill_needs_a_target(cli) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli("backfill", "--profile", "yoko")
+    assert caught.value.code == 2
+
+
+def test_errors_from_a_real_process_are_one_line() -> None:
+    """The module as a process: exit status and stderr as a script sees them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOEDIT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "autoedit_dagster.remote.commands", "status", "--url", f"http://127.0.0.1:{free_port()}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "cannot reach" in _one_error_line(done.stderr)
