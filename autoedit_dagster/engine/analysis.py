@@ -21,6 +21,7 @@ time instead of taking the CPU from the decode.
 
 import contextlib
 import fcntl
+import io
 import os
 import queue
 import subprocess
@@ -29,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import cv2
 import numpy as np
@@ -242,7 +243,7 @@ class _FrameReader(_Worker):
 
     def __init__(
         self,
-        pipe: IO[bytes],
+        pipe: io.BufferedReader,
         size: tuple[int, int],
         finder: _SubjectFinder,
         sample_every: int,
@@ -408,9 +409,8 @@ def analyze(
     )
     finder = _SubjectFinder(tracker, planes, face_plane_size(info, settings), settings.nice)
     finder.start()
-    frames = _FrameReader(
-        proc.stdout, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count
-    )  # fmt: skip
+    pipe = cast(io.BufferedReader, proc.stdout)
+    frames = _FrameReader(pipe, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count)
     frames.start()
     try:
         frames.join()

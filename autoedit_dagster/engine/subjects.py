@@ -81,11 +81,11 @@ def _face_cnn() -> "ctypes._NamedFuncPointer":
     """The detector itself, called through ctypes, which lets go of the GIL for the call.
 
     The wheel's own binding (`yuface.detect`) holds the GIL for the whole ~50 ms of a search, which
-    stalled the analysis's frame reader, loudness and voice threads behind every face search (the
-    10-minute film: a fifth of its wall time). Loaded after `_yuface()`, so the library and its
+    stalled the analysis's frame reader, loudness and voice threads behind every face search.
+    Loaded after `_yuface()`, so the library and its
     one-thread OpenMP runtime are the ones already in the process.
     """
-    library = Path(_yuface().__file__).with_name("libfacedetection.so.v0.0.3")
+    library = Path(str(_yuface().__file__)).with_name("libfacedetection.so.v0.0.3")
     detect = ctypes.CDLL(str(library))._Z14facedetect_cnnPhS_iii
     detect.restype = ctypes.POINTER(ctypes.c_int)
     detect.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -199,7 +199,7 @@ def search_faces(bgr: np.ndarray, min_score: float = FACE_MIN_SCORE, hint: Subje
 @cache
 def _people() -> cv2.HOGDescriptor:
     hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+    hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), dtype=np.float32))
     return hog
 
 
@@ -374,7 +374,7 @@ class SubjectTracker:
             if self._track is not None and expected is not None:
                 step = 1 + self._misses
                 seen = ((found.cx - self._track.cx) / step, (found.cy - self._track.cy) / step)
-                self._velocity = tuple(0.5 * v + 0.5 * s for v, s in zip(self._velocity, seen, strict=True))
+                self._velocity = (0.5 * self._velocity[0] + 0.5 * seen[0], 0.5 * self._velocity[1] + 0.5 * seen[1])
             else:
                 self._velocity = (0.0, 0.0)
             self._track, self._misses = found, 0
