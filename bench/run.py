@@ -389,7 +389,9 @@ def bench_detectors() -> dict:
     return {
         "chosen": "libfacedetection cnn (yuface) for faces, skin-checked (subjects.SKIN_SHARE): the only "
         "candidate that finds 1/15-height and half-turned faces; hog people (opencv) for bodies without a face: "
-        "the only body detector that finds the walker at all, with no false people on cartoons",
+        "the only body detector that finds the walker at all, with no false people on cartoons. The tracker's "
+        "whole-picture search proposes on the plane at half size and confirms each proposal at full size "
+        "(subjects.search_faces): compare its row with the whole-plane row for what that costs in recall",
         **face_detectors.main(),
     }
 

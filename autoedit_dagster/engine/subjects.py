@@ -156,7 +156,7 @@ PROPOSAL_SHRINK = 0.5
 """The whole-picture face search runs the CNN on the plane shrunk this much (a quarter of the cost):
 everything it reports, down to the library's own floor (0.2), is a proposal, confirmed or dropped
 by the CNN again on a small window of the full plane. A 1/15-height face is 12 px there and still
-proposed as often as the full plane finds it (bench/RESULTS.md, "face search")."""
+proposed as often as the full plane finds it (bench/RESULTS.md, "face and person detectors")."""
 CONFIRM_ENLARGE = 1.6
 """How much a proposal's window may be enlarged so its face is ~`NEAR_FACE_PX` tall: a 1/15-height
 face (~24 px) scored above 0.65 on 92 % of frames as it is and on all of them enlarged 1.5x."""
