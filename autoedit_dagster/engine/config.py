@@ -66,8 +66,11 @@ class SilenceSettings(BaseModel):
     voice_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="With `voice`: a frame is speech at this speech probability or above."
     )
+    # Over room tone the model sits at 0.01-0.1 and a quiet voice's first syllable at 0.1-0.4; at 0.1
+    # the look-back also took noise before some onsets and cut a little less than the loudness
+    # detector over room noise (bench/RESULTS.md, "voice detector" and "quiet speakers, varied").
     voice_onset_threshold: float = Field(
-        default=0.1,
+        default=0.15,
         gt=0,
         lt=1,
         description="With `voice`: a stretch of speech starts earlier over the frames just before it at this "

@@ -218,7 +218,7 @@ def _probs(values: list[float]) -> pl.DataFrame:
 
 
 def test_a_stretch_starts_earlier_over_its_soft_first_frames() -> None:
-    """Frames at >= 0.1 just before a stretch join it, up to 0.3 s (7 frames at 25 fps); the margin then applies."""
+    """Frames at >= 0.15 just before a stretch join it, up to 0.3 s (7 frames at 25 fps); the margin then applies."""
     quiet = [0.02] * 40
     soft = quiet[:20] + [0.2] * 10 + [0.9] * 10 + quiet[:20]  # 10 soft frames, then speech from frame 30
     bare = SilenceSettings(margin_before_s=0, margin_after_s=0, min_silence_s=0)
