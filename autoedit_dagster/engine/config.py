@@ -74,6 +74,19 @@ class SilenceSettings(BaseModel):
     voice_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="With `voice`: a frame is speech at this speech probability or above."
     )
+    # Over room tone the model sits at 0.01-0.1 and a quiet voice's first syllable at 0.1-0.4; at 0.1
+    # the look-back also took noise before some onsets and cut a little less than the loudness
+    # detector over room noise (bench/RESULTS.md, "voice detector" and "quiet speakers, varied").
+    voice_onset_threshold: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="With `voice`: a stretch of speech starts earlier over the frames just before it at this "
+        "speech probability or above (the soft start of a quiet word), up to `voice_onset_lookback_s`.",
+    )
+    voice_onset_lookback_s: float = Field(
+        default=0.3, ge=0, description="With `voice`: how far back a stretch of speech may start earlier (0: off)."
+    )
     threshold_db: float = Field(
         default=12.0, description="A frame is loud when this many dB above the file's noise floor."
     )

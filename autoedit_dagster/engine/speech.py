@@ -3,7 +3,10 @@
 Two detectors (`SilenceSettings.detector`) mark the frames worth keeping:
 
 - `voice` (default): the voice-activity model's `speech_prob` (analysis pass) is at least
-  `voice_threshold`, each stretch ending `voice.HANGOVER_S` earlier (the model's own lag).
+  `voice_threshold`, stretches shorter than `voice.MIN_RUN_S` dropped as blips of the model, each
+  ending `voice.HANGOVER_S` earlier (the model's own lag) and starting earlier over the frames
+  just before it at `voice_onset_threshold` or above, up to `voice_onset_lookback_s`: the model is
+  sure of a quiet voice only a syllable or two in, and less sure of its first sounds.
   Pauses between sentences go even under a music bed or street noise, and a
   file in which no voice is found keeps everything ("no speech found: nothing cut") instead of
   losing its music or ambience. Tables stored before `speech_prob` existed fall back to loudness,
@@ -24,6 +27,7 @@ Then, for either, as auto-editor does:
 All steps work on arrays of run boundaries (numpy), never frame by frame in Python.
 """
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
@@ -34,7 +38,7 @@ import polars as pl
 from .analysis import SILENT_DB
 from .config import SilenceSettings
 from .timeline import FrameRange, SpeechSummary
-from .voice import HANGOVER_S
+from .voice import HANGOVER_S, MIN_RUN_S
 
 NO_SPEECH = "no speech found: nothing cut"
 NOTHING_LOUD = "nothing louder than the noise floor: nothing cut"
@@ -78,8 +82,7 @@ def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings
         detector = "loudness"
         notes.append(NO_SPEECH_PROB)
     if detector == "voice":
-        marked = analysis["speech_prob"].fill_null(0.0).to_numpy() >= settings.voice_threshold
-        marked = _release(marked, round(HANGOVER_S * float(fps)))
+        marked = _voiced(analysis["speech_prob"].fill_null(0.0).to_numpy(), float(fps), settings)
     else:
         marked = _loud(levels, settings)
     rate = float(fps)
@@ -106,6 +109,27 @@ def _loud(levels: np.ndarray, settings: SilenceSettings) -> np.ndarray:
     floor = float(np.percentile(heard if len(heard) else measured, settings.floor_percentile))
     threshold = max(floor + settings.threshold_db, settings.min_threshold_dbfs)
     return np.nan_to_num(levels, nan=SILENT_DB) >= threshold
+
+
+def _voiced(prob: np.ndarray, rate: float, settings: SilenceSettings) -> np.ndarray:
+    """Frames of speech from the model's per-frame probability (see the module's docstring)."""
+    starts, ends = _runs(prob >= settings.voice_threshold)
+    long = ends - starts >= math.ceil(MIN_RUN_S * rate - 1e-9)
+    starts, ends = starts[long], ends[long]
+    # Each start moves back to the start of the run of onset-level frames it sits in, bounded.
+    onset_starts, _ = _runs(prob >= min(settings.voice_onset_threshold, settings.voice_threshold))
+    if len(starts) and len(onset_starts):
+        onset = onset_starts[np.searchsorted(onset_starts, starts, side="right") - 1]
+        starts = np.maximum(onset, starts - round(settings.voice_onset_lookback_s * rate))
+    return _release(_mask(starts, ends, len(prob)), round(HANGOVER_S * rate))
+
+
+def _mask(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
+    """A mask of `n` frames, True over each [start, end)."""
+    edges = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, ends, -1)
+    return np.cumsum(edges[:-1]) > 0
 
 
 def _release(marked: np.ndarray, frames: int) -> np.ndarray:

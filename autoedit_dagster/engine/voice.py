@@ -24,14 +24,25 @@ WINDOW = 512  # samples: the model's fixed window at 16 kHz
 # graph). A quiet voice (peaking at -30 dBFS over -45 dBFS room tone: about 0 dB of signal to
 # noise) is heard sooner and lost less: the model called 90 % of that speech speech raw, 93-94 %
 # levelled, and levelled it still called at most 0.4 % of music or noise alone speech, down to
-# -55 dBFS (bench/RESULTS.md, "voice activity models", leveller).
-LEVELLER = "dynaudnorm=f=200:g=11:m=20:p=0.9"
+# -55 dBFS (bench/RESULTS.md, "voice activity models", leveller). `b=1` (the alternative boundary
+# mode) levels the first and last ~1.2 s like the rest: by default dynaudnorm assumes a gain of 1
+# beyond the ends and fades in from it: steady room tone came out 26 dB quieter at the start and
+# still 10 dB quieter at 1 s, so a quiet speaker's first words were found late ("We will..." at
+# 1 s: 0.2-0.4 s lost; bench/RESULTS.md, "quiet speakers, varied").
+# Denoising this branch first (afftdn) was tried and rejected: it helped over steady room tone but
+# ate a voice near the noise floor or over a quiet piano (worst speech kept 0.95 -> 0.88), and it
+# costs 1.7 s of CPU per 10 minutes.
+LEVELLER = "dynaudnorm=f=200:g=11:m=20:p=0.9:b=1"
 # The model's speech ends this long after the voice does, on average (0.07 s over espeak-ng voices
 # on music, noise and room tone, up to 0.3 s on the quietest: bench/RESULTS.md, "voice activity
 # models"), while it begins about on time (0.04 s late on average). `speech.py` takes it off the
 # end of each stretch, so a pause keeps the margins the settings ask for and not ~0.07 s more
 # (which left 0.8 s pauses uncut).
 HANGOVER_S = 0.08
+# A stretch above the threshold shorter than this is a blip of the model, not a word: one 32 ms
+# window over room tone, or a piano note, lifted to 0.5 for a frame or two; kept, it held the
+# pause beside it (a word's syllable lasts at least ~0.1 s and keeps the model up longer).
+MIN_RUN_S = 0.1
 
 
 class VoiceActivity:

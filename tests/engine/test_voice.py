@@ -111,17 +111,34 @@ def test_no_speech_keeps_everything_and_says_so(media: Path) -> None:
     assert result.summary.model_dump() == {"detector": "voice", "speech_s": 0.0, "notes": [NO_SPEECH]}
 
 
-@pytest.mark.parametrize("voice", [VOICES[0], VOICES[1]])
-def test_a_quiet_speaker_loses_nothing(media: Path, voice: tuple[str, int]) -> None:
-    """Voice peaking at -30 dBFS over -45 dBFS of room tone: about 0 dB of signal to noise.
+QUIET_PHRASES = ["The quick brown fox jumps over the lazy dog.", "Editing video by hand takes a very long time.",
+                 "Sometimes a short answer is best."]  # fmt: skip
 
-    The target is 98 %; the model misses up to ~0.4 s of a soft phrase onset ("We will...") at
-    this level, so the stable bound asserted here is 95 % (bench/RESULTS.md has every voice).
-    """
-    talk, speech = _talk(voice)
+
+def _quiet(media: Path, voice: tuple[str, int], phrases: list[str]) -> dict[str, float]:
+    """`phrases` peaking at -30 dBFS over -45 dBFS of pink room tone: about 0 dB of signal to noise."""
+    talk, speech = speech_track(phrases, PAUSES, lead=1.0, voices=[voice])
     quiet = at_level(talk, -30.0, 20 * np.log10(np.abs(talk).max()))
-    analysis = _analysed(media / "quiet.mp4", quiet + at_level(noise("pink", len(talk) / RATE, 3), -45.0))
-    score = _score(analysis, speech)
+    return _score(_analysed(media / "quiet.mp4", quiet + at_level(noise("pink", len(talk) / RATE, 3), -45.0)), speech)
+
+
+@pytest.mark.parametrize("voice", [VOICES[0], VOICES[2], VOICES[4]])
+def test_a_quiet_speaker_loses_nothing(media: Path, voice: tuple[str, int]) -> None:
+    """The target: at least 98 % of a quiet speaker's speech kept (0.987-1.0 over the five voices here)."""
+    score = _quiet(media, voice, QUIET_PHRASES)
+    assert score["speech_kept"] >= 0.98
+    assert score["non_speech_removed"] >= 0.5
+
+
+@pytest.mark.parametrize("voice", [VOICES[0], VOICES[1]])
+def test_a_quiet_speaker_starting_softly(media: Path, voice: tuple[str, int]) -> None:
+    """ "We will..." one second in: in this room tone the model hears nothing of "We wi-" with some voices.
+
+    en@170 keeps 96 % (0.2 s of the first word lost beyond the margin; its speech probability
+    stays at 0.01-0.02 there, so no rule on it can find the word), en-us+f3 keeps it all; other
+    rooms keep it all for both (bench/RESULTS.md, "quiet speakers, varied").
+    """
+    score = _quiet(media, voice, PHRASES)
     assert score["speech_kept"] >= 0.95
     assert score["non_speech_removed"] >= 0.5
 
@@ -193,3 +210,29 @@ def test_analysis_without_the_model_cuts_on_loudness_and_says_so(media: Path) ->
     result = find_speech(analysis, FPS)
     assert result.detector == "loudness" and result.notes == [NO_SPEECH_PROB]
     assert len(result.ranges) == 3  # the two pauses cut, by loudness
+
+
+def _probs(values: list[float]) -> pl.DataFrame:
+    """A table of 25 fps frames with these speech probabilities, all audible."""
+    return pl.DataFrame({"audio_db": [-30.0] * len(values), "speech_prob": values})
+
+
+def test_a_stretch_starts_earlier_over_its_soft_first_frames() -> None:
+    """Frames at >= 0.15 just before a stretch join it, up to 0.3 s (7 frames at 25 fps); the margin then applies."""
+    quiet = [0.02] * 40
+    soft = quiet[:20] + [0.2] * 10 + [0.9] * 10 + quiet[:20]  # 10 soft frames, then speech from frame 30
+    bare = SilenceSettings(margin_before_s=0, margin_after_s=0, min_silence_s=0)
+    assert find_speech(_probs(soft), FPS, bare).ranges[0].start == 30 - round(0.3 * 25)
+    assert find_speech(_probs(soft), FPS, bare.model_copy(update={"voice_onset_lookback_s": 0})).ranges[0].start == 30
+    # Soft frames separated from the stretch by a quiet one are not its start.
+    gap = quiet[:20] + [0.2] * 5 + [0.05] + [0.9] * 10 + quiet[:20]
+    assert find_speech(_probs(gap), FPS, bare).ranges[0].start == 26
+
+
+def test_a_blip_of_the_model_is_not_speech_and_holds_no_pause() -> None:
+    """Two frames (one 32 ms window) over 0.5 in a pause: the pause beside the speech is still cut."""
+    speech, pause = [0.9] * 25, [0.02] * 30
+    blip = [*pause[:10], 0.6, 0.6, *pause[:18]]
+    first, second = find_speech(_probs(speech + blip + speech), FPS).ranges
+    # The speech's own end: 25 frames less the model's hangover (2), plus the 0.2 s margin (5).
+    assert (first.end, second.start) == (28, 50)
