@@ -33,7 +33,7 @@ from autoedit_dagster.engine.config import SilenceSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import find_speech
 from bench.run import VOICE_PAUSES, VOICE_PHRASES, overlap, write_results
-from tests.media_factory import RATE, VOICES, at_level, music, noise, speech_track, write_clip
+from testsupport.media_factory import RATE, VOICES, at_level, music, noise, speech_track, write_clip
 
 HELD_OUT = [("en-us+f2", 160), ("en+m1", 140), ("en-gb-x-rp+f5", 200), ("en-029+m4", 180), ("en+klatt", 170),
             ("en-us+annie", 220)]  # fmt: skip
