@@ -57,7 +57,9 @@ def plan_edit(
     settings = settings or EditSettings()
     source = analyze_source(source_path, settings, on_progress)
     crop_path = plan_crop(source.frames, source.info, source.shots, profile, settings.reframe)
-    timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
+    timeline = build_timeline(
+        source.info, source.frames.height, source.speech, profile, crop_path, frames=source.frames
+    )
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
     return EditPlan(

@@ -19,6 +19,7 @@ from autoedit_dagster.names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
 
 from .analysis import analyze
 from .config import EditProfile, EditSettings, InputLimits, ReframeSettings
+from .loudness import analysed_loudness
 from .media_info import MediaInfo, check_editable, probe
 from .previews import thumbnail, timeline_png
 from .reframe import crop_path_records, plan_reframe
@@ -87,8 +88,13 @@ def build_timeline(
     profile: EditProfile,
     crop_path: pl.DataFrame | None,
     uri: str | None = None,
+    frames: pl.DataFrame | None = None,
 ) -> Timeline:
-    """Kept ranges, crop keys and output geometry of one profile's edit of `info`."""
+    """Kept ranges, crop keys and output geometry of one profile's edit of `info`.
+
+    With the analysis table `frames`, also the loudness of the kept audio, so the render needs no
+    measuring pass.
+    """
     if profile.width and profile.height:
         out_w, out_h = profile.width, profile.height
     else:
@@ -111,6 +117,7 @@ def build_timeline(
         crop_height=crop_h,
         ranges=keep,
         crop=keys,
+        loudness=analysed_loudness(frames, keep, info.fps_exact, profile.loudness_lufs) if frames is not None else None,
     )
 
 
