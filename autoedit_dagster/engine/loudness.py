@@ -8,9 +8,10 @@ channels and a true-peak estimate. An edit's integrated loudness is then R128's 
 400 ms blocks every 100 ms of the *concatenated kept frames* (`kept_loudness`): no second
 decode, no measuring pass before the render.
 
-A 16 kHz mono measure was not good enough: it loses what lies above 8 kHz (K-weighting lifts it
-by 4 dB) and the mono downmix reads uncorrelated stereo 3 dB low, so music would miss by more
-than the 0.5 LU this must hold.
+A 16 kHz mono measure (the analysis' other audio branch) was not good enough: it loses what lies
+above 8 kHz (K-weighting lifts it by 4 dB) and a stereo source folded to mono counts one channel
+where the output has two. On a generated stereo music clip ebur128 reads -12.9 LUFS at 16 kHz mono
+against -9.0 at 48 kHz stereo (3.9 LU); a mono speech clip reads the same at both.
 """
 
 import math
