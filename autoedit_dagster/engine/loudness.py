@@ -83,21 +83,29 @@ def k_weighting_filters(rate: int = RATE) -> str:
     return f"{biquad(shelf_b, shelf_a)},{biquad(high_b, high_a)}"
 
 
-def true_peaks(samples: np.ndarray) -> np.ndarray:
-    """Per-sample absolute peak of each channel, including three points between it and the next.
+def true_peaks(samples: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The true-peak estimate of each segment of `samples` ((n, channels)) beginning at `starts`.
 
-    `samples` is (n, channels). The points between the last few samples of a chunk and the next
-    chunk are not estimated (a few samples in tens of thousands).
+    The sample peak, and three points between it and each of its neighbours: a peak between
+    samples lies beside the largest sample all but always, and interpolating only there costs
+    ~50 times less than oversampling every sample (0.4 s of CPU a minute of 48 kHz stereo).
     """
-    peak = np.abs(samples).max(axis=1)
-    if len(samples) < _TAPS:
-        return peak
-    for channel in samples.T:
-        for kernel in _KERNELS:
-            between = np.abs(np.convolve(channel, kernel[::-1], mode="valid"))
-            start = _TAPS // 2 - 1
-            np.maximum(peak[start : start + len(between)], between, out=peak[start : start + len(between)])
-    return peak
+    magnitude = np.abs(samples)
+    loudest = magnitude.max(axis=1)
+    peaks = np.maximum.reduceat(loudest, starts)
+    segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(samples))))
+    at_peak = np.flatnonzero(loudest == peaks[segment])
+    _, first = np.unique(segment[at_peak], return_index=True)
+    where = at_peak[first]  # the loudest sample of each segment
+    # Windows of taps around the sample before the peak and the peak itself (see `_KERNELS`); a
+    # window cut by the chunk's edge would ring, so a peak there keeps its sample value.
+    for base in (where - 1, where):
+        inside = (base - (_TAPS // 2 - 1) >= 0) & (base + _TAPS // 2 < len(samples))
+        offsets = base[inside, None] + np.arange(_TAPS) - (_TAPS // 2 - 1)
+        windows = samples[offsets]  # (segments, taps, channels)
+        between = np.abs(np.einsum("stc,kt->skc", windows, _KERNELS)).max(axis=(1, 2))
+        peaks[inside] = np.maximum(peaks[inside], between)
+    return peaks
 
 
 def _cumulative(energy: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
