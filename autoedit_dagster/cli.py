@@ -16,9 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from .engine.config import PROFILES, EditSettings, SilenceSettings, get_profile
 from .engine.errors import MediaError
-from .names import DEFAULT_PROFILE, EXPORT_SUFFIXES
+from .engine.ffmpeg_io import ProbeRun
+from .names import DEFAULT_PROFILE, EXPORT_SUFFIXES, PROFILE_NAMES, REFRAMED_PROFILES
+
+# The engine commands import only the standard library before starting their ffprobe: the engine
+# (pydantic models, numpy, OpenCV, polars) is imported while ffprobe reads the file.
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -47,9 +50,11 @@ class _ProgressBar:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
+    started = ProbeRun(args.input)
+    from .engine.config import EditSettings
     from .engine.media_info import probe
 
-    info = probe(args.input, EditSettings().limits)
+    info = probe(args.input, EditSettings().limits, started)
     if args.json:
         print(info.model_dump_json(indent=2))
         return 0
@@ -67,10 +72,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .engine.pipeline import analysis_summary, analyze_source, plan_crop
+    started = ProbeRun(args.input)
+    from .engine.config import get_profile
+    from .engine.pipeline import analysis_summary, analyze_source, plan_crop, probe_source
 
     bar = _ProgressBar(sys.stderr.isatty())
-    source = analyze_source(args.input, on_progress=bar)
+    source = analyze_source(args.input, on_progress=bar, info=probe_source(args.input, started=started))
     bar.close()
     summary = analysis_summary(source, plan_crop(source.frames, source.info, source.shots, get_profile(args.profile)))
     if args.json:
@@ -84,8 +91,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
-    from .engine.edit import edit
-
     source, output = Path(args.input), Path(args.output)
     if output.resolve() == source.resolve():
         raise MediaError(f"{output}: output would overwrite the input; choose another -o")
@@ -98,10 +103,21 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
-    settings = EditSettings(silence=SilenceSettings(detector=args.cut_on))
+    started = ProbeRun(source)
+    from .engine.config import EditSettings, SilenceSettings
+    from .engine.edit import edit
+
+    settings = EditSettings(silence=SilenceSettings(detector=args.cut_on)) if args.cut_on else EditSettings()
     bar = _ProgressBar(sys.stderr.isatty())
     result = edit(
-        source, output, args.profile, settings, exports=exports, timeline_png_path=args.timeline_png, on_progress=bar
+        source,
+        output,
+        args.profile,
+        settings,
+        exports=exports,
+        timeline_png_path=args.timeline_png,
+        on_progress=bar,
+        started_probe=started,
     )
     bar.close()
     print(
@@ -135,20 +151,21 @@ def build_parser(remote: bool = True) -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="one decode pass: shots, speech, crop path")
     a.add_argument("input")
     a.add_argument("--json", action="store_true", help="print one JSON object")
-    a.add_argument("--profile", default=DEFAULT_PROFILE, choices=[n for n, p in PROFILES.items() if p.aspect])
+    a.add_argument("--profile", default=DEFAULT_PROFILE, choices=REFRAMED_PROFILES)
     a.set_defaults(run=_cmd_analyze)
 
     e = sub.add_parser("edit", help="cut, reframe, normalise and render")
     e.add_argument("input")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--profile", default=DEFAULT_PROFILE, choices=list(PROFILES))
+    e.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
     e.add_argument("--export", default="", help="comma list of fcpxml,fcp7,edl,otio,json")
     e.add_argument("--timeline-png", default=None, metavar="PATH")
     e.add_argument(
         "--cut-on",
-        default=SilenceSettings().detector,
+        default=None,
         choices=["voice", "loudness"],
-        help="keep what a voice model hears as speech (default), or what is louder than the noise floor",
+        help="keep what a voice model hears as speech (the default: `SilenceSettings.detector`), or what is "
+        "louder than the noise floor",
     )
     e.set_defaults(run=_cmd_edit)
 

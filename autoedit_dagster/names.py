@@ -36,6 +36,7 @@ SQUARE = "square"
 YOKO = "yoko"
 # The edit profiles: each one an asset group, a job and a folder under renders/<video_id>/.
 PROFILE_NAMES = (TATE, SQUARE, YOKO)
+REFRAMED_PROFILES = (TATE, SQUARE)  # the profiles with an aspect of their own (`engine.config.PROFILES`)
 # What the upload sensor's job renders, and what `autoedit edit` and `autoedit submit` default to.
 DEFAULT_PROFILE = TATE
 

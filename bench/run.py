@@ -24,6 +24,7 @@ import numpy as np
 import psutil
 
 from autoedit_dagster.engine.config import AnalysisSettings, EditSettings, SilenceSettings, get_profile
+from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.pipeline import analyze_source, build_timeline, plan_crop
 from autoedit_dagster.engine.render import crop_commands, crop_positions, render
 from autoedit_dagster.engine.speech import find_speech, speech_segments
@@ -63,7 +64,7 @@ VOICE_PHRASES = [
 VOICE_PAUSES = [1.5, 0.8, 2.5, 1.2, 3.0]
 BBB_SCORE_AT = 560.0  # the end credits: orchestral score, no voice
 # Comma list of sections to run (speech, voice, shots, reframe, people, people_varied, detectors, analysis, render,
-# scaling, linearity); default all.
+# whole_edit, scaling, linearity); default all.
 SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or {
     "speech",
     "voice",
@@ -74,6 +75,7 @@ SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or
     "detectors",
     "analysis",
     "render",
+    "whole_edit",
     "scaling",
     "linearity",
 }
@@ -505,7 +507,7 @@ def bench_render_speed(work: Path) -> dict:
     fps = source.info.fps_exact
     source.speech = [FrameRange(start=int(s * fps), end=int((s + 5) * fps)) for s in range(0, 60, 10)]
     crop = plan_crop(source.frames, source.info, source.shots, profile)
-    timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop)
+    timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop, frames=source.frames)
     crop_file = work / "crop.cmd"
     crop_file.write_text(crop_commands(timeline))
     x, y = crop_positions(timeline)[0][1:]
@@ -541,8 +543,72 @@ def bench_render_speed(work: Path) -> dict:
         "rounds": REPEATS,
         "ratio (medians)": _median_ratio(summary, "autoedit_render", "hand_written_ffmpeg"),
         **summary,
-        "loudness_pass": results[0].loudness is not None,  # type: ignore[attr-defined]
+        "loudness_pass": timeline.loudness is None,
     }
+
+
+def _talk_excerpt(work: Path, seconds: float = 30.0) -> Path:
+    """30 s of the film's picture (1280x720 24 fps) under espeak-ng phrases with pauses: a talk to cut."""
+    audio, _speech = speech_track(VOICE_PHRASES, VOICE_PAUSES, lead=1.0)
+    audio = np.resize(audio, int(seconds * RATE))
+    pcm = work / "talk.s16"
+    pcm.write_bytes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    clip = work / "talk30.mp4"
+    ffmpeg("-ss", "60", "-t", str(seconds), "-i", str(BBB), "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", str(pcm),
+           "-map", "0:v", "-map", "1:a",
+           "-c:v", "copy", "-c:a", "aac", "-shortest", str(clip))  # fmt: skip
+    return clip
+
+
+def bench_whole_edit(work: Path) -> dict:
+    """The whole `autoedit edit` process against a hand-written encode of the same output length.
+
+    The same encoder settings (the profile's x264 preset and CRF, AAC at its bitrate), a static
+    centred crop for tate, no cut and no loudness in the hand-written one: what the edit costs on
+    top of its encode. `BENCH_BEFORE=/path/to/tree` times that tree's `autoedit edit` in the same
+    rounds, for a before/after on one machine state.
+    """
+    clip = _talk_excerpt(work)
+    before = os.environ.get("BENCH_BEFORE")
+    out: dict = {"source": "30 s of Big Buck Bunny's picture, 1280x720 24 fps, under espeak-ng speech with pauses"}
+    for name in ("tate", "yoko"):
+        profile = get_profile(name)
+
+        def edit_cmd(tree: str, output: Path, name: str = name) -> Callable[[], object]:
+            cmd = [sys.executable, "-m", "autoedit_dagster.cli", "edit", str(clip), "-o", str(output)]
+            cmd += ["--profile", name]
+            env = {**os.environ, "PYTHONPATH": tree}
+            return lambda: subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=tree)
+
+        ours = work / f"ours-{name}.mp4"
+        edit_cmd(str(HERE.parent), ours)()  # its output length sets the hand-written encode's
+        kept_s = probe(ours).duration
+        fit = "crop=ih*9/16:ih,scale=1080:1920:flags=lanczos,setsar=1" if name == "tate" else "setsar=1"
+        hand = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-t", f"{kept_s:.3f}", "-i", str(clip),
+                "-vf", fit, "-c:v", profile.video_codec, "-preset", profile.preset, "-crf", str(profile.crf),
+                "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", profile.audio_bitrate, "-ar", str(profile.audio_rate),
+                "-ac", "2", "-movflags", "+faststart", str(work / f"hand-{name}.mp4")]  # fmt: skip
+        candidates: dict[str, Callable[[], object]] = {
+            "autoedit_edit": edit_cmd(str(HERE.parent), ours),
+            "hand_written_encode": lambda hand=hand: subprocess.run(hand, check=True),
+        }
+        if before:
+            candidates["autoedit_edit_before"] = edit_cmd(before, work / f"before-{name}.mp4")
+        cpu: dict[str, list[float]] = {}
+        summary = _summary(interleaved(candidates, cpu=cpu))
+        cpu_median = {key: float(np.median(runs)) for key, runs in cpu.items()}
+        out[name] = {
+            "output_s": kept_s,
+            "rounds": REPEATS,
+            "load_average_1min_at_end": os.getloadavg()[0],
+            "ratio (medians)": _median_ratio(summary, "autoedit_edit", "hand_written_encode"),
+            "cpu_s (medians)": cpu_median,
+            "cpu_ratio (medians)": cpu_median["autoedit_edit"] / cpu_median["hand_written_encode"],
+            **summary,
+        }
+        if before:
+            out[name]["ratio_before (medians)"] = _median_ratio(summary, "autoedit_edit_before", "hand_written_encode")
+    return out
 
 
 def _edit_series(work: Path, clips: dict[int, Path], section: str, results: dict) -> list[dict]:
@@ -643,6 +709,9 @@ def main() -> int:
             write_results(results)
         if not QUICK and "render" in SECTIONS:
             results["render speed (1 min 720p -> 1080x1920)"] = bench_render_speed(work)
+            write_results(results)
+        if not QUICK and "whole_edit" in SECTIONS:
+            results["whole edit (30 s talk excerpt, whole processes)"] = bench_whole_edit(work)
             write_results(results)
         if not QUICK and "scaling" in SECTIONS:
             bench_scaling(work, results)

@@ -1,6 +1,7 @@
 """The `autoedit` command: its interface, exit codes and what each kind of input gets."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from autoedit_dagster.cli import main
+from autoedit_dagster.engine.config import PROFILES
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.names import PROFILE_NAMES, REFRAMED_PROFILES
 from testsupport.media_factory import ffmpeg, shots_clip, talk_clip
 
 
@@ -118,6 +121,32 @@ def test_engine_commands_do_not_load_dagster(talk, tmp_path: Path) -> None:
     assert "loaded Dagster" not in run.stderr
     assert run.returncode == 0, run.stderr
     assert "usage: autoedit submit" in run.stdout  # the remote commands are still there when named
+
+
+def test_an_edit_loads_no_dagster_and_probes_its_source_once(talk, tmp_path: Path) -> None:
+    """The whole `autoedit edit`: no Dagster, gateway or GraphQL client; one ffprobe of the source."""
+    calls = tmp_path / "ffprobe.log"
+    logging_ffprobe = tmp_path / "ffprobe"
+    logging_ffprobe.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec ffprobe "$@"\n')
+    logging_ffprobe.chmod(0o755)
+    out = tmp_path / "out.mp4"
+    code = (
+        "import sys; from autoedit_dagster.cli import main\n"
+        f"assert main(['edit', {str(talk.path)!r}, '-o', {str(out)!r}, '--profile', 'yoko']) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dagster_graphql', 'gql', 'starlette'}),"
+        " sorted(m for m in sys.modules if m.startswith(('autoedit_dagster.gateway', 'autoedit_dagster.remote'))))\n"
+    )
+    env = {**os.environ, "AUTOEDIT_FFPROBE": str(logging_ffprobe)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[] []"
+    probed = [line for line in calls.read_text().splitlines() if str(talk.path) in line]
+    assert len(probed) == 1, probed
+
+
+def test_the_parser_knows_the_engines_profiles() -> None:
+    assert tuple(PROFILES) == PROFILE_NAMES
+    assert tuple(name for name, profile in PROFILES.items() if profile.aspect) == REFRAMED_PROFILES
 
 
 def test_zero_byte_file(tmp_path: Path, capsys) -> None:

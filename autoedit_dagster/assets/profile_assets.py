@@ -154,7 +154,7 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
     ) -> Timeline:
         timeline = build_timeline(
             source_video.info, media_analysis.height, speech_ranges(speech_segments), profile, crop_path,
-            uri=source_video.uri,
+            uri=source_video.uri, frames=media_analysis,
         )  # fmt: skip
         context.add_output_metadata(
             {

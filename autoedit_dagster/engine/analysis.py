@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import polars as pl
 
-from . import ffmpeg_io
+from . import ffmpeg_io, loudness
 from .config import AnalysisSettings, ShotSettings
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import MediaInfo
@@ -74,6 +74,8 @@ ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
     "subject_kind": pl.Utf8(),
     "audio_db": pl.Float32(),
     "speech_prob": pl.Float32(),
+    "k_power": pl.Float32(),
+    "true_peak": pl.Float32(),
 }
 """One row per frame at the source's average rate. Subject columns are in displayed source
 pixels and set only on sampled frames; `audio_db` is the RMS level (dBFS) of the audio under the
@@ -82,7 +84,9 @@ frame, null when the file has no sound;
 when the file has no sound (tables stored before it existed lack the column: `speech.py` then
 falls back to the loudness); `signature` is a 16x16 grayscale thumbnail for comparing
 frames far apart (flashes, dissolves) without decoding again, and `chroma` its colour: 8x8
-thumbnails of the U then the V plane."""
+thumbnails of the U then the V plane. `k_power` and `true_peak` are EBU R128's ingredients of the
+frame's audio as the render delivers it (48 kHz stereo): the mean K-weighted square summed over the
+channels and the linear true peak (`loudness.py`), null when the file has no sound."""
 
 
 def analysis_size(info: MediaInfo, settings: AnalysisSettings) -> tuple[int, int]:
@@ -110,16 +114,26 @@ class _Worker(threading.Thread):
         raise NotImplementedError
 
 
-def _pcm_chunks(fd: int) -> Iterator[np.ndarray]:
-    """The s16 mono samples arriving on pipe `fd`, in chunks of whole samples, until it closes."""
+def _pcm_chunks(fd: int, dtype: str = "<i2", channels: int = 1, read_bytes: int = 1 << 16) -> Iterator[np.ndarray]:
+    """The samples arriving on pipe `fd`, in chunks of whole sample frames, until it closes.
+
+    Mono chunks are 1-D; with several channels each row is one instant.
+    """
+    width = np.dtype(dtype).itemsize * channels
     with os.fdopen(fd, "rb", buffering=0) as pipe:
         carry = b""
-        while chunk := pipe.read(1 << 16):
+        while chunk := pipe.read(read_bytes):
             chunk = carry + chunk
-            usable = len(chunk) - len(chunk) % 2
+            usable = len(chunk) - len(chunk) % width
             carry = chunk[usable:]
             if usable:
-                yield np.frombuffer(chunk[:usable], dtype="<i2")
+                samples = np.frombuffer(chunk[:usable], dtype=dtype)
+                yield samples if channels == 1 else samples.reshape(-1, channels)
+
+
+def _frame_windows(done: int, count: int, rate: int, fps: Fraction) -> np.ndarray:
+    """The video frame under each of `count` samples from sample `done` (`render.sample_at`'s inverse)."""
+    return (np.arange(done, done + count, dtype=np.int64) * fps.numerator) // (rate * fps.denominator)
 
 
 class _AudioLevels(_Worker):
@@ -133,10 +147,9 @@ class _AudioLevels(_Worker):
 
     def work(self) -> None:
         done = 0
-        num, den = self.fps.numerator, self.fps.denominator
         for pcm in _pcm_chunks(self.fd):
             samples = pcm.astype(np.float64)
-            window = (np.arange(done, done + len(samples), dtype=np.int64) * num) // (self.rate * den)
+            window = _frame_windows(done, len(samples), self.rate, self.fps)
             first = int(window[0])
             sums = np.bincount(window - first, weights=samples * samples)
             counts = np.bincount(window - first)
@@ -157,6 +170,47 @@ class _AudioLevels(_Worker):
         rms = np.sqrt(np.divide(energy, np.maximum(counts, 1))) / 32768.0
         db = 20 * np.log10(np.maximum(rms, 1e-5))
         return np.where(counts > 0, db, SILENT_DB).astype(np.float32)
+
+
+class _Loudness(_Worker):
+    """Reads the 48 kHz stereo branch (L, R, then both K-weighted) and keeps R128's ingredients per frame.
+
+    Per video frame: the mean over its samples of the K-weighted squares summed over the two
+    channels (`loudness.kept_loudness` gates blocks of them) and a true-peak estimate.
+    """
+
+    def __init__(self, fd: int, fps: Fraction) -> None:
+        super().__init__()
+        self.fd, self.fps = fd, fps
+        self.chunks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def work(self) -> None:
+        done = 0
+        # Reads of 16384 instants: numpy's per-call cost, not the arithmetic, dominates smaller ones.
+        for block in _pcm_chunks(self.fd, "<f4", 2 * loudness.CHANNELS, read_bytes=1 << 18):
+            window = _frame_windows(done, len(block), loudness.RATE, self.fps)
+            first = int(window[0])
+            weighted = block[:, loudness.CHANNELS :].astype(np.float64)
+            sums = np.bincount(window - first, weights=(weighted * weighted).sum(axis=1))
+            counts = np.bincount(window - first)
+            starts = np.flatnonzero(np.diff(window, prepend=window[0] - 1))
+            peaks = loudness.true_peaks(block[:, : loudness.CHANNELS], starts)
+            self.chunks.append((first, sums, counts, np.asarray(peaks, dtype=np.float64)))
+            done += len(block)
+
+    def per_frame(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """(K-weighted mean square, true peak) per frame; frames without audio are silent."""
+        energy, counts, peaks = np.zeros(frames), np.zeros(frames), np.zeros(frames)
+        for first, sums, n, chunk_peaks in self.chunks:
+            if first >= frames:
+                continue
+            end = min(frames, first + len(sums))
+            energy[first:end] += sums[: end - first]
+            counts[first:end] += n[: end - first]
+            # reduceat gives one peak per frame present in the chunk, in order.
+            present = np.flatnonzero(n[: end - first]) + first
+            np.maximum.at(peaks, present, chunk_peaks[: len(present)])
+        return np.divide(energy, np.maximum(counts, 1)).astype(np.float32), peaks.astype(np.float32)
 
 
 class _Voice(_Worker):
@@ -329,6 +383,7 @@ def _command(
     plane_fd: int,
     sample_every: int,
     voice_fd: int | None = None,
+    loudness_fd: int | None = None,
 ) -> list[str]:
     width, height = analysis_size(info, settings)
     plane_w, plane_h = face_plane_size(info, settings)
@@ -343,12 +398,23 @@ def _command(
                "-map", "[p]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{plane_fd}"]  # fmt: skip
     if audio_fd is not None:
         mono = "aformat=sample_fmts=s16:channel_layouts=mono"
+        source = "[0:a:0]"
+        if loudness_fd is not None:
+            source = "[audio]"
+            stereo = "aformat=sample_fmts=dbl:channel_layouts=stereo"
+            # The render's audio (48 kHz stereo from sample 0), then K-weighted beside itself.
+            graph += (
+                f";[0:a:0]asplit=2[audio][r0];[r0]aresample={loudness.RATE}:async=1:first_pts=0,"
+                f"{stereo},asplit=2[r1][r2];"
+                f"[r2]{loudness.k_weighting_filters()},{stereo}[rk];[r1][rk]amerge=inputs=2,aformat=sample_fmts=flt[loud]"
+            )
+            outputs += ["-map", "[loud]", "-f", "f32le", f"pipe:{loudness_fd}"]
         if voice_fd is None:
-            graph += f";[0:a:0]aresample={settings.audio_rate},{mono}[a]"
+            graph += f";{source}aresample={settings.audio_rate},{mono}[a]"
         elif settings.audio_rate == VOICE_RATE:  # one resampled branch, split for the model
-            graph += f";[0:a:0]aresample={VOICE_RATE},{mono},asplit=2[a][v0];[v0]{VOICE_LEVELLER}[voice]"
+            graph += f";{source}aresample={VOICE_RATE},{mono},asplit=2[a][v0];[v0]{VOICE_LEVELLER}[voice]"
         else:
-            graph += (f";[0:a:0]asplit=2[a0][v0];[a0]aresample={settings.audio_rate},{mono}[a]"
+            graph += (f";{source}asplit=2[a0][v0];[a0]aresample={settings.audio_rate},{mono}[a]"
                       f";[v0]aresample={VOICE_RATE},{mono},{VOICE_LEVELLER}[voice]")  # fmt: skip
         outputs += ["-map", "[a]", "-f", "s16le", f"pipe:{audio_fd}"]
         if voice_fd is not None:
@@ -374,13 +440,16 @@ def analyze(
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
     plane_read, plane_write = os.pipe()
     voice_read, voice_write = os.pipe() if info.has_audio and settings.voice else (None, None)
-    if voice_write is not None:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(voice_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    cmd = _command(info, settings, audio_write, plane_write, sample_every, voice_write)
+    loud_read, loud_write = os.pipe() if info.has_audio else (None, None)
+    for wide_pipe in (voice_write, loud_write):
+        if wide_pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(wide_pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    cmd = _command(info, settings, audio_write, plane_write, sample_every, voice_write, loud_write)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        pass_fds=tuple(fd for fd in (plane_write, audio_write, voice_write) if fd is not None), **ffmpeg_io.CHILD,
+        pass_fds=tuple(fd for fd in (plane_write, audio_write, voice_write, loud_write) if fd is not None),
+        **ffmpeg_io.CHILD,
     )  # fmt: skip
     os.close(plane_write)
     planes = os.fdopen(plane_read, "rb")
@@ -394,6 +463,11 @@ def analyze(
         os.close(audio_write)
         audio = _AudioLevels(audio_read, settings.audio_rate, fps)
         audio.start()
+    loud: _Loudness | None = None
+    if loud_write is not None and loud_read is not None:
+        os.close(loud_write)
+        loud = _Loudness(loud_read, fps)
+        loud.start()
     voice: _Voice | None = None
     if voice_write is not None and voice_read is not None:
         os.close(voice_write)
@@ -424,7 +498,7 @@ def analyze(
         finder.jobs.put(None)
         finder.join()
         planes.close()
-        for pcm_reader in (audio, voice):
+        for pcm_reader in (audio, voice, loud):
             if pcm_reader is not None:
                 pcm_reader.join()
     if frames.error is not None:
@@ -437,12 +511,13 @@ def analyze(
         raise FFmpegFailed(cmd, proc.returncode, stderr)
     if index == 0:
         raise CorruptMedia(f"{Path(info.path).name}: no video frame could be decoded")
-    for worker in (audio, voice, finder):
+    for worker in (audio, voice, loud, finder):
         if worker is not None and worker.error is not None:
             raise worker.error
     subjects = [finder.found.get(i) for i in range(index)]
     levels = audio.levels(index) if audio is not None else [None] * index
     speech = voice.per_frame(index, fps) if voice is not None else [None] * index
+    k_power, true_peak = loud.per_frame(index) if loud is not None else ([None] * index, [None] * index)
     table = pl.DataFrame(
         {
             "frame": np.arange(index),
@@ -455,6 +530,8 @@ def analyze(
             "subject_kind": [s.kind if s else None for s in subjects],
             "audio_db": levels,
             "speech_prob": speech,
+            "k_power": k_power,
+            "true_peak": true_peak,
         },
         schema=ANALYSIS_SCHEMA,
     )

@@ -8,10 +8,14 @@ that stays within `TOLERANCE_PX` of the plan, and the crop filter evaluates it o
 That is about a fifth of the commands, and the window still moves on every frame.
 """
 
-from fractions import Fraction
-from typing import NamedTuple
+from __future__ import annotations
 
-import numpy as np
+import math
+from fractions import Fraction
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # numpy is imported where used: `autoedit edit` imports this before its first ffmpeg call
+    import numpy as np
 
 TOLERANCE_PX = 1.0
 """Largest distance, in source pixels, between a piece and the planned (even) positions it stands for."""
@@ -29,6 +33,8 @@ class Piece(NamedTuple):
 
 def _steps(positions: list[tuple[int, int, int]], frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame x and y from `(frame, x, y)` change points."""
+    import numpy as np
+
     x, y = np.empty(frames), np.empty(frames)
     bounds = [*(f for f, _, _ in positions[1:]), frames]
     for (start, px, py), end in zip(positions, bounds, strict=True):
@@ -50,8 +56,8 @@ def linear_pieces(positions: list[tuple[int, int, int]], frames: int, tol: float
     pieces: list[Piece] = []
     start = 0
     while start < frames:
-        lo_x = lo_y = -np.inf
-        hi_x = hi_y = np.inf
+        lo_x = lo_y = -math.inf
+        hi_x = hi_y = math.inf
         end = start + 1
         while end < frames:
             d = end - start
@@ -71,7 +77,7 @@ def linear_pieces(positions: list[tuple[int, int, int]], frames: int, tol: float
 def _slope(lo: float, hi: float) -> float:
     if lo <= 0.0 <= hi:
         return 0.0  # still: no drift from rounding a near-zero slope
-    if not np.isfinite(lo) or not np.isfinite(hi):
+    if not math.isfinite(lo) or not math.isfinite(hi):
         return 0.0  # a one-frame piece
     return round((lo + hi) / 2, 9)
 

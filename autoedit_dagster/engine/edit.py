@@ -1,10 +1,15 @@
-"""A whole edit of one file: plan it in a child process, then render, then export.
+"""A whole edit of one file: probe it, plan it, then render, then export.
+
+The source is probed first, before anything heavy is imported, so ffmpeg starts working at once;
+the plan gets that probe and never probes again.
 
 Analysis and planning need OpenCV, numpy and polars, and leave the process that ran them ~100 MB
 larger (a 20-minute source) that Python never returns to the system. The render that follows is
 a long ffmpeg run the Python side only waits for, so that memory would sit beside ffmpeg's for
-the whole encode. Planning therefore runs in a spawned child that exits before the render
-starts: the edit's peak is ffmpeg plus a small Python (bench/RESULTS.md, "scaling and memory").
+the whole encode. For a long source planning therefore runs in a spawned child that exits before
+the render starts: the edit's peak is ffmpeg plus a small Python (bench/RESULTS.md, "scaling and
+memory"). A short source is planned in this process: a child would cost a second Python start
+and its imports, more than the memory it saves.
 
 This module imports nothing heavy itself; keep it that way (a test checks).
 """
@@ -23,9 +28,12 @@ from autoedit_dagster.names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
 
 from . import ffmpeg_io, tempfiles
 from .config import EditProfile, EditSettings, get_profile
+from .media_info import MediaInfo, check_editable, probe
 from .render import RenderResult, render
 from .timeline import SpeechSummary, Timeline
 
+# Sources up to this long are planned in this process (see the module's docstring).
+IN_PROCESS_PLAN_MAX_S = 600.0
 # Progress messages from the child: at most one per this step of the bar (the analysis reports
 # every 50 frames, which would be thousands of messages for a long file).
 PROGRESS_STEP = 0.005
@@ -46,18 +54,22 @@ def plan_edit(
     settings: EditSettings | None = None,
     timeline_png_path: str | Path | None = None,
     on_progress: Callable[[str, float], None] | None = None,
+    info: MediaInfo | None = None,
 ) -> EditPlan:
-    """Analyse `source_path` and plan its edit for `profile` (and draw its timeline, if asked).
+    """Analyse `source_path` (already probed: `info`) and plan its edit for `profile` (and draw
+    its timeline, if asked).
 
-    In this process: `edit` runs it in a child (see the module's docstring).
+    In this process: `edit` runs it in a child for a long source (see the module's docstring).
     """
     from .pipeline import analyze_source, build_timeline, plan_crop
     from .previews import timeline_png
 
     settings = settings or EditSettings()
-    source = analyze_source(source_path, settings, on_progress)
+    source = analyze_source(source_path, settings, on_progress, info)
     crop_path = plan_crop(source.frames, source.info, source.shots, profile, settings.reframe)
-    timeline = build_timeline(source.info, source.frames.height, source.speech, profile, crop_path)
+    timeline = build_timeline(
+        source.info, source.frames.height, source.speech, profile, crop_path, frames=source.frames
+    )
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
     return EditPlan(
@@ -86,7 +98,7 @@ class PlanningFailed(RuntimeError):
 
 
 def _plan_in_child(
-    conn: Connection, source: str, profile: EditProfile, settings: EditSettings, png: str | None
+    conn: Connection, source: str, profile: EditProfile, settings: EditSettings, png: str | None, info: MediaInfo
 ) -> None:
     """Child process body: sends ("progress", stage, f)..., then ("plan", json) or ("error", exc, tb)."""
     ffmpeg_io.die_with_parent()
@@ -98,7 +110,7 @@ def _plan_in_child(
             conn.send(("progress", stage, fraction))
 
     try:
-        conn.send(("plan", plan_edit(source, profile, settings, png, progress).model_dump_json()))
+        conn.send(("plan", plan_edit(source, profile, settings, png, progress, info).model_dump_json()))
     except BaseException as exc:  # every failure goes back to the parent
         detail = traceback.format_exc()
         try:
@@ -115,11 +127,12 @@ def _plan_isolated(
     settings: EditSettings,
     png: Path | None,
     on_progress: Callable[[str, float], None] | None,
+    info: MediaInfo,
 ) -> EditPlan:
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
-        target=_plan_in_child, args=(send, str(source), profile, settings, str(png) if png else None), daemon=True
+        target=_plan_in_child, args=(send, str(source), profile, settings, str(png) if png else None, info), daemon=True
     )
     child.start()
     send.close()  # the child holds the only writing end: EOF means it ended
@@ -155,17 +168,26 @@ def edit(
     exports: list[str] | None = None,
     timeline_png_path: str | Path | None = None,
     on_progress: Callable[[str, float], None] | None = None,
+    isolate: bool | None = None,
+    started_probe: ffmpeg_io.ProbeRun | None = None,
 ) -> EditResult:
     """Edit `source_path` into `output` for one profile, with optional exports and timeline PNG.
 
     The exports and the timeline picture appear only when the render succeeded, like `output`.
+    `isolate`: plan in a child process; by default only for a source longer than
+    `IN_PROCESS_PLAN_MAX_S`. `started_probe`: the source's ffprobe, already running.
     """
     settings = settings or EditSettings()
     prof = get_profile(profile) if isinstance(profile, str) else profile
     output = Path(output)
     with tempfiles.temp_dir("plan") as work:
         png_draft = Path(work) / TIMELINE_PNG_NAME if timeline_png_path is not None else None
-        plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress)
+        info = probe(source_path, settings.limits, started_probe)
+        check_editable(info, settings.limits)
+        if isolate if isolate is not None else info.duration > IN_PROCESS_PLAN_MAX_S:
+            plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress, info)
+        else:
+            plan = plan_edit(source_path, prof, settings, png_draft, on_progress, info)
         timeline = plan.timeline
         started = time.perf_counter()
         result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)

@@ -123,6 +123,41 @@ def run(args: list[str], *, timeout: float | None = None, media: str | Path | No
     return proc.stdout
 
 
+class ProbeRun:
+    """An ffprobe of one file, started at once and read later (`media_info.probe` reads it).
+
+    Stdlib only, so a command can start it before importing the engine: ffprobe works while
+    Python imports. The file's own checks that need no settings come first (missing, empty,
+    a playlist or script), so ffprobe never opens what `probe` would refuse.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CorruptMedia(f"{self.path.name}: no such file")
+        if self.path.stat().st_size == 0:
+            raise CorruptMedia(f"{self.path.name}: empty file (0 bytes)")
+        if unsafe := sniff_unsafe(self.path):
+            raise unsafe
+        self.args = [FFPROBE, "-hide_banner", "-v", "error", "-show_format", "-show_streams",
+                     "-of", "json", *input_args(self.path)]  # fmt: skip
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **CHILD)
+
+    def output(self, timeout: float = 120) -> str:
+        """ffprobe's JSON; its errors about the file as typed `MediaError`s."""
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+        if self.proc.returncode != 0:
+            if err := media_error_from_stderr(stderr, self.path):
+                raise err
+            raise FFmpegFailed(self.args, self.proc.returncode, stderr)
+        return stdout
+
+
 def parse_progress(lines: Iterator[str], total_s: float, on_progress: Callable[[float], None]) -> None:
     """Feed `on_progress` a 0..1 fraction from ffmpeg's `-progress` key=value stream."""
     for line in lines:

@@ -75,24 +75,20 @@ def _frame_count(video: dict, duration: float, rate: Fraction) -> int:
     return max(1, round((_float(video.get("duration")) or duration) * float(rate)))
 
 
-def probe(path: str | Path, limits: InputLimits | None = None) -> MediaInfo:
-    """Describe `path`; raise a `MediaError` for anything that is not a readable media file."""
+def probe(path: str | Path, limits: InputLimits | None = None, started: ffmpeg_io.ProbeRun | None = None) -> MediaInfo:
+    """Describe `path`; raise a `MediaError` for anything that is not a readable media file.
+
+    `started`: the ffprobe of `path` already running (started before the engine was imported).
+    """
     limits = limits or InputLimits()
-    file = Path(path)
-    if not file.is_file():
-        raise CorruptMedia(f"{file.name}: no such file")
+    run = started or ffmpeg_io.ProbeRun(path)
+    file = run.path
     size = file.stat().st_size
-    if size == 0:
-        raise CorruptMedia(f"{file.name}: empty file (0 bytes)")
     if size > limits.max_file_bytes:
+        run.proc.kill()
+        run.proc.communicate()
         raise MediaTooLarge(f"{file.name}: {size} bytes is over the {limits.max_file_bytes}-byte limit")
-    if unsafe := ffmpeg_io.sniff_unsafe(file):
-        raise unsafe
-    out = ffmpeg_io.run(
-        [ffmpeg_io.FFPROBE, "-hide_banner", "-v", "error", "-show_format", "-show_streams",
-         "-of", "json", *ffmpeg_io.input_args(file)],
-        timeout=120, media=file,
-    )  # fmt: skip
+    out = run.output()
     data = json.loads(out or "{}")
     streams = data.get("streams", [])
     fmt = data.get("format", {})

@@ -19,6 +19,8 @@ from autoedit_dagster.names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
 
 from .analysis import analyze
 from .config import EditProfile, EditSettings, InputLimits, ReframeSettings
+from .ffmpeg_io import ProbeRun
+from .loudness import analysed_loudness
 from .media_info import MediaInfo, check_editable, probe
 from .previews import thumbnail, timeline_png
 from .reframe import crop_path_records, plan_reframe
@@ -41,21 +43,30 @@ class SourceAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def probe_source(path: str | Path, limits: InputLimits | None = None) -> MediaInfo:
-    """What `path` is, refused (`MediaError`) unless it is a video this edit can take within `limits`."""
+def probe_source(path: str | Path, limits: InputLimits | None = None, started: ProbeRun | None = None) -> MediaInfo:
+    """What `path` is, refused (`MediaError`) unless it is a video this edit can take within `limits`.
+
+    `started`: its ffprobe, already running.
+    """
     limits = limits or InputLimits()
-    info = probe(path, limits)
+    info = probe(path, limits, started)
     check_editable(info, limits)
     return info
 
 
 def analyze_source(
-    path: str | Path, settings: EditSettings | None = None, on_progress: Progress | None = None
+    path: str | Path,
+    settings: EditSettings | None = None,
+    on_progress: Progress | None = None,
+    info: MediaInfo | None = None,
 ) -> SourceAnalysis:
-    """Probe, validate and analyse `path` in one decode pass; speech and shots from its table."""
+    """Probe, validate and analyse `path` in one decode pass; speech and shots from its table.
+
+    `info`: `path` already probed (by `probe_source`), so it is not probed again.
+    """
     settings = settings or EditSettings()
     started = time.perf_counter()
-    info = probe_source(path, settings.limits)
+    info = info or probe_source(path, settings.limits)
     frames = analyze(info, settings.analysis, lambda f: on_progress("analyse", f) if on_progress else None)
     decoded = time.perf_counter()
     speech = find_speech(frames, info.fps_exact, settings.silence)
@@ -87,8 +98,13 @@ def build_timeline(
     profile: EditProfile,
     crop_path: pl.DataFrame | None,
     uri: str | None = None,
+    frames: pl.DataFrame | None = None,
 ) -> Timeline:
-    """Kept ranges, crop keys and output geometry of one profile's edit of `info`."""
+    """Kept ranges, crop keys and output geometry of one profile's edit of `info`.
+
+    With the analysis table `frames`, also the loudness of the kept audio, so the render needs no
+    measuring pass.
+    """
     if profile.width and profile.height:
         out_w, out_h = profile.width, profile.height
     else:
@@ -111,6 +127,7 @@ def build_timeline(
         crop_height=crop_h,
         ranges=keep,
         crop=keys,
+        loudness=analysed_loudness(frames, keep, info.fps_exact, profile.loudness_lufs) if frames is not None else None,
     )
 
 

@@ -1,14 +1,17 @@
 """The final render: one ffmpeg run that cuts, reframes, normalises loudness and encodes a `Timeline`.
 
-Two ffmpeg runs in all. The first (`measure_loudness`) decodes only the audio, applies the same
-cut and reports loudnorm's measurements; the second (`render`) builds one filter graph:
+One ffmpeg run. The kept audio's loudness comes with the timeline (`Timeline.loudness`, measured
+from the analysis pass by `loudness.py`), so the render applies a measured gain in its one encode;
+only a timeline without it (planned before the analysis kept R128's ingredients) gets a measuring
+pass first (`measure_loudness`: the audio alone, the same cut, loudnorm's measurements). The graph:
 
     [0:v:0] fps=F, setpts=N, sendcmd (crop keys), crop, segment=frames=a|b|…
         kept span -> setpts=PTS-STARTPTS -> concat input; cut span -> nullsink
     [0:a:0] aresample (sync to 0), aformat stereo, asegment=samples=(the same cuts, in samples)
         kept span -> asetpts=PTS-STARTPTS -> concat input; cut span -> anullsink
     concat -> settb, setpts=N, scale, setsar=1, yuv420p       -> libx264
-           -> loudnorm (measured, linear), aresample, aformat -> AAC
+           -> volume (measured gain), alimiter (only if the gain lifts the
+              true peak past the ceiling), aresample, aformat                 -> AAC
 
 Frame numbers are those of analysis: the `fps=` filter first, so source frame N is the N-th
 frame after it (variable-rate input becomes constant-rate the same way in both places). Audio cut
@@ -50,7 +53,7 @@ from .config import EditProfile
 from .crop_script import crop_script
 from .errors import CorruptMedia, FFmpegFailed
 from .media_info import probe
-from .timeline import Timeline, even
+from .timeline import LoudnessMeasurement, Timeline, even
 
 # One filter-graph argument must stay below Linux's MAX_ARG_STRLEN (128 KiB); longer graphs (a
 # silence cut of a long recording can have thousands of ranges) go through a script file.
@@ -58,8 +61,9 @@ MAX_INLINE_GRAPH = 100_000
 # Input read past the last kept frame, so the fps filter's end-of-stream handling and audio
 # resampler delay can never touch a kept frame, while the unused tail of the source is not decoded.
 READ_MARGIN_S = 2.0
-# Below this the audio is silence (or nearly): normalising it to -14 LUFS would only amplify noise.
-SILENCE_LUFS = -70.0
+# alimiter holds sample peaks; this much below the true-peak ceiling keeps the peaks between them
+# under it too (a 4x-oversampled peak rarely exceeds the sample peak by more at 48 kHz).
+LIMITER_MARGIN_DB = 0.5
 # Share of the progress bar given to the audio-only measuring pass (it is far cheaper than encoding).
 MEASURE_SHARE = 0.1
 # Crop sizes are whole even pixels, so a 9:16 window of a 360-line source is 202 wide, not 202.5.
@@ -68,27 +72,16 @@ CROP_COMMANDS_FILE = "crop.cmd"
 GRAPH_FILE = "graph.txt"
 
 
-class LoudnessMeasurement(BaseModel):
-    """loudnorm's first-pass measurements of the cut audio (EBU R128)."""
-
-    input_i: float = Field(description="Integrated loudness (LUFS).")
-    input_tp: float = Field(description="True peak (dBTP).")
-    input_lra: float = Field(description="Loudness range (LU).")
-    input_thresh: float = Field(description="Gating threshold (LUFS).")
-    target_offset: float = Field(description="Gain loudnorm suggests after normalisation (LU).")
-
-    @property
-    def is_silent(self) -> bool:
-        return not math.isfinite(self.input_i) or self.input_i < SILENCE_LUFS
-
-
 class RenderResult(BaseModel):
     """What `render` produced and how."""
 
     output: Path
     command: list[str] = Field(description="The final ffmpeg command (argument list).")
     output_duration: float = Field(description="Seconds, as probed from the written file.")
-    loudness: LoudnessMeasurement | None = Field(description="First-pass measurement; None without audio.")
+    loudness: LoudnessMeasurement | None = Field(
+        description="The kept audio's measurement the gain came from (the analysis', or a measuring pass "
+        "for a timeline without one); None without audio."
+    )
     wall_seconds: float
 
 
@@ -213,28 +206,25 @@ def _audio_cut(timeline: Timeline, profile: EditProfile) -> tuple[list[str], lis
     return _cut(f"[0:a:0]{_audio_prefix(profile)}", "asegment=samples", points, spans, "a")
 
 
-def _loudnorm(profile: EditProfile, loudness: LoudnessMeasurement | None) -> str:
-    """Second-pass loudnorm (linear gain when loudnorm can) then back to the delivery rate."""
-    # Pinning the final format matters: with only `aresample` after loudnorm, ffmpeg 5.1 fails to
-    # negotiate a channel layout for some inputs (44.1 kHz mono AAC) before the encoder.
+def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None) -> str:
+    """The measured gain to the target loudness, a limiter if it would lift peaks past the ceiling, then
+    the delivery format."""
+    # Pinning the final format matters: with only `aresample` before the encoder, ffmpeg 5.1 fails
+    # to negotiate a channel layout for some inputs (44.1 kHz mono AAC).
     deliver = (
         f"aresample={profile.audio_rate},"
         f"aformat=sample_fmts=fltp:sample_rates={profile.audio_rate}:channel_layouts=stereo"
     )
     if loudness is None or loudness.is_silent:
         return deliver
-
-    def clamp(value: float, low: float, high: float) -> str:
-        return f"{min(high, max(low, value if math.isfinite(value) else low)):.2f}"
-
-    # loudnorm works at 192 kHz internally; aresample brings it back to the delivery rate.
-    return (
-        f"loudnorm=I={profile.loudness_lufs}:TP={profile.true_peak_dbtp}:LRA={profile.loudness_range_lu}"
-        f":measured_I={clamp(loudness.input_i, -99, 0)}:measured_TP={clamp(loudness.input_tp, -99, 99)}"
-        f":measured_LRA={clamp(loudness.input_lra, 0, 99)}"
-        f":measured_thresh={clamp(loudness.input_thresh, -99, 0)}"
-        f":offset={clamp(loudness.target_offset, -99, 99)}:linear=true:print_format=none,{deliver}"
-    )
+    gain = profile.loudness_lufs - loudness.input_i
+    chain = f"volume={gain:.2f}dB"
+    if not math.isfinite(loudness.input_tp) or loudness.input_tp + gain > profile.true_peak_dbtp:
+        limit = 10 ** ((profile.true_peak_dbtp - LIMITER_MARGIN_DB) / 20)
+        # level=false: alimiter otherwise rescales the output to its limit; latency: it delays the
+        # audio by its look-ahead unless told to compensate, which would shift it against the video.
+        chain += f",alimiter=limit={limit:.4f}:attack=5:release=50:level=false:latency=true"
+    return f"{chain},{deliver}"
 
 
 def filter_graph(
@@ -294,7 +284,7 @@ def filter_graph(
     # timestamps as frame N at N/fps makes the output exactly constant-rate with no dup or drop.
     chains.append(f"[vc]settb={fps.denominator}/{fps.numerator},setpts=N,{fit},setsar=1,format=yuv420p[vout]")
     if timeline.has_audio:
-        chains.append(f"[ac]{_loudnorm(profile, loudness)}[aout]")
+        chains.append(f"[ac]{_loudness_gain(profile, loudness)}[aout]")
     return ";\n".join(chains)
 
 
@@ -472,7 +462,12 @@ def render(
     _check_source(timeline)
     progress = _Monotonic(on_progress)
     progress.report(0.0)
-    loudness = measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
+    # The analysis measured the kept audio; only a timeline planned without it needs a measuring pass.
+    measured = timeline.loudness is not None or not timeline.has_audio
+    loudness = (
+        timeline.loudness if measured else measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
+    )
+    encode_from = 0.0 if measured else MEASURE_SHARE
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # What a killed render left here or in the temp dir (dead owners, over an hour old only).
@@ -487,7 +482,7 @@ def render(
         try:
             # The last 1% is kept for the rename, so 1.0 means the file is really there.
             ffmpeg_io.run_with_progress(
-                cmd, timeline.output_duration, progress.stage(MEASURE_SHARE, 0.99), media=timeline.source
+                cmd, timeline.output_duration, progress.stage(encode_from, 0.99), media=timeline.source
             )
             os.replace(partial, output)
         finally:

@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+# Below this the audio is silence (or nearly): normalising it to -14 LUFS would only amplify noise.
+SILENCE_LUFS = -70.0
+
 
 class FrameRange(BaseModel):
     """Source frames [start, end): `end` is exclusive."""
@@ -47,6 +50,20 @@ class CropKey(BaseModel):
     y: int = Field(ge=0)
 
 
+class LoudnessMeasurement(BaseModel):
+    """EBU R128 measurements of the audio an edit keeps (loudnorm's names for them)."""
+
+    input_i: float = Field(description="Integrated loudness (LUFS).")
+    input_tp: float = Field(description="True peak (dBTP).")
+    input_lra: float = Field(description="Loudness range (LU).")
+    input_thresh: float = Field(description="Gating threshold (LUFS).")
+    target_offset: float = Field(description="Gain to the target loudness (LU).")
+
+    @property
+    def is_silent(self) -> bool:
+        return not math.isfinite(self.input_i) or self.input_i < SILENCE_LUFS
+
+
 class Timeline(BaseModel):
     """Kept source ranges, the crop path over them, and the output geometry of one profile."""
 
@@ -63,6 +80,10 @@ class Timeline(BaseModel):
     crop_height: int | None = None
     ranges: list[FrameRange]
     crop: list[CropKey] = Field(default_factory=list, description="Crop keyframes, ascending by frame.")
+    loudness: LoudnessMeasurement | None = Field(
+        default=None,
+        description="R128 measurements of the kept audio, from the analysis; None: the render measures it.",
+    )
 
     @property
     def fps_exact(self) -> Fraction:

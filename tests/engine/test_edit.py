@@ -1,4 +1,4 @@
-"""`edit`: planning in a child process, errors crossing back, and a small parent beside the render."""
+"""`edit`: planning in a child process (long sources), errors crossing back, and a small parent beside the render."""
 
 import multiprocessing
 import os
@@ -28,7 +28,7 @@ def test_edit_plans_in_a_child_and_renders(talk, tmp_path: Path) -> None:
     # Other tests in this process may keep children of their own (the gateway's GraphQL checkers).
     before = set(multiprocessing.active_children())
     result = edit(talk.path, out, "tate", exports=["edl"], timeline_png_path=png,
-                  on_progress=lambda stage, _f: stages.append(stage))  # fmt: skip
+                  on_progress=lambda stage, _f: stages.append(stage), isolate=True)  # fmt: skip
     info = probe(out)
     assert (info.width, info.height) == (1080, 1920)
     assert info.duration == pytest.approx(result.output_duration, abs=0.1)
@@ -54,7 +54,7 @@ def test_a_planning_process_that_dies_is_an_internal_error(talk, tmp_path: Path)
             os.kill(child.pid, signal.SIGKILL)
 
     with pytest.raises(PlanningFailed, match="exit code -9"):
-        edit(talk.path, tmp_path / "out.mp4", on_progress=kill_planner)
+        edit(talk.path, tmp_path / "out.mp4", on_progress=kill_planner, isolate=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -64,11 +64,23 @@ def test_ffmpeg_failure_survives_pickling() -> None:
     assert str(error) == "ffmpeg exited 1: first | last line"
 
 
-def test_the_process_that_waits_for_the_render_loads_no_analysis_libraries() -> None:
-    # What the parent imports stays resident for the whole render (bench/RESULTS.md, memory).
-    code = (
-        "import sys, autoedit_dagster.cli, autoedit_dagster.engine.edit; "
-        "print(sorted(m for m in ('cv2', 'polars', 'opentimelineio', 'dagster') if m in sys.modules))"
-    )
+@pytest.mark.parametrize(
+    ("modules", "absent"),
+    [
+        # What the parent imports stays resident for the whole render (bench/RESULTS.md, memory).
+        ("autoedit_dagster.cli, autoedit_dagster.engine.edit", ("cv2", "polars", "opentimelineio", "dagster")),
+        # `autoedit` starts its ffprobe having imported only the standard library (`ffmpeg_io.ProbeRun`).
+        ("autoedit_dagster.cli", ("pydantic", "numpy", "polars", "cv2", "dagster")),
+    ],
+)
+def test_the_command_loads_no_heavy_library_early(modules: str, absent: tuple[str, ...]) -> None:
+    code = f"import sys, {modules}; print(sorted(m for m in {absent!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_a_short_source_is_planned_in_this_process(talk, tmp_path: Path) -> None:
+    before = set(multiprocessing.active_children())
+    result = edit(talk.path, tmp_path / "out.mp4", "yoko")
+    assert result.output_duration > 0 and result.render.loudness is not None
+    assert set(multiprocessing.active_children()) <= before

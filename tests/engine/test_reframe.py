@@ -67,6 +67,8 @@ def synthetic(
         "subject_kind": [str(k) if s else None for k, s in zip(kinds, sampled, strict=True)],
         "audio_db": np.full(n, -20.0),
         "speech_prob": np.ones(n),
+        "k_power": np.full(n, 0.01),
+        "true_peak": np.full(n, 0.3),
     }
     return pl.DataFrame(columns, schema=ANALYSIS_SCHEMA)
 

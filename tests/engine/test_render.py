@@ -330,7 +330,7 @@ def _peak_rss_kib(timeline: Timeline, out: Path) -> int:
 def test_memory_stays_flat_with_many_ranges(bars: Path, tmp_path: Path) -> None:
     """Cutting into 200 ranges must not buffer frames: peak RSS is that of 2 ranges of the same length.
 
-    (The same length because loudnorm's buffers fill over its first seconds whatever the cut.)
+    (The same length because the audio filters' buffers fill over the first seconds whatever the cut.)
     """
     few = _timeline(bars, "30000/1001", BARS_FRAMES, 320, 180, True, ranges=_ranges((0, 200), (399, 599)))
     many = few.model_copy(update={"ranges": MANY})
@@ -430,8 +430,9 @@ def test_command_carries_profile_and_measurement(tmp_path: Path) -> None:
     ]  # fmt: skip
     for part in expected:
         assert part in joined
-    assert "loudnorm=I=-14.0:TP=-1.0:LRA=11.0:measured_I=-23.50:measured_TP=-6.10" in joined
-    assert ":linear=true" in joined
+    # -23.5 LUFS to -14 is +9.5 dB; the true peak -6.1 becomes +3.4 dBTP: limited under -1.
+    assert "[ac]volume=9.50dB,alimiter=" in joined and ":level=false:latency=true" in joined
+    assert "loudnorm" not in joined
     assert "aresample=48000,aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[aout]" in joined
     assert "-an" not in cmd and "-shell" not in joined
 
@@ -443,7 +444,7 @@ def test_silent_measurement_is_not_amplified() -> None:
     silent = parse_loudnorm_json(log)
     assert silent.is_silent and math.isinf(silent.input_i)
     graph = filter_graph(_ntsc_timeline(ranges=_ranges((0, 30)), **TATE_SIZE), PROFILES["tate"], silent)
-    assert "loudnorm" not in graph
+    assert "volume" not in graph and "alimiter" not in graph
 
 
 def test_moving_crop_script_is_even_clamped_and_half_a_frame_early(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def _table(frames: np.ndarray) -> pl.DataFrame:
             "frame": np.arange(n), "time": np.arange(n) / 25, "luma": flat.mean(axis=1),
             "scene_score": change, "motion": change, "signature": [f.tobytes() for f in frames], "chroma": none,
             "subject_cx": none, "subject_cy": none, "subject_w": none, "subject_h": none,
-            "subject_kind": none, "audio_db": none, "speech_prob": none,
+            "subject_kind": none, "audio_db": none, "speech_prob": none, "k_power": none, "true_peak": none,
         },
         schema=ANALYSIS_SCHEMA,
     )  # fmt: skip
