@@ -42,6 +42,7 @@ DEFAULT_PROFILE = TATE
 INGEST_GROUP = "ingest"
 ANALYSIS_GROUP = "analysis"
 CATALOG_GROUP = "catalog"
+WEBHOOK_DELIVERIES_ASSET = "webhook_deliveries"  # observed once per delivery attempt
 # The groups every profile's chain reads from; `video_job` runs them with the default profile.
 ANALYSIS_GROUPS = (INGEST_GROUP, ANALYSIS_GROUP)
 
@@ -70,6 +71,7 @@ STAGING_PREFIX = "staging/"
 IDS_PREFIX = "ids/"
 QUARANTINE_PREFIX = "quarantine/"
 CATALOG_PREFIX = "catalog/"
+WEBHOOKS_PREFIX = "webhooks/"  # the webhook outbox: pending/ and done/ delivery records
 
 # The file a profile's deliverable set is named after; published last, after its companions.
 RENDER_NAME = "final.mp4"
