@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -119,6 +120,10 @@ class WebhookResource(dg.ConfigurableResource):
     backoff_base_s: float = 30.0
     max_attempts: int = 9
     timeout_s: float = 10.0
+
+    def __repr_args__(self) -> Any:
+        # Tracebacks and test reports print resources: the secret must not be in them.
+        return [(k, "**********" if k == "secret" and v else v) for k, v in super().__repr_args__()]
 
     def settings(self) -> WebhookSettings:
         return WebhookSettings(
