@@ -175,7 +175,12 @@ class Servers(contextlib.AbstractContextManager):
         return self._start("webserver", command, self.instance.env(), f"http://127.0.0.1:{port}")
 
     def start_gateway(
-        self, upstream: str, redis_url: str, rate_limit: int | None = None, name: str = "gateway"
+        self,
+        upstream: str,
+        redis_url: str,
+        rate_limit: int | None = None,
+        name: str = "gateway",
+        extra_env: dict[str, str] | None = None,
     ) -> Server:
         """`autoedit gateway` in front of `upstream`, its tokens signed with JWT_SECRET, its /metrics on the
         instance; `rate_limit` None leaves AUTOEDIT_RATE_LIMIT unset (the gateway's default, 100 a minute)."""
@@ -185,6 +190,7 @@ class Servers(contextlib.AbstractContextManager):
         )
         if rate_limit is not None:
             env["AUTOEDIT_RATE_LIMIT"] = str(rate_limit)
+        env.update(extra_env or {})
         command = [binary("autoedit"), "gateway", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)]
         return self._start(name, command, env, f"http://127.0.0.1:{port}")
 
