@@ -166,13 +166,15 @@ class Servers(contextlib.AbstractContextManager):
         self.started.append(server)
         return server
 
-    def start_daemon(self) -> Server:
-        return self._start("daemon", [binary("dagster-daemon"), "run", "-w", "workspace.yaml"], self.instance.env())
+    def start_daemon(self, extra_env: dict[str, str] | None = None) -> Server:
+        env = {**self.instance.env(), **(extra_env or {})}
+        return self._start("daemon", [binary("dagster-daemon"), "run", "-w", "workspace.yaml"], env)
 
-    def start_webserver(self) -> Server:
+    def start_webserver(self, extra_env: dict[str, str] | None = None) -> Server:
         port = free_port()
         command = [binary("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-        return self._start("webserver", command, self.instance.env(), f"http://127.0.0.1:{port}")
+        env = {**self.instance.env(), **(extra_env or {})}
+        return self._start("webserver", command, env, f"http://127.0.0.1:{port}")
 
     def start_gateway(
         self,
