@@ -82,13 +82,6 @@ class Gateway(WebSocketProxy):
         webhooks: WebhookSettings | None = None,
     ) -> None:
         self.settings = settings
-        # /review reads and records in the store AUTOEDIT_STORAGE names; bad webhook settings
-        # stop the gateway here rather than at the first approval.
-        self.review = ReviewSite(
-            store if store is not None else media_store_from_env(),
-            webhooks if webhooks is not None else WebhookSettings.from_env(),
-            graphql_url(settings.upstream),
-        )
         self.verifier = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
         self.judge = GraphQLJudge(settings.graphql_limits)
         source = instance
@@ -101,6 +94,14 @@ class Gateway(WebSocketProxy):
                 return dg.DagsterInstance.from_config(home)
 
         self.registry, self.metrics, self.collector = build_registry(source)
+        # /review reads and records in the store AUTOEDIT_STORAGE names; bad webhook settings
+        # stop the gateway here rather than at the first approval.
+        self.review = ReviewSite(
+            store if store is not None else media_store_from_env(),
+            webhooks if webhooks is not None else WebhookSettings.from_env(),
+            graphql_url(settings.upstream),
+            instance=None if source is None else source if callable(source) else (lambda: source),
+        )
         upstream = urlsplit(settings.upstream.rstrip("/"))
         self._upstream = upstream
         self._base_path = upstream.path.rstrip("/")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -23,8 +24,9 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from ..names import DEFAULT_PROFILE, PROFILE_NAMES, RENDER_NAME, profile_job_name, render_prefix
 from ..partitions import is_video_id
 from ..resources import LocalMediaStore, MediaStore
-from ..review.decisions import decisions_for, record_decision
+from ..review.decisions import Verdict, decisions_for, record_decision
 from ..review.listing import RENDER_FILES, find_video, list_videos, report
+from ..webhooks.events import latest_render_checks
 from ..webhooks.outbox import enqueue
 from ..webhooks.settings import RENDER_APPROVED, WebhookSettings
 from .policy import Refusal
@@ -58,8 +60,16 @@ def _csp(store: MediaStore) -> str:
 
 
 class ReviewSite:
-    def __init__(self, store: MediaStore, webhooks: WebhookSettings, graphql_url: str) -> None:
+    def __init__(
+        self,
+        store: MediaStore,
+        webhooks: WebhookSettings,
+        graphql_url: str,
+        instance: Callable[[], Any] | None = None,
+    ) -> None:
         self.store = store
+        self._instance_factory = instance
+        self._instance: Any = None
         self.webhooks = webhooks
         self.graphql_url = graphql_url
 
@@ -145,7 +155,21 @@ class ReviewSite:
         profile = self._profile(profile)
         found = await run_in_threadpool(report, self.store, video_id, profile)
         history = await run_in_threadpool(decisions_for, self.store, video_id)
-        return self._html(video_page(row, profile, found, history, principal.is_operator, principal.label))
+        checks = await run_in_threadpool(self._checks, video_id, profile) if found is not None else {}
+        page = video_page(row, profile, found, history, checks, principal.is_operator, principal.label)
+        return self._html(page)
+
+    def _checks(self, video_id: str, profile: str) -> dict[str, dict[str, Any]]:
+        """The render checks of the latest render, from the Dagster instance ({} without one)."""
+        if self._instance_factory is None:
+            return {}
+        try:
+            if self._instance is None:
+                self._instance = self._instance_factory()
+            return latest_render_checks(self._instance, video_id, profile)
+        except Exception:  # the page still shows the render when the instance cannot be read
+            log.exception("reading check results for the review page failed")
+            return {}
 
     async def _media(self, request: Request, video_id: str, profile: str, name: str) -> Response:
         if name not in RENDER_FILES:
@@ -163,8 +187,9 @@ class ReviewSite:
     # Actions -----------------------------------------------------------------------------------
 
     async def _decide(self, video_id: str, form: dict[str, str], principal: Principal) -> Response:
-        decision = form.get("decision")
-        if decision not in ("approved", "rejected"):
+        verdicts: dict[str | None, Verdict] = {"approved": "approved", "rejected": "rejected"}
+        decision = verdicts.get(form.get("decision"))
+        if decision is None:
             raise Refusal(400, "bad request", "decision must be approved or rejected")
         profile = self._profile(form.get("profile") or DEFAULT_PROFILE)
         note = form.get("note", "")

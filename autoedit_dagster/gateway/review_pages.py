@@ -79,7 +79,13 @@ def list_page(rows: Sequence[VideoRow], page_number: int, has_more: bool, role: 
 
 
 def video_page(
-    row: VideoRow, profile: str, report: dict[str, Any] | None, history: Sequence[Decision], operator: bool, role: str
+    row: VideoRow,
+    profile: str,
+    report: dict[str, Any] | None,
+    history: Sequence[Decision],
+    checks: dict[str, dict[str, Any]],
+    operator: bool,
+    role: str,
 ) -> str:
     parts = [f'<p><a href="/review">← all videos</a></p><p class="status">{esc(status_text(row))}</p>']
     if report is not None:
@@ -95,6 +101,13 @@ def video_page(
             f'<a href="{media_url(row.video_id, profile, name)}" download>{esc(kind)}</a>' for kind, name in downloads
         )
         parts.append(f"<p>Downloads: {links}</p>")
+    if checks:
+        items = "".join(
+            f'<li class="{"ok" if c["passed"] else "bad"}">{esc(name)}: {"passed" if c["passed"] else "FAILED"}'
+            f"{'' if c['passed'] or c['severity'] == 'ERROR' else ' (warning)'}</li>"
+            for name, c in sorted(checks.items())
+        )
+        parts.append(f'<h2>Checks</h2><ul class="checks">{items}</ul>')
     if history:
         entries = "".join(
             f'<li><b class="{"ok" if d.decision == "approved" else "bad"}">{esc(d.decision)}</b> '

@@ -37,6 +37,14 @@ def check_results(instance: dg.DagsterInstance, run_id: str, profile: str) -> di
     return found
 
 
+def latest_render_checks(instance: dg.DagsterInstance, video_id: str, profile: str) -> dict[str, dict[str, Any]]:
+    """The checks evaluated in the run of the partition's latest `<profile>/render` ({} if none)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(dg.AssetKey([profile, "render"]), asset_partitions=[video_id]), limit=1
+    ).records
+    return check_results(instance, records[0].run_id, profile) if records else {}
+
+
 def published_profiles(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """Profiles whose `<profile>/edit_report` this run materialized (what it published)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records

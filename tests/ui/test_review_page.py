@@ -88,6 +88,7 @@ def test_review_on_a_phone(deployment, gateway, browser_context, receiver) -> No
     page.evaluate("document.querySelector('#render').play()")
     wait_until(page, "document.querySelector('#render').currentTime > 0.3")
     assert page.locator("img.timeline").evaluate("img => img.naturalWidth") > 0
+    assert "audio_video_in_sync: passed" in page.locator("ul.checks").inner_text()
     page.screenshot(path=ARTIFACTS / "video-phone.png", full_page=True)
     # The player's requests are ranges, answered 206 with the part asked for.
     ranged = httpx.get(
