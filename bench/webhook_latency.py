@@ -106,6 +106,8 @@ def main() -> None:
         if event is not None and received.status == 200:
             arrived.setdefault(event["data"]["run_id"], received.at)
     latencies = [arrived[r] - finished_at[r] for r in finished_at if r in arrived]
+    # The upload sensor also runs the clip once on its own: its event arrives, but is not timed.
+    others = len(set(arrived) - set(run_ids))
     lines = [
         "# Webhook delivery latency",
         "",
@@ -113,7 +115,8 @@ def main() -> None:
         f"{platform.node()} ({os.cpu_count()} CPUs, shared with other work): the real daemon and webserver on a "
         "temporary SQLite instance, `video_job` on a 2 s clip, a loopback receiver verifying signatures.",
         "",
-        f"- runs launched: {RUNS}; succeeded: {len(finished_at)}; `render.succeeded` received: {len(arrived)}; "
+        f"- runs launched: {RUNS}; succeeded: {len(finished_at)}; their `render.succeeded` received: "
+        f"{len(set(arrived) & set(run_ids))} (and {others} for the upload sensor's own run of the clip); "
         f"signatures refused: {sum(not r.signed for r in receiver.seen)}; duplicates: {receiver.duplicates}",
     ]
     if latencies:
