@@ -45,9 +45,13 @@ def attempt_delivery(
     """One attempt, recorded in the delivery's record before returning."""
     number = len(delivery.attempts) + 1
     started = time.monotonic()
-    status, error = _send(client, settings, delivery, number)
+    # A subscriber taken out of AUTOEDIT_WEBHOOK_URLS gets nothing more, queued or not.
+    subscribed = delivery.url in settings.urls
+    status, error = _send(client, settings, delivery, number) if subscribed else (None, "no longer subscribed")
     outcome: Outcome
-    if error is None:
+    if not subscribed:
+        outcome, delivery.state = "gave_up", "gave_up"
+    elif error is None:
         outcome, delivery.state = "delivered", "delivered"
     elif number >= settings.max_attempts:
         outcome, delivery.state = "gave_up", "gave_up"

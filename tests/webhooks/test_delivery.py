@@ -214,3 +214,19 @@ def test_a_failed_run_sends_render_failed_and_upload_quarantined_with_the_reason
     assert by_type["render.failed"]["reason"] == reason
     assert by_type["upload.quarantined"]["reason"] == reason
     assert by_type["upload.quarantined"]["quarantine_key"] == f"quarantine/{VIDEO}.json"
+
+
+def test_a_subscriber_removed_from_the_settings_gets_nothing_more(local_store: MediaStore) -> None:
+    from autoedit_dagster.webhooks.delivery import deliver_due
+
+    receiver = WebhookReceiver(SECRET.encode())
+    server, url = serve(receiver)
+    try:
+        before = WebhookResource(urls=[url], secret=SECRET).settings()
+        enqueue(local_store, before, "render.failed", ("run-2",), {"video_id": VIDEO})
+        after = WebhookResource(urls=["https://other.example/hook"], secret=SECRET).settings()
+        (attempt,) = deliver_due(local_store, after)
+    finally:
+        server.shutdown()
+    assert (attempt.outcome, attempt.error) == ("gave_up", "no longer subscribed")
+    assert receiver.seen == []
