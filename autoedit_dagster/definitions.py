@@ -1,7 +1,8 @@
 """The code location: one `Definitions` object for `dagster dev`, the daemon and workspace.yaml.
 
 Environment: AUTOEDIT_STORAGE (a folder, default `.storage/` in the repo, or s3://bucket/prefix),
-AWS_ENDPOINT_URL and the AWS_* credentials for S3 (see `resources/media_store.py`).
+AWS_ENDPOINT_URL and the AWS_* credentials for S3 (see `resources/media_store.py`);
+AUTOEDIT_WEBHOOK_URLS, AUTOEDIT_WEBHOOK_SECRET, AUTOEDIT_WEBHOOK_EVENTS (see `webhooks/settings.py`).
 """
 
 import dagster as dg
@@ -12,21 +13,32 @@ from .engine.config import PROFILES
 from .jobs import EXECUTOR, catalog_job, profile_jobs, video_job
 from .resources import MediaStore, build_resources
 from .schedules import catalog_schedule, retention_job, retention_schedule, sweep_job, temp_sweep_sensor
-from .sensors import build_quarantine_sensor, build_upload_sensor
+from .sensors import (
+    WEBHOOKS_KEY,
+    build_delivery_sensor,
+    build_quarantine_sensor,
+    build_render_succeeded_sensor,
+    build_run_failed_sensor,
+    build_upload_sensor,
+    deliveries_spec,
+)
+from .webhooks.settings import WebhookResource
 
 upload_sensor = build_upload_sensor(video_job, minimum_interval_seconds=5)
 quarantine_sensor = build_quarantine_sensor()
+webhook_sensors = [build_render_succeeded_sensor(), build_run_failed_sensor(), build_delivery_sensor()]
 
 
-def build_definitions(store: MediaStore | None = None) -> dg.Definitions:
-    """Everything in the code location; `store` defaults to the one AUTOEDIT_STORAGE names."""
+def build_definitions(store: MediaStore | None = None, webhooks: WebhookResource | None = None) -> dg.Definitions:
+    """Everything in the code location; `store` defaults to the one AUTOEDIT_STORAGE names, and
+    `webhooks` to the subscriptions AUTOEDIT_WEBHOOK_URLS / AUTOEDIT_WEBHOOK_SECRET configure."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
+        assets=[*ALL_ASSETS, deliveries_spec],
         asset_checks=[build_render_checks(profile) for profile in PROFILES.values()],
         jobs=[video_job, *profile_jobs.values(), catalog_job, retention_job, sweep_job],
-        sensors=[upload_sensor, quarantine_sensor, temp_sweep_sensor],
+        sensors=[upload_sensor, quarantine_sensor, temp_sweep_sensor, *webhook_sensors],
         schedules=[catalog_schedule, retention_schedule],
-        resources=build_resources(store),
+        resources={**build_resources(store), WEBHOOKS_KEY: webhooks or WebhookResource.from_env()},
         # Also for runs outside the named jobs (UI materializations, backfills of an asset group).
         executor=EXECUTOR,
     )

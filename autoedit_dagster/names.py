@@ -43,6 +43,7 @@ DEFAULT_PROFILE = TATE
 INGEST_GROUP = "ingest"
 ANALYSIS_GROUP = "analysis"
 CATALOG_GROUP = "catalog"
+WEBHOOK_DELIVERIES_ASSET = "webhook_deliveries"  # observed once per delivery attempt
 # The groups every profile's chain reads from; `video_job` runs them with the default profile.
 ANALYSIS_GROUPS = (INGEST_GROUP, ANALYSIS_GROUP)
 
@@ -71,6 +72,8 @@ STAGING_PREFIX = "staging/"
 IDS_PREFIX = "ids/"
 QUARANTINE_PREFIX = "quarantine/"
 CATALOG_PREFIX = "catalog/"
+REVIEWS_PREFIX = "reviews/"  # reviewers' decisions, one file each: reviews/<video_id>/<time>-<id>.json
+WEBHOOKS_PREFIX = "webhooks/"  # the webhook outbox: pending/ and done/ delivery records
 
 # The file a profile's deliverable set is named after; published last, after its companions.
 RENDER_NAME = "final.mp4"
@@ -122,6 +125,11 @@ def staged_render_prefix(run_id: str, video_id: str, profile: str) -> str:
 def id_claim_key(video_id: str) -> str:
     """The record naming the upload key that owns `video_id`."""
     return f"{IDS_PREFIX}{video_id}.json"
+
+
+def review_prefix(video_id: str) -> str:
+    """The folder of reviewers' decisions on a video (append-only: one create-only file each)."""
+    return f"{REVIEWS_PREFIX}{video_id}/"
 
 
 def quarantine_key(video_id: str, refused_upload: str | None = None) -> str:

@@ -166,16 +166,23 @@ class Servers(contextlib.AbstractContextManager):
         self.started.append(server)
         return server
 
-    def start_daemon(self) -> Server:
-        return self._start("daemon", [binary("dagster-daemon"), "run", "-w", "workspace.yaml"], self.instance.env())
+    def start_daemon(self, extra_env: dict[str, str] | None = None) -> Server:
+        env = {**self.instance.env(), **(extra_env or {})}
+        return self._start("daemon", [binary("dagster-daemon"), "run", "-w", "workspace.yaml"], env)
 
-    def start_webserver(self) -> Server:
+    def start_webserver(self, extra_env: dict[str, str] | None = None) -> Server:
         port = free_port()
         command = [binary("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
-        return self._start("webserver", command, self.instance.env(), f"http://127.0.0.1:{port}")
+        env = {**self.instance.env(), **(extra_env or {})}
+        return self._start("webserver", command, env, f"http://127.0.0.1:{port}")
 
     def start_gateway(
-        self, upstream: str, redis_url: str, rate_limit: int | None = None, name: str = "gateway"
+        self,
+        upstream: str,
+        redis_url: str,
+        rate_limit: int | None = None,
+        name: str = "gateway",
+        extra_env: dict[str, str] | None = None,
     ) -> Server:
         """`autoedit gateway` in front of `upstream`, its tokens signed with JWT_SECRET, its /metrics on the
         instance; `rate_limit` None leaves AUTOEDIT_RATE_LIMIT unset (the gateway's default, 100 a minute)."""
@@ -185,6 +192,7 @@ class Servers(contextlib.AbstractContextManager):
         )
         if rate_limit is not None:
             env["AUTOEDIT_RATE_LIMIT"] = str(rate_limit)
+        env.update(extra_env or {})
         command = [binary("autoedit"), "gateway", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)]
         return self._start(name, command, env, f"http://127.0.0.1:{port}")
 

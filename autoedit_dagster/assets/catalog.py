@@ -16,6 +16,7 @@ from ..names import (
 )
 from ..partitions import video_id_for_upload
 from ..resources import PARQUET_IO_MANAGER_KEY, MediaStore
+from ..review.decisions import latest_decisions
 
 CATALOG_SCHEMA = {
     "video_id": pl.Utf8,
@@ -28,11 +29,15 @@ CATALOG_SCHEMA = {
     "profiles": pl.List(pl.Utf8),
     "render_uris": pl.List(pl.Utf8),
     "reason": pl.Utf8,
+    "review": pl.Utf8,
+    "review_note": pl.Utf8,
+    "reviewed_by": pl.Utf8,
 }
 
 
 def build_catalog(store: MediaStore) -> pl.DataFrame:
-    """Status per upload: rendered (with its numbers), quarantined (with the reason) or pending.
+    """Status per upload: rendered (with its numbers), quarantined (with the reason) or pending,
+    and the reviewers' latest verdict (approved/rejected, the note, who).
 
     Built from what is in the store (reports beside the renders, quarantine records), so it is
     right whatever ran where, and costs one listing per prefix, not one Dagster query per video.
@@ -50,6 +55,7 @@ def build_catalog(store: MediaStore) -> pl.DataFrame:
             record = json.loads(store.read_bytes(obj.key))
             if record.get("upload_key"):
                 quarantined[record["upload_key"]] = record
+    reviews = latest_decisions(store)
     rows = []
     for obj in store.list(UPLOADS_PREFIX):
         if not is_video_upload(obj.key):
@@ -70,6 +76,9 @@ def build_catalog(store: MediaStore) -> pl.DataFrame:
                 "profiles": [r["profile"] for r in done],
                 "render_uris": [r["render_uri"] for r in done],
                 "reason": bad.get("reason") if bad and not done else None,
+                "review": review.decision if (review := reviews.get(video_id)) else None,
+                "review_note": review.note if review else None,
+                "reviewed_by": review.by if review else None,
             }
         )
     return pl.DataFrame(rows, schema=CATALOG_SCHEMA).sort("video_id")
@@ -98,6 +107,7 @@ def video_catalog(context: dg.AssetExecutionContext, store: MediaStore) -> pl.Da
             "videos": table.height,
             "rendered": int((table["status"] == "rendered").sum()),
             "quarantined": int((table["status"] == "quarantined").sum()),
+            "approved": int((table["review"] == "approved").sum()),
             "seconds_removed": float(table["seconds_removed"].sum() or 0),
             "preview": dg.MetadataValue.md(markdown_table(table.head(20))),
         }

@@ -26,6 +26,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from ..resources import MediaStore, media_store_from_env
+from ..webhooks.settings import WebhookSettings
 from .graphql_check import shared_pool
 from .metrics import build_registry
 from .policy import (
@@ -48,6 +50,7 @@ from .policy import (
     upstream_headers,
 )
 from .ratelimit import RateDecision, RateLimiter
+from .review import ReviewSite, graphql_url
 from .settings import GatewaySettings
 from .tokens import ROLES, Principal, TokenError, TokenVerifier
 from .websocket import WebSocketProxy
@@ -71,7 +74,13 @@ class _Caller:
 class Gateway(WebSocketProxy):
     """The ASGI app. `Gateway(settings)` is what uvicorn serves; `instance` overrides DAGSTER_HOME for /metrics."""
 
-    def __init__(self, settings: GatewaySettings, instance: Any = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        instance: Any = None,
+        store: MediaStore | None = None,
+        webhooks: WebhookSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.verifier = TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
         self.judge = GraphQLJudge(settings.graphql_limits)
@@ -85,6 +94,14 @@ class Gateway(WebSocketProxy):
                 return dg.DagsterInstance.from_config(home)
 
         self.registry, self.metrics, self.collector = build_registry(source)
+        # /review reads and records in the store AUTOEDIT_STORAGE names; bad webhook settings
+        # stop the gateway here rather than at the first approval.
+        self.review = ReviewSite(
+            store if store is not None else media_store_from_env(),
+            webhooks if webhooks is not None else WebhookSettings.from_env(),
+            graphql_url(settings.upstream),
+            instance=None if source is None else source if callable(source) else (lambda: source),
+        )
         upstream = urlsplit(settings.upstream.rstrip("/"))
         self._upstream = upstream
         self._base_path = upstream.path.rstrip("/")
@@ -256,6 +273,9 @@ class Gateway(WebSocketProxy):
         if caller.via_cookie and request.method not in READ_METHODS and not is_same_origin(request):
             raise Refusal(403, "forbidden", f"cross-site {request.method} refused: a cookie session may change "
                           "things only from this site's own pages (Origin or Sec-Fetch-Site: same-origin)")  # fmt: skip
+        if route == "review":
+            assert self.http is not None
+            return await self.review.handle(request, path, principal, self.http)
         if is_graphql_path(path):
             graphql = await self._authorize_graphql(request, principal)
             response = await self._forward(request, path, graphql.body, graphql.query_string, graphql.content_type)

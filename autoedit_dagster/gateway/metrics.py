@@ -27,6 +27,7 @@ time budget per scrape, so a scrape stays bounded on an instance with a long his
     autoedit_render_wall_seconds_total{profile}         their `render_s` (wall time spent rendering)
     autoedit_asset_check_evaluations_total{asset,check,severity}
     autoedit_asset_check_failures_total{asset,check,severity}
+    autoedit_webhook_deliveries_total{outcome}          attempts (observations of `webhook_deliveries`)
 
 These are functions of the instance's history, not of the process: a restarted gateway (or a
 second replica) reports the same totals once it has read the history again, so `rate()` sees no
@@ -56,10 +57,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from autoedit_dagster.names import WEBHOOK_DELIVERIES_ASSET
+
 log = logging.getLogger("autoedit.metrics")
 
 VIDEOS_PARTITIONS = "videos"
 SOURCE_VIDEO = dg.AssetKey("source_video")
+DELIVERIES = dg.AssetKey(WEBHOOK_DELIVERIES_ASSET)
 RUN_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 STEP_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -134,6 +138,7 @@ COUNTERS: dict[str, tuple[str, list[str]]] = {
     "autoedit_render_wall_seconds": ("Wall-clock seconds spent rendering (render render_s).", ["profile"]),
     "autoedit_asset_check_evaluations": ("Asset check evaluations.", ["asset", "check", "severity"]),
     "autoedit_asset_check_failures": ("Asset check evaluations that did not pass.", ["asset", "check", "severity"]),
+    "autoedit_webhook_deliveries": ("Webhook delivery attempts by outcome.", ["outcome"]),
 }
 
 
@@ -158,6 +163,7 @@ class InstanceCollector(Collector):
         self.time_budget = time_budget
         self._lock = threading.Lock()
         self._cursors: dict[dg.DagsterEventType, str | None] = dict.fromkeys(FINISHED)
+        self._deliveries_cursor: str | None = None
         self._history = _History()
         self._gauges: list[Metric] = []
         self._up = 0
@@ -243,7 +249,25 @@ class InstanceCollector(Collector):
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     return False
-        return True
+        return self._read_deliveries(instance, deadline)
+
+    def _read_deliveries(self, instance: dg.DagsterInstance, deadline: float | None) -> bool:
+        """Count the webhook delivery attempts observed since the last read, by outcome."""
+        while True:
+            result = instance.fetch_observations(
+                DELIVERIES, limit=self.page_size, cursor=self._deliveries_cursor, ascending=True
+            )
+            page = _History()
+            for record in result.records:
+                observation = record.asset_observation
+                outcome = observation.metadata.get("outcome") if observation is not None else None
+                page.add("autoedit_webhook_deliveries", (str(getattr(outcome, "value", outcome)),), 1)
+            self._history.merge(page)
+            self._deliveries_cursor = result.cursor or self._deliveries_cursor
+            if not result.has_more:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
 
     def _read_runs(self, instance: dg.DagsterInstance, run_ids: list[str], status: str) -> _History:
         page = _History()

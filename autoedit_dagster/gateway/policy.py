@@ -223,6 +223,8 @@ def is_graphql_path(path: str) -> bool:
 def route_label(path: str) -> str:
     if path in GATEWAY_PATHS:
         return GATEWAY_PATHS[path]
+    if path == "/review" or path.startswith("/review/"):
+        return "review"
     return "graphql" if is_graphql_path(path) else "ui"
 
 

@@ -138,6 +138,10 @@ class MediaStore(dg.ConfigurableResource):
     def uri(self, key: str) -> str:
         """A URI for humans and logs: `file:///...` locally, `s3://bucket/...` on S3."""
 
+    def shared_url(self, key: str, expires_s: int = 3600) -> str:
+        """A URL someone outside may fetch `key` from: presigned on S3, the `file:` URI locally."""
+        return self.uri(key)
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
@@ -536,6 +540,10 @@ class S3MediaStore(MediaStore):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(check_object_key(key))}"
+
+    def shared_url(self, key: str, expires_s: int = 3600) -> str:
+        params = {"Bucket": self.bucket, "Key": self._full(check_object_key(key))}
+        return str(self._s3().generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s))
 
     def key_from_uri(self, uri_or_key: str) -> str:
         if uri_or_key.startswith("s3://"):

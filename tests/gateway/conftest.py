@@ -152,12 +152,13 @@ def start_gateway(redis_url: str) -> Iterator[Callable[..., str]]:  # noqa: F811
     """Start gateways (each with its own rate-limit key space unless `key_prefix` is shared); returns the URL."""
     servers: list[ServerThread] = []
 
-    def start(upstream: str, key_prefix: str | None = None, instance=None, **settings) -> str:
+    def start(upstream: str, key_prefix: str | None = None, instance=None, store=None, webhooks=None,
+              **settings) -> str:  # fmt: skip
         config = GatewaySettings(
             upstream=upstream, jwt_secret=SECRET, redis_url=redis_url,
             key_prefix=key_prefix or f"autoedit-test:{uuid.uuid4().hex}:", **settings,
         )  # fmt: skip
-        server = ServerThread(Gateway(config, instance=instance))
+        server = ServerThread(Gateway(config, instance=instance, store=store, webhooks=webhooks))
         servers.append(server)
         return server.url
 

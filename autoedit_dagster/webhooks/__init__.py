@@ -1,0 +1,1 @@
+"""Signed completion webhooks: settings, signing, the durable outbox, delivery and event bodies."""
