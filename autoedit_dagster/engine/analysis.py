@@ -440,7 +440,7 @@ def analyze(
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
     plane_read, plane_write = os.pipe()
     voice_read, voice_write = os.pipe() if info.has_audio and settings.voice else (None, None)
-    loud_read, loud_write = os.pipe() if info.has_audio else (None, None)
+    loud_read, loud_write = os.pipe() if info.has_audio and settings.loudness else (None, None)
     for wide_pipe in (voice_write, loud_write):
         if wide_pipe is not None:
             with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ import pytest
 
 from autoedit_dagster.engine import render as render_module
 from autoedit_dagster.engine.analysis import analyze
-from autoedit_dagster.engine.config import EditProfile, get_profile
+from autoedit_dagster.engine.config import AnalysisSettings, EditProfile, get_profile
 from autoedit_dagster.engine.loudness import k_weighting
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.pipeline import build_timeline
@@ -98,7 +98,7 @@ def test_k_weighting_at_48k_is_bs1770s() -> None:
 @pytest.mark.parametrize("name", ["tone", "music", "speech", "gated", "brief"])
 def test_analysis_loudness_matches_ebur128(clips: dict[str, Path], name: str) -> None:
     info = probe(clips[name])
-    frames = analyze(info)
+    frames = analyze(info, AnalysisSettings(loudness=True))
     whole = [FrameRange(start=0, end=frames.height)]
     # A few short pieces, 1-2 s in all: a very short programme cut from the middle.
     pieces = [FrameRange(start=5, end=20), FrameRange(start=26, end=40)] if name != "brief" else whole
@@ -128,7 +128,7 @@ def test_render_hits_the_target_with_no_measuring_pass(
 
     monkeypatch.setattr(render_module, "measure_loudness", no_measuring_pass)
     info = probe(clips[name])
-    frames = analyze(info)
+    frames = analyze(info, AnalysisSettings(loudness=True))
     profile = _quick(get_profile("yoko"))
     keep = [FrameRange(start=s, end=min(e, frames.height)) for s, e in ranges]
     timeline = build_timeline(info, frames.height, keep, profile, None, frames=frames)
