@@ -102,8 +102,8 @@ def build_timeline(
 ) -> Timeline:
     """Kept ranges, crop keys and output geometry of one profile's edit of `info`.
 
-    With the analysis table `frames`, also the loudness of the kept audio, so the render needs no
-    measuring pass.
+    With the analysis table `frames`, also the loudness of the kept audio when the analysis kept
+    R128's ingredients (`AnalysisSettings.loudness`), so the render needs no measuring pass.
     """
     if profile.width and profile.height:
         out_w, out_h = profile.width, profile.height

@@ -1,9 +1,10 @@
 """The final render: one ffmpeg run that cuts, reframes, normalises loudness and encodes a `Timeline`.
 
-One ffmpeg run. The kept audio's loudness comes with the timeline (`Timeline.loudness`, measured
-from the analysis pass by `loudness.py`), so the render applies a measured gain in its one encode;
-only a timeline without it (planned before the analysis kept R128's ingredients) gets a measuring
-pass first (`measure_loudness`: the audio alone, the same cut, loudnorm's measurements). The graph:
+One ffmpeg run that applies a measured gain to the target loudness (volume, and a limiter only when
+the peak needs it). The measurement comes with the timeline (`Timeline.loudness`) when the analysis
+kept R128's ingredients (`AnalysisSettings.loudness`, `loudness.py`); otherwise, the default, a
+measuring pass runs first (`measure_loudness`: the audio alone, the same cut, loudnorm's
+measurements), which on long files costs less than the analysis branch would. The graph:
 
     [0:v:0] fps=F, setpts=N, sendcmd (crop keys), crop, segment=frames=a|b|…
         kept span -> setpts=PTS-STARTPTS -> concat input; cut span -> nullsink
@@ -462,7 +463,7 @@ def render(
     _check_source(timeline)
     progress = _Monotonic(on_progress)
     progress.report(0.0)
-    # The analysis measured the kept audio; only a timeline planned without it needs a measuring pass.
+    # A timeline planned from an analysis that kept R128's ingredients carries its measurement already.
     measured = timeline.loudness is not None or not timeline.has_audio
     loudness = (
         timeline.loudness if measured else measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
