@@ -1,10 +1,19 @@
-"""Shared fixtures: a session folder of generated media, and the real sample clips."""
+"""Shared fixtures: a session folder of generated media, the real sample clips, and storage (a moto S3
+server, fake AWS credentials, `store` on both backends: local and S3)."""
 
 from pathlib import Path
 
 import pytest
 
 from testsupport.media_factory import SHARED_MEDIA
+from testsupport.s3_server import (  # noqa: F401  (fixtures are found by name)
+    fake_aws_credentials,
+    local_store,
+    moto_endpoint,
+    s3_bucket,
+    s3_store,
+    store,
+)
 
 
 @pytest.fixture(scope="session")

@@ -11,14 +11,6 @@ from autoedit_dagster.resources import MediaStore, S3MediaStore
 from autoedit_dagster.review.decisions import decisions_for
 from autoedit_dagster.webhooks.outbox import PENDING_PREFIX, Delivery
 from autoedit_dagster.webhooks.settings import WebhookSettings
-from testsupport.s3_server import (  # noqa: F401  (fixtures are found by name)
-    fake_aws_credentials,
-    local_store,
-    moto_endpoint,
-    s3_bucket,
-    s3_store,
-    store,
-)
 
 from .conftest import bearer, token
 
@@ -31,7 +23,7 @@ HOOKS = WebhookSettings.from_env(
 
 
 @pytest.fixture
-def review(start_gateway, fake_upstream: str, store: MediaStore) -> tuple[str, MediaStore]:  # noqa: F811
+def review(start_gateway, fake_upstream: str, store: MediaStore) -> tuple[str, MediaStore]:
     store.write_bytes(UPLOAD, b"source")
     prefix = render_prefix(VIDEO, "tate")
     report = {"video_id": VIDEO, "profile": "tate", "upload_key": UPLOAD, "source_duration": 10.0,

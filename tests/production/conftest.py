@@ -28,7 +28,6 @@ import dagster as dg
 import pytest
 
 from testsupport.media_factory import ffmpeg
-from testsupport.s3_server import fake_aws_credentials, moto_endpoint  # noqa: F401  (fixtures are found by name)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "team/autoedit"
@@ -143,8 +142,8 @@ class Production:
 
 @pytest.fixture
 def production(
-    moto_endpoint: str,  # noqa: F811
-    fake_aws_credentials: None,  # noqa: F811
+    moto_endpoint: str,
+    fake_aws_credentials: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Production]:

@@ -32,7 +32,6 @@ from autoedit_dagster.remote import commands as remote
 from autoedit_dagster.remote.client import AutoEditClient
 from autoedit_dagster.remote.errors import RemoteError
 from autoedit_dagster.resources import MediaStore, media_store_from_env
-from testsupport.s3_server import fake_aws_credentials, moto_endpoint, s3_bucket  # noqa: F401  (fixtures by name)
 from testsupport.servers import binary, env_vars, free_port, make_clip  # noqa: F401 (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
