@@ -126,10 +126,10 @@ def summary(picked: dict[str, dict]) -> dict:
         "worst speech_kept": kept[worst],
         "worst case": worst,
         "mean speech_kept": float(np.mean(list(kept.values()))),
-        f"cases under {TARGET}": sum(k < TARGET for k in kept.values()),
+        f"cases under {TARGET}": int(sum(k < TARGET for k in kept.values())),
         f"worst speech_kept_audible (voice at most {AUDIBLE_DB:.0f} dB under the bed)": heard[worst_heard],
         "worst case, audible": worst_heard,
-        f"cases under {TARGET}, audible": sum(k < TARGET for k in heard.values()),
+        f"cases under {TARGET}, audible": int(sum(k < TARGET for k in heard.values())),
         "mean non_speech_removed": float(np.mean([r["non_speech_removed"] for r in picked.values()])),
     }
 
