@@ -49,10 +49,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from autoedit_dagster.names import OUTPUT_CONTAINERS
+
 from . import ffmpeg_io, tempfiles
-from .config import EditProfile
+from .config import ASPECT_TOLERANCE, EditProfile
 from .crop_script import crop_script
-from .errors import CorruptMedia, FFmpegFailed
+from .errors import BadRequest, CorruptMedia, FFmpegFailed
 from .media_info import probe
 from .timeline import LoudnessMeasurement, Timeline, even
 
@@ -67,8 +69,6 @@ READ_MARGIN_S = 2.0
 LIMITER_MARGIN_DB = 0.5
 # Share of the progress bar given to the audio-only measuring pass (it is far cheaper than encoding).
 MEASURE_SHARE = 0.1
-# Crop sizes are whole even pixels, so a 9:16 window of a 360-line source is 202 wide, not 202.5.
-ASPECT_TOLERANCE = 0.02
 CROP_COMMANDS_FILE = "crop.cmd"
 GRAPH_FILE = "graph.txt"
 
@@ -82,6 +82,9 @@ class RenderResult(BaseModel):
     loudness: LoudnessMeasurement | None = Field(
         description="The kept audio's measurement the gain came from (the analysis', or a measuring pass "
         "for a timeline without one); None without audio."
+    )
+    limited: bool = Field(
+        default=False, description="A true-peak limiter ran: the gain would have lifted peaks past the ceiling."
     )
     wall_seconds: float
 
@@ -207,6 +210,25 @@ def _audio_cut(timeline: Timeline, profile: EditProfile) -> tuple[list[str], lis
     return _cut(f"[0:a:0]{_audio_prefix(profile)}", "asegment=samples", points, spans, "a")
 
 
+def container_for(output: str | Path) -> str:
+    """ffmpeg's muxer for `output`'s extension (`names.OUTPUT_CONTAINERS`); `BadRequest` for others."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in OUTPUT_CONTAINERS:
+        raise BadRequest(
+            f"{Path(output).name}: {suffix or 'no extension'} is not a video container this edit writes; "
+            f"name it {', '.join(OUTPUT_CONTAINERS)}"
+        )
+    return OUTPUT_CONTAINERS[suffix]
+
+
+def needs_limiter(profile: EditProfile, loudness: LoudnessMeasurement | None) -> bool:
+    """True when the gain to the target would lift the true peak past the profile's ceiling."""
+    if loudness is None or loudness.is_silent:
+        return False
+    gain = profile.loudness_lufs - loudness.input_i
+    return not math.isfinite(loudness.input_tp) or loudness.input_tp + gain > profile.true_peak_dbtp
+
+
 def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None) -> str:
     """The measured gain to the target loudness, a limiter if it would lift peaks past the ceiling, then
     the delivery format."""
@@ -220,7 +242,7 @@ def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None) -
         return deliver
     gain = profile.loudness_lufs - loudness.input_i
     chain = f"volume={gain:.2f}dB"
-    if not math.isfinite(loudness.input_tp) or loudness.input_tp + gain > profile.true_peak_dbtp:
+    if needs_limiter(profile, loudness):
         limit = 10 ** ((profile.true_peak_dbtp - LIMITER_MARGIN_DB) / 20)
         # level=false: alimiter otherwise rescales the output to its limit; latency: it delays the
         # audio by its look-ahead unless told to compensate, which would shift it against the video.
@@ -241,9 +263,10 @@ def filter_graph(
     spans = segments(timeline)
     fps = timeline.fps_exact
     width, height = timeline.output_width, timeline.output_height
-    # A timeline planned for another profile would be stretched: refuse rather than distort.
-    if profile.aspect is not None and width * profile.aspect[1] != height * profile.aspect[0]:
-        aw, ah = profile.aspect
+    # A timeline planned for another profile would be stretched: refuse rather than distort (a size
+    # asked for by height is of the aspect up to its even rounding).
+    aw, ah = profile.aspect or (width, height)
+    if abs(width * ah / (height * aw) - 1) > ASPECT_TOLERANCE:
         raise ValueError(
             f"the timeline's {width}x{height} output does not have the {profile.name} profile's aspect {aw}:{ah}"
         )
@@ -283,7 +306,9 @@ def filter_graph(
         chains.append("".join(video_kept) + f"concat=n={n}:v=1:a=0[vc]")
     # concat estimates a segment's length from its frames (zero for one frame); rewriting the
     # timestamps as frame N at N/fps makes the output exactly constant-rate with no dup or drop.
-    chains.append(f"[vc]settb={fps.denominator}/{fps.numerator},setpts=N,{fit},setsar=1,format=yuv420p[vout]")
+    # A frame rate of its own: frames dropped or repeated to it (before scaling: no work on dropped ones).
+    rate = f"fps={timeline.output_fps}," if timeline.output_fps else ""
+    chains.append(f"[vc]settb={fps.denominator}/{fps.numerator},setpts=N,{rate}{fit},setsar=1,format=yuv420p[vout]")
     if timeline.has_audio:
         chains.append(f"[ac]{_loudness_gain(profile, loudness)}[aout]")
     return ";\n".join(chains)
@@ -301,12 +326,17 @@ def render_command(
     profile: EditProfile,
     loudness: LoudnessMeasurement | None,
     work_dir: Path | None = None,
+    container: str | None = None,
 ) -> list[str]:
-    """The ffmpeg command that renders `timeline` to `output` (written as MP4 whatever its name).
+    """The ffmpeg command that renders `timeline` to `output`, as `container` (an ffmpeg muxer;
+    default: the one `output`'s extension names, `container_for`).
 
     Pure: files it refers to in `work_dir` (the crop script, and the graph when too long for
     one argument) are what `write_work_files` writes there.
     """
+    container = container or container_for(output)
+    # The index first, so a player starts before the whole file is read (Matroska's cues need no flag).
+    mux_args = ["-movflags", "+faststart"] if container in ("mp4", "mov") else []
     crop_file = work_dir / CROP_COMMANDS_FILE if work_dir is not None else None
     graph = filter_graph(timeline, profile, loudness, crop_file)
     if len(graph) <= MAX_INLINE_GRAPH:
@@ -329,7 +359,7 @@ def render_command(
         *audio_args,
         # Chapters and source metadata describe the uncut source; rotation is already applied.
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-        "-movflags", "+faststart", "-f", "mp4", ffmpeg_io.output_arg(output),
+        *mux_args, "-f", container, ffmpeg_io.output_arg(output),
     ]  # fmt: skip
 
 
@@ -453,13 +483,15 @@ def render(
     profile: EditProfile,
     on_progress: Callable[[float], None] | None = None,
 ) -> RenderResult:
-    """Render `timeline` to `output` (MP4, H.264 + AAC, loudness-normalised) atomically.
+    """Render `timeline` to `output` (H.264 + AAC, loudness-normalised; MP4, MOV or Matroska by
+    its extension) atomically.
 
     `output` appears only once complete; on any failure no partial file is left and an existing
     `output` is untouched. `on_progress` gets 0..1 and ends at 1.0 after the file is in place.
     """
     started = time.monotonic()
     output = Path(output)
+    container = container_for(output)
     _check_source(timeline)
     progress = _Monotonic(on_progress)
     progress.report(0.0)
@@ -479,7 +511,7 @@ def render(
     with tempfiles.temp_dir("render") as tmp:
         work_dir = Path(tmp)
         write_work_files(timeline, profile, loudness, work_dir)
-        cmd = render_command(timeline, partial, profile, loudness, work_dir=work_dir)
+        cmd = render_command(timeline, partial, profile, loudness, work_dir=work_dir, container=container)
         try:
             # The last 1% is kept for the rename, so 1.0 means the file is really there.
             ffmpeg_io.run_with_progress(
@@ -495,5 +527,6 @@ def render(
         command=cmd,
         output_duration=duration,
         loudness=loudness,
+        limited=needs_limiter(profile, loudness),
         wall_seconds=time.monotonic() - started,
     )
