@@ -116,9 +116,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_paths(source: Path, output: Path, png: Path | None) -> None:
-    """What `edit` would write is refused here, before any work: one line each (`BadRequest`)."""
-    if output.is_dir() or str(output).endswith(("/", os.sep)):
+def _check_paths(source: Path, named: str, png: Path | None) -> None:
+    """What `edit` would write (`named` by -o) is refused here, before any work: one line each (`BadRequest`)."""
+    output = Path(named)
+    if output.is_dir() or named.endswith(("/", os.sep)):
         raise BadRequest(f"-o {output}: is a folder; name the video to write in it, e.g. {output / 'edit.mp4'}")
     if output.suffix.lower() not in OUTPUT_CONTAINERS:
         raise BadRequest(
@@ -212,7 +213,8 @@ def _edit_settings(args: argparse.Namespace) -> Any:
         flag = "--resolution" if field == "height" and args.resolution else _FLAG_OF.get(field, "--height")
         text = error["msg"].removeprefix("Value error, ")
         message = text[0].lower() + text[1:]
-        raise BadRequest(f"{flag} {error['input']}: {message}") from None
+        value = "x".join(map(str, args.resolution)) if flag == "--resolution" else error["input"]
+        raise BadRequest(f"{flag} {value}: {message}") from None
 
 
 def _cmd_edit(args: argparse.Namespace) -> int:
@@ -222,7 +224,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     unknown = sorted(set(exports) - set(EXPORT_SUFFIXES))
     if unknown:
         raise BadRequest(f"unknown export {', '.join(unknown)}; choose from {','.join(EXPORT_SUFFIXES)}")
-    _check_paths(source, output, png)
+    _check_paths(source, args.output, png)
     started = ProbeRun(source)
     try:
         settings = _edit_settings(args)

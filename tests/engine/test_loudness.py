@@ -117,6 +117,7 @@ def _quick(profile: EditProfile) -> EditProfile:
 @pytest.mark.parametrize(("name", "ranges"), [
     ("speech", [(0, 200)]),  # long silence inside, and the limiter engaged (peaks near full scale)
     ("speech", [(15, 50), (60, 92)]),  # a 2.7 s edit (the miss of the user-controls issue)
+    ("speech", [(20, 45)]),  # a 1 s edit: the shortest the issue asks to land on target
     ("music", [(0, 200)]),
     ("gated", [(0, 60)]),
 ])  # fmt: skip
