@@ -26,7 +26,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .engine.errors import BadRequest, MediaError
 from .engine.ffmpeg_io import ProbeRun
@@ -38,6 +38,9 @@ from .names import (
     REFRAMED_PROFILES,
     X264_PRESETS,
 )
+
+if TYPE_CHECKING:  # imported by `_edit_settings` once the source's ffprobe runs
+    from .engine.config import EditSettings
 
 # The engine commands import only the standard library before starting their ffprobe: the engine
 # (pydantic models, numpy, OpenCV, polars) is imported while ffprobe reads the file.
@@ -177,7 +180,7 @@ _FLAG_OF = {
 _CUT_FLAGS = {"cut_on": "--cut-on", "threshold": "--threshold", "margin": "--margin", "min_silence": "--min-silence"}
 
 
-def _edit_settings(args: argparse.Namespace) -> Any:
+def _edit_settings(args: argparse.Namespace) -> "EditSettings":
     """The `EditSettings` the flags ask for (defaults for the rest); `BadRequest` naming the flag."""
     from pydantic import ValidationError
 

@@ -206,6 +206,10 @@ def test_paths_a_person_gets_wrong(steps: Path, tmp_path: Path, capsys: pytest.C
     assert "is a folder; name the video" in _refused(capsys, src, "-o", f"{tmp_path / 'new'}/")
     assert ".avi is not a video container" in _refused(capsys, src, "-o", str(tmp_path / "out.avi"))
     assert "no extension is not a video container" in _refused(capsys, src, "-o", str(tmp_path / "out"))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    assert f"{a_file} is a file, not a folder" in _refused(capsys, src, "-o", str(a_file / "out.mp4"))
+    a_file.unlink()
     missing = tmp_path / "nowhere" / "timeline.png"
     err = _refused(capsys, src, "-o", str(tmp_path / "out.mp4"), "--timeline-png", str(missing))
     assert f"folder {missing.parent} does not exist" in err
