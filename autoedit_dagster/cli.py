@@ -175,7 +175,7 @@ def _resolution(text: str) -> tuple[int, int]:
 _FLAG_OF = {
     "detector": "--cut-on", "threshold_db": "--threshold", "margin_before_s": "--margin",
     "margin_after_s": "--margin", "min_silence_s": "--min-silence", "width": "--resolution",
-    "fps": "--fps", "crf": "--crf", "preset": "--preset",
+    "height": "--height", "fps": "--fps", "crf": "--crf", "preset": "--preset",
 }  # fmt: skip
 _CUT_FLAGS = {"cut_on": "--cut-on", "threshold": "--threshold", "margin": "--margin", "min_silence": "--min-silence"}
 
@@ -213,7 +213,7 @@ def _edit_settings(args: argparse.Namespace) -> "EditSettings":
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][-1])
-        flag = "--resolution" if field == "height" and args.resolution else _FLAG_OF.get(field, "--height")
+        flag = "--resolution" if field == "height" and args.resolution else _FLAG_OF.get(field, field)
         text = error["msg"].removeprefix("Value error, ")
         message = text[0].lower() + text[1:]
         value = "x".join(map(str, args.resolution)) if flag == "--resolution" else error["input"]
