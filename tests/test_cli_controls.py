@@ -156,7 +156,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_one_second_edit_is_on_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Too short for loudnorm's two passes to converge: the measured gain still lands it (issue 15)."""
+    """The two-pass loudnorm missed short outputs (a 2.7 s edit at -34.8 LUFS); a measured gain lands 1 s."""
     short = _source(tmp_path / "short.mp4", "sine=f=500:r=48000:d=1,volume=-38dB", 1)
     out = tmp_path / "out.mp4"
     _, err = _edit(capsys, str(short), "-o", str(out), "--no-cut", "--profile", "yoko")
