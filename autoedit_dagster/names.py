@@ -90,6 +90,10 @@ VIDEO_EXTENSIONS = frozenset(
         ".mts", ".m2ts", ".ts", ".mpg", ".mpeg", ".3gp", ".3g2", ".mxf", ".ogv", ".dv",
     }
 )  # fmt: skip
+# What an edit can be written as: the output's extension (case-insensitive) -> ffmpeg's muxer.
+OUTPUT_CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# x264's speed presets, fastest first (`autoedit edit --preset`, `EncodeSettings.preset`).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # Browsers, rsync, FTP/SFTP clients and editors write these before renaming to the final name.
 PARTIAL_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
 

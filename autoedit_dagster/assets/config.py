@@ -9,7 +9,15 @@ from typing import TypeVar
 import dagster as dg
 from pydantic import BaseModel
 
-from ..engine.config import AnalysisSettings, InputLimits, ReframeSettings, ShotSettings, SilenceSettings
+from ..engine.config import (
+    AnalysisSettings,
+    EncodeSettings,
+    InputLimits,
+    OutputSettings,
+    ReframeSettings,
+    ShotSettings,
+    SilenceSettings,
+)
 
 
 class IngestConfig(dg.Config, InputLimits):
@@ -30,6 +38,14 @@ class ShotConfig(dg.Config, ShotSettings):
 
 class ReframeConfig(dg.Config, ReframeSettings):
     """How the crop follows the subject."""
+
+
+class OutputConfig(dg.Config, OutputSettings):
+    """The output's size and frame rate over the profile's (`autoedit edit --height/--fps/--no-upscale`)."""
+
+
+class EncodeConfig(dg.Config, EncodeSettings):
+    """The encoder's quality and speed over the profile's (`autoedit edit --crf/--preset`)."""
 
 
 Settings = TypeVar("Settings", bound=BaseModel)

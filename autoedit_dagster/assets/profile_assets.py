@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ..engine.config import EditProfile, ReframeSettings
+from ..engine.config import EditProfile, EncodeSettings, OutputSettings, ReframeSettings
 from ..engine.exports import export_all
 from ..engine.pipeline import build_timeline, draw_previews, plan_crop
 from ..engine.reframe import mode_per_shot
@@ -43,7 +43,7 @@ from ..names import (
 )
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
-from .config import ReframeConfig, settings_of
+from .config import EncodeConfig, OutputConfig, ReframeConfig, settings_of
 from .ingest import IO_RETRY
 
 RENDER_POOL = "render"
@@ -147,6 +147,7 @@ def _crop_path_asset(profile: EditProfile) -> dg.AssetsDefinition:
 def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
     def make_timeline(
         context: dg.AssetExecutionContext,
+        config: OutputConfig,
         source_video: SourceVideo,
         media_analysis: pl.DataFrame,
         speech_segments: pl.DataFrame,
@@ -154,7 +155,7 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
     ) -> Timeline:
         timeline = build_timeline(
             source_video.info, media_analysis.height, speech_ranges(speech_segments), profile, crop_path,
-            uri=source_video.uri, frames=media_analysis,
+            uri=source_video.uri, frames=media_analysis, output=settings_of(config, OutputSettings),
         )  # fmt: skip
         context.add_output_metadata(
             {
@@ -162,6 +163,7 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
                 "output_s": timeline.output_duration,
                 "kept_ratio": timeline.output_duration / timeline.source_duration if timeline.frame_count else 1.0,
                 "output_size": f"{timeline.output_width}x{timeline.output_height}",
+                "output_fps": float(timeline.output_fps_exact),
                 "crop_keys": len(timeline.crop),
             }
         )
@@ -174,25 +176,27 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
         @dg.asset(name="edit_timeline", ins=ins, **common)
         def edit_timeline(
             context: dg.AssetExecutionContext,
+            config: OutputConfig,
             source_video: SourceVideo,
             media_analysis: pl.DataFrame,
             speech_segments: pl.DataFrame,
         ) -> Timeline:
             """The edit: kept source ranges and output size of this profile (no reframing)."""
-            return make_timeline(context, source_video, media_analysis, speech_segments, None)
+            return make_timeline(context, config, source_video, media_analysis, speech_segments, None)
 
         return edit_timeline
 
     @dg.asset(name="edit_timeline", ins={**ins, "crop_path": dg.AssetIn(_key(profile, "crop_path"))}, **common)
     def edit_reframed_timeline(
         context: dg.AssetExecutionContext,
+        config: OutputConfig,
         source_video: SourceVideo,
         media_analysis: pl.DataFrame,
         speech_segments: pl.DataFrame,
         crop_path: pl.DataFrame,
     ) -> Timeline:
         """The edit: kept source ranges, crop keyframes and output size of this profile."""
-        return make_timeline(context, source_video, media_analysis, speech_segments, crop_path)
+        return make_timeline(context, config, source_video, media_analysis, speech_segments, crop_path)
 
     return edit_reframed_timeline
 
@@ -209,7 +213,11 @@ def _render_asset(profile: EditProfile) -> dg.AssetsDefinition:
         **_common(profile, JSON_IO_MANAGER_KEY, {"ffmpeg", "video"}),
     )
     def render_asset(
-        context: dg.AssetExecutionContext, store: MediaStore, source_video: SourceVideo, edit_timeline: Timeline
+        context: dg.AssetExecutionContext,
+        config: EncodeConfig,
+        store: MediaStore,
+        source_video: SourceVideo,
+        edit_timeline: Timeline,
     ) -> RenderOutput:
         """The finished video: cut, reframed, loudness-normalised H.264/AAC (`final.mp4`)."""
         key = render_prefix(source_video.video_id, name) + RENDER_NAME
@@ -219,7 +227,7 @@ def _render_asset(profile: EditProfile) -> dg.AssetsDefinition:
         # Named after this process, so a sweep finds the partial render a kill -9 leaves in it.
         with store.local_copy(source_video.upload_key) as src, temp_dir("render") as tmp:
             local = edit_timeline.model_copy(update={"source": str(src)})
-            result = render(local, Path(tmp) / RENDER_NAME, profile)
+            result = render(local, Path(tmp) / RENDER_NAME, settings_of(config, EncodeSettings).apply(profile))
             store.put_file(result.output, staged_key)
         uri = store.uri(key)
         context.add_output_metadata(

@@ -3,11 +3,18 @@
 These are plain values: the CLI uses the defaults, the Dagster assets expose them as run config.
 """
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from autoedit_dagster.names import DEFAULT_PROFILE, SQUARE, TATE, YOKO
+from autoedit_dagster.names import DEFAULT_PROFILE, SQUARE, TATE, X264_PRESETS, YOKO
+
+from .errors import BadRequest
+from .timeline import crop_size, even
+
+# A size is of an aspect when this close to it: even pixels round a 9:16 window of a 360-line
+# source to 202 wide, not 202.5 (crops, requested sizes and the render's checks all allow it).
+ASPECT_TOLERANCE = 0.02
 
 
 class InputLimits(BaseModel):
@@ -72,6 +79,9 @@ class AnalysisSettings(BaseModel):
 class SilenceSettings(BaseModel):
     """Which stretches of the audio are dead air worth cutting."""
 
+    cut: bool = Field(
+        default=True, description="Cut dead air at all; off, every frame is kept (reframe and normalise only)."
+    )
     detector: Literal["voice", "loudness"] = Field(
         default="voice",
         description="What counts as worth keeping: `voice` (a voice-activity model: pauses go even under "
@@ -95,14 +105,17 @@ class SilenceSettings(BaseModel):
         default=0.3, ge=0, description="With `voice`: how far back a stretch of speech may start earlier (0: off)."
     )
     threshold_db: float = Field(
-        default=12.0, description="A frame is loud when this many dB above the file's noise floor."
+        default=12.0,
+        ge=0,
+        le=90,
+        description="With `loudness`: a frame is loud when this many dB above the file's noise floor.",
     )
     min_threshold_dbfs: float = Field(
         default=-50.0, description="Never call a frame loud below this absolute level (dBFS)."
     )
-    margin_before_s: float = Field(default=0.2, ge=0, description="Sound kept before each loud stretch.")
-    margin_after_s: float = Field(default=0.2, ge=0, description="Sound kept after each loud stretch.")
-    min_silence_s: float = Field(default=0.3, ge=0, description="Shorter silences (after margins) stay.")
+    margin_before_s: float = Field(default=0.2, ge=0, le=10, description="Sound kept before each loud stretch.")
+    margin_after_s: float = Field(default=0.2, ge=0, le=10, description="Sound kept after each loud stretch.")
+    min_silence_s: float = Field(default=0.3, ge=0, le=60, description="Shorter silences (after margins) stay.")
     min_clip_s: float = Field(default=0.2, ge=0, description="Shorter loud stretches are dropped as noise.")
     floor_percentile: float = Field(
         default=10.0, gt=0, lt=100, description="Percentile of the frame levels taken as the noise floor."
@@ -231,6 +244,93 @@ def get_profile(name: str = DEFAULT_PROFILE) -> EditProfile:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
+class OutputSettings(BaseModel):
+    """The output's picture over the profile's: its size, frame rate and whether a small source grows.
+
+    A size keeps the profile's aspect (the source's for a profile that keeps the frame): a height
+    alone gets the width of that aspect, a width alone the height.
+    """
+
+    width: int | None = Field(default=None, ge=16, le=7680, description="Output width (pixels); None: the profile's.")
+    height: int | None = Field(default=None, ge=16, le=7680, description="Output height (pixels); None: the profile's.")
+    fps: float | None = Field(
+        default=None, gt=0, le=240, description="Output frame rate (frames dropped or repeated); None: the source's."
+    )
+    upscale: bool = Field(
+        default=True,
+        description="Scale a source smaller than the output up to it. Off, the output is never larger than the "
+        "source's pixels it shows: the largest even size of the aspect that fits them.",
+    )
+
+
+class OutputSize(NamedTuple):
+    """The output's size, and how many times it enlarges the source pixels it shows (>1: upscaled)."""
+
+    width: int
+    height: int
+    upscale: float
+
+
+def output_size(settings: OutputSettings, profile: EditProfile, source_w: int, source_h: int) -> OutputSize:
+    """The output's size for a `source_w` x `source_h` (displayed) source: `settings` over `profile`.
+
+    Raises `BadRequest` for a requested width and height of another aspect than the profile's.
+    """
+    if profile.aspect is None:
+        shown = (even(source_w, at_least=2), even(source_h, at_least=2))
+        aspect, what = (source_w, source_h), f"the source's shape ({source_w}x{source_h})"
+    else:
+        shown = crop_size(source_w, source_h, profile.aspect)
+        aspect, what = profile.aspect, f"the {profile.name} profile's aspect ({profile.aspect[0]}:{profile.aspect[1]})"
+    aw, ah = aspect
+    if settings.width and settings.height:
+        w, h = even(settings.width), even(settings.height)
+        if abs(w * ah / (h * aw) - 1) > ASPECT_TOLERANCE:
+            raise BadRequest(
+                f"{settings.width}x{settings.height} is not {what}; give a height alone and the width follows"
+            )
+    elif settings.height:
+        h = even(settings.height)
+        w = even(h * aw / ah, nearest=True, at_least=2)
+    elif settings.width:
+        w = even(settings.width)
+        h = even(w * ah / aw, nearest=True, at_least=2)
+    elif profile.width and profile.height:
+        w, h = profile.width, profile.height
+    else:
+        w, h = shown
+    if not settings.upscale and (w > shown[0] or h > shown[1]):
+        # The source pixels shown are already the largest even window of the aspect.
+        w, h = shown
+    return OutputSize(w, h, h / shown[1])
+
+
+class EncodeSettings(BaseModel):
+    """The encoder's settings over the profile's (`EditProfile.crf`, `EditProfile.preset`)."""
+
+    crf: int | None = Field(
+        default=None, ge=0, le=51, description="x264 constant rate factor (lower: better, larger); None: the profile's."
+    )
+    # A plain string, checked: Dagster's run config takes no optional Literal.
+    preset: str | None = Field(
+        default=None,
+        description=f"x264 speed preset, one of {', '.join(X264_PRESETS)} (slower: smaller at the same "
+        "quality); None: the profile's.",
+    )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in X264_PRESETS:
+            raise ValueError(f"not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        return value
+
+    def apply(self, profile: EditProfile) -> EditProfile:
+        """`profile` with these settings in place of its own."""
+        given = {name: value for name, value in self.model_dump().items() if value is not None}
+        return profile.model_copy(update=given) if given else profile
+
+
 class EditSettings(BaseModel):
     """Everything one edit needs, with defaults; the unit the CLI and the assets pass around."""
 
@@ -239,3 +339,5 @@ class EditSettings(BaseModel):
     silence: SilenceSettings = SilenceSettings()
     shots: ShotSettings = ShotSettings()
     reframe: ReframeSettings = ReframeSettings()
+    output: OutputSettings = OutputSettings()
+    encode: EncodeSettings = EncodeSettings()

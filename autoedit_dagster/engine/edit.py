@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from autoedit_dagster.names import DEFAULT_PROFILE, TIMELINE_PNG_NAME
 
 from . import ffmpeg_io, tempfiles
-from .config import EditProfile, EditSettings, get_profile
+from .config import EditProfile, EditSettings, get_profile, output_size
 from .media_info import MediaInfo, check_editable, probe
 from .render import RenderResult, render
 from .timeline import SpeechSummary, Timeline
@@ -37,6 +37,8 @@ IN_PROCESS_PLAN_MAX_S = 600.0
 # Progress messages from the child: at most one per this step of the bar (the analysis reports
 # every 50 frames, which would be thousands of messages for a long file).
 PROGRESS_STEP = 0.005
+# An output that enlarges the source pixels it shows more than this many times gets a warning.
+UPSCALE_WARNING = 3.0
 
 
 class EditPlan(BaseModel):
@@ -68,8 +70,9 @@ def plan_edit(
     source = analyze_source(source_path, settings, on_progress, info)
     crop_path = plan_crop(source.frames, source.info, source.shots, profile, settings.reframe)
     timeline = build_timeline(
-        source.info, source.frames.height, source.speech, profile, crop_path, frames=source.frames
-    )
+        source.info, source.frames.height, source.speech, profile, crop_path, frames=source.frames,
+        output=settings.output,
+    )  # fmt: skip
     if timeline_png_path is not None:
         timeline_png(source.frames, timeline, [s.frame for s in source.shots], Path(timeline_png_path))
     return EditPlan(
@@ -91,6 +94,7 @@ class EditResult(BaseModel):
     timeline_png: str | None
     render: RenderResult
     timings: dict[str, float]
+    warnings: list[str] = Field(default_factory=list, description="What the edit could not do as asked.")
 
 
 class PlanningFailed(RuntimeError):
@@ -170,20 +174,37 @@ def edit(
     on_progress: Callable[[str, float], None] | None = None,
     isolate: bool | None = None,
     started_probe: ffmpeg_io.ProbeRun | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> EditResult:
     """Edit `source_path` into `output` for one profile, with optional exports and timeline PNG.
 
     The exports and the timeline picture appear only when the render succeeded, like `output`.
     `isolate`: plan in a child process; by default only for a source longer than
     `IN_PROCESS_PLAN_MAX_S`. `started_probe`: the source's ffprobe, already running.
+    `on_warning` hears each warning when it is known (they are in the result too): a small
+    source enlarged many times (after the probe), a loudness target not met (after the render).
     """
     settings = settings or EditSettings()
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = settings.encode.apply(get_profile(profile) if isinstance(profile, str) else profile)
     output = Path(output)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if on_warning is not None:
+            on_warning(message)
+
     with tempfiles.temp_dir("plan") as work:
         png_draft = Path(work) / TIMELINE_PNG_NAME if timeline_png_path is not None else None
         info = probe(source_path, settings.limits, started_probe)
         check_editable(info, settings.limits)
+        # Before any decode: a size the profile cannot take is refused, a blurry one is said.
+        size = output_size(settings.output, prof, info.width, info.height)
+        if size.upscale > UPSCALE_WARNING:
+            warn(
+                f"the {info.width}x{info.height} source is enlarged {size.upscale:.1f}x to {size.width}x{size.height} "
+                "(blurry); --no-upscale keeps its own size"
+            )
         if isolate if isolate is not None else info.duration > IN_PROCESS_PLAN_MAX_S:
             plan = _plan_isolated(Path(source_path), prof, settings, png_draft, on_progress, info)
         else:
@@ -192,6 +213,7 @@ def edit(
         started = time.perf_counter()
         result = render(timeline, output, prof, (lambda f: on_progress("render", f)) if on_progress else None)
         timings = {**plan.timings, "render_s": time.perf_counter() - started}
+        _loudness_warnings(result, output, prof, warn)
         png = Path(shutil.move(png_draft, timeline_png_path)) if png_draft and timeline_png_path else None
     # Imported only when asked for, and after the render: OpenTimelineIO and its adapter plugins.
     written: dict[str, Path] = {}
@@ -211,4 +233,25 @@ def edit(
         timeline_png=str(png) if png else None,
         render=result,
         timings=timings,
+        warnings=warnings,
     )
+
+
+def _loudness_warnings(result: RenderResult, output: Path, profile: EditProfile, warn: Callable[[str], None]) -> None:
+    """Say when the output is not at its loudness target: silent audio, or peaks the limiter held down.
+
+    A measured gain without a limiter is exact (the same signal, made louder or softer), so the
+    output is measured only when the limiter ran.
+    """
+    from .verify import LOUDNESS_TOLERANCE_LU, integrated_loudness
+
+    target = profile.loudness_lufs
+    if result.loudness is None:
+        return
+    if result.loudness.is_silent:
+        warn(f"the kept audio is silent or too short to measure: left as it is, not brought to {target:g} LUFS")
+    elif result.limited and abs((lufs := integrated_loudness(output)) - target) > LOUDNESS_TOLERANCE_LU:
+        warn(
+            f"loudness {lufs:.1f} LUFS, not the {target:g} LUFS target: the true-peak limit "
+            f"({profile.true_peak_dbtp:g} dBTP) holds its peaks down"
+        )

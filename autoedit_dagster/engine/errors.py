@@ -35,6 +35,12 @@ class MediaTooLarge(MediaError):
     code = "media_too_large"
 
 
+class BadRequest(MediaError):
+    """An edit asked for something it cannot honour (an output it cannot write, settings out of range)."""
+
+    code = "bad_request"
+
+
 class FFmpegFailed(RuntimeError):
     """ffmpeg exited non-zero on input that probed fine: an internal error, not bad input."""
 

@@ -133,6 +133,8 @@ class ProbeRun:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UnsupportedMedia(f"{self.path}: is a folder, not a video file")
         if not self.path.is_file():
             raise CorruptMedia(f"{self.path.name}: no such file")
         if self.path.stat().st_size == 0:
@@ -142,6 +144,11 @@ class ProbeRun:
         self.args = [FFPROBE, "-hide_banner", "-v", "error", "-show_format", "-show_streams",
                      "-of", "json", *input_args(self.path)]  # fmt: skip
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **CHILD)
+
+    def cancel(self) -> None:
+        """Stop the ffprobe: its answer is not needed (the command was refused first)."""
+        self.proc.kill()
+        self.proc.communicate()
 
     def output(self, timeout: float = 120) -> str:
         """ffprobe's JSON; its errors about the file as typed `MediaError`s."""

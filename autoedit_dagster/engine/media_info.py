@@ -85,8 +85,7 @@ def probe(path: str | Path, limits: InputLimits | None = None, started: ffmpeg_i
     file = run.path
     size = file.stat().st_size
     if size > limits.max_file_bytes:
-        run.proc.kill()
-        run.proc.communicate()
+        run.cancel()
         raise MediaTooLarge(f"{file.name}: {size} bytes is over the {limits.max_file_bytes}-byte limit")
     out = run.output()
     data = json.loads(out or "{}")

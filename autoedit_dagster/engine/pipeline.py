@@ -11,6 +11,7 @@ each stage as its own asset and store its result (`tables.py` for the ones store
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +19,7 @@ import polars as pl
 from autoedit_dagster.names import THUMBNAIL_NAME, TIMELINE_PNG_NAME
 
 from .analysis import analyze
-from .config import EditProfile, EditSettings, InputLimits, ReframeSettings
+from .config import EditProfile, EditSettings, InputLimits, OutputSettings, ReframeSettings, output_size
 from .ffmpeg_io import ProbeRun
 from .loudness import analysed_loudness
 from .media_info import MediaInfo, check_editable, probe
@@ -26,7 +27,7 @@ from .previews import thumbnail, timeline_png
 from .reframe import crop_path_records, plan_reframe
 from .shots import ShotBoundary, detect_shots, shot_ranges
 from .speech import find_speech, ranges_to_seconds
-from .timeline import FrameRange, SpeechSummary, Timeline, crop_keys, even
+from .timeline import FrameRange, SpeechSummary, Timeline, crop_keys
 
 Progress = Callable[[str, float], None]
 
@@ -99,16 +100,17 @@ def build_timeline(
     crop_path: pl.DataFrame | None,
     uri: str | None = None,
     frames: pl.DataFrame | None = None,
+    output: OutputSettings | None = None,
 ) -> Timeline:
     """Kept ranges, crop keys and output geometry of one profile's edit of `info`.
 
     With the analysis table `frames`, also the loudness of the kept audio when the analysis kept
     R128's ingredients (`AnalysisSettings.loudness`), so the render needs no measuring pass.
+    `output`: the size and frame rate asked for over the profile's (`OutputSettings`).
     """
-    if profile.width and profile.height:
-        out_w, out_h = profile.width, profile.height
-    else:
-        out_w, out_h = even(info.width, at_least=2), even(info.height, at_least=2)
+    output = output or OutputSettings()
+    out_w, out_h, _ = output_size(output, profile, info.width, info.height)
+    out_fps = output_fps(output, info.fps_exact)
     keys, crop_w, crop_h = [], None, None
     if crop_path is not None and crop_path.height:
         crop_w, crop_h = int(crop_path["w"][0]), int(crop_path["h"][0])
@@ -128,7 +130,16 @@ def build_timeline(
         ranges=keep,
         crop=keys,
         loudness=analysed_loudness(frames, keep, info.fps_exact, profile.loudness_lufs) if frames is not None else None,
+        output_fps=str(out_fps) if out_fps is not None else None,
     )
+
+
+def output_fps(output: OutputSettings, source_fps: Fraction) -> Fraction | None:
+    """The output frame rate asked for, as a fraction; None when it is the source's."""
+    if output.fps is None:
+        return None
+    rate = Fraction(str(output.fps)).limit_denominator(1001)
+    return None if rate == source_fps else rate
 
 
 def draw_previews(

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from .config import ReframeSettings
-from .timeline import FrameRange, even
+from .timeline import FrameRange, crop_size, even
 
 Mode = Literal["stationary", "panning", "tracking"]
 
@@ -55,23 +55,6 @@ TRACKED_KINDS = ("face", "person", "held")
 """Subject kinds that are a person the analysis followed (`subjects.Subject.kind`), not saliency."""
 
 _TOUCH = 1e-9  # slack for float equality in the taut string's contact tests
-
-
-def crop_size(src_w: int, src_h: int, aspect: tuple[int, int]) -> tuple[int, int]:
-    """The largest window of `aspect` (w, h) inside a `src_w` x `src_h` frame, in even pixels (>= 2)."""
-    aw, ah = aspect
-    if aw <= 0 or ah <= 0:
-        raise ValueError(f"aspect must be two positive numbers, got {aspect}")
-    if src_w < 2 or src_h < 2:
-        raise ValueError(f"source {src_w}x{src_h} is too small to crop")
-    max_w, max_h = even(src_w), even(src_h)
-    if src_w * ah >= src_h * aw:  # source at least as wide as the target: use the full height
-        h = max_h
-        w = min(max_w, even(h * aw / ah, nearest=True))
-    else:
-        w = max_w
-        h = min(max_h, even(w * ah / aw, nearest=True))
-    return max(2, w), max(2, h)
 
 
 # ---------------------------------------------------------------------------------------------- paths

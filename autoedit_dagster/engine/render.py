@@ -3,8 +3,10 @@
 One ffmpeg run that applies a measured gain to the target loudness (volume, and a limiter only when
 the peak needs it). The measurement comes with the timeline (`Timeline.loudness`) when the analysis
 kept R128's ingredients (`AnalysisSettings.loudness`, `loudness.py`); otherwise, the default, a
-measuring pass runs first (`measure_loudness`: the audio alone, the same cut, loudnorm's
-measurements), which on long files costs less than the analysis branch would. The graph:
+measuring pass runs first (`measure_loudness`: the audio alone, the same cut, measured by ffmpeg's
+`ebur128`, the meter the render checks use), which on long files costs less than the analysis
+branch would. A short edit the limiter holds down is measured again after it and made up
+(`make_up`). The graph:
 
     [0:v:0] fps=F, setpts=N, sendcmd (crop keys), crop, segment=frames=a|b|…
         kept span -> setpts=PTS-STARTPTS -> concat input; cut span -> nullsink
@@ -36,7 +38,6 @@ ffmpeg succeeded.
 Reads the environment only through `ffmpeg_io` (`AUTOEDIT_FFMPEG`, `AUTOEDIT_FFPROBE`).
 """
 
-import json
 import math
 import os
 import re
@@ -49,12 +50,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from autoedit_dagster.names import OUTPUT_CONTAINERS
+
 from . import ffmpeg_io, tempfiles
-from .config import EditProfile
+from .config import ASPECT_TOLERANCE, EditProfile
 from .crop_script import crop_script
-from .errors import CorruptMedia, FFmpegFailed
+from .errors import BadRequest, CorruptMedia, FFmpegFailed
 from .media_info import probe
-from .timeline import LoudnessMeasurement, Timeline, even
+from .timeline import SILENCE_LUFS, LoudnessMeasurement, Timeline, even
 
 # One filter-graph argument must stay below Linux's MAX_ARG_STRLEN (128 KiB); longer graphs (a
 # silence cut of a long recording can have thousands of ranges) go through a script file.
@@ -67,8 +70,14 @@ READ_MARGIN_S = 2.0
 LIMITER_MARGIN_DB = 0.5
 # Share of the progress bar given to the audio-only measuring pass (it is far cheaper than encoding).
 MEASURE_SHARE = 0.1
-# Crop sizes are whole even pixels, so a 9:16 window of a 360-line source is 202 wide, not 202.5.
-ASPECT_TOLERANCE = 0.02
+# A limiter that holds a short edit's loud transient down can lower its whole loudness by LUs (a
+# 1 s cut of bigbuckbunny: -17.5 LUFS for -14). Up to this long, the kept audio is measured again
+# after the gain and limiter, and made up (a second gain, the limiter again) at most
+# MAKEUP_PASSES times, until within MAKEUP_TOLERANCE_LU: audio-only passes of under a minute.
+# Longer, the few transients limited weigh little on the integrated loudness.
+MAKEUP_MAX_S = 60.0
+MAKEUP_PASSES = 3
+MAKEUP_TOLERANCE_LU = 0.5
 CROP_COMMANDS_FILE = "crop.cmd"
 GRAPH_FILE = "graph.txt"
 
@@ -82,6 +91,12 @@ class RenderResult(BaseModel):
     loudness: LoudnessMeasurement | None = Field(
         description="The kept audio's measurement the gain came from (the analysis', or a measuring pass "
         "for a timeline without one); None without audio."
+    )
+    limited: bool = Field(
+        default=False, description="A true-peak limiter ran: the gain would have lifted peaks past the ceiling."
+    )
+    makeup_db: float = Field(
+        default=0.0, description="Gain added after the limiter, measured, to make up what it took (short edits)."
     )
     wall_seconds: float
 
@@ -207,9 +222,41 @@ def _audio_cut(timeline: Timeline, profile: EditProfile) -> tuple[list[str], lis
     return _cut(f"[0:a:0]{_audio_prefix(profile)}", "asegment=samples", points, spans, "a")
 
 
-def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None) -> str:
-    """The measured gain to the target loudness, a limiter if it would lift peaks past the ceiling, then
-    the delivery format."""
+def container_for(output: str | Path) -> str:
+    """ffmpeg's muxer for `output`'s extension (`names.OUTPUT_CONTAINERS`); `BadRequest` for others."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in OUTPUT_CONTAINERS:
+        raise BadRequest(
+            f"{Path(output).name}: {suffix or 'no extension'} is not a video container this edit writes; "
+            f"name it {', '.join(OUTPUT_CONTAINERS)}"
+        )
+    return OUTPUT_CONTAINERS[suffix]
+
+
+def needs_limiter(profile: EditProfile, loudness: LoudnessMeasurement | None) -> bool:
+    """True when the gain to the target would lift the true peak past the profile's ceiling."""
+    if loudness is None or loudness.is_silent:
+        return False
+    gain = profile.loudness_lufs - loudness.input_i
+    return not math.isfinite(loudness.input_tp) or loudness.input_tp + gain > profile.true_peak_dbtp
+
+
+def _gain_chain(profile: EditProfile, loudness: LoudnessMeasurement, makeup_db: float = 0.0) -> str:
+    """The measured gain to the target loudness, a limiter if it would lift peaks past the ceiling,
+    and the make-up gain (with the limiter again) for what that limiter took."""
+    gain = profile.loudness_lufs - loudness.input_i
+    chain = f"volume={gain:.2f}dB"
+    if needs_limiter(profile, loudness):
+        limit = 10 ** ((profile.true_peak_dbtp - LIMITER_MARGIN_DB) / 20)
+        # level=false: alimiter otherwise rescales the output to its limit; latency: it delays the
+        # audio by its look-ahead unless told to compensate, which would shift it against the video.
+        limiter = f"alimiter=limit={limit:.4f}:attack=5:release=50:level=false:latency=true"
+        chain += f",{limiter}" + (f",volume={makeup_db:.2f}dB,{limiter}" if makeup_db else "")
+    return chain
+
+
+def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None, makeup_db: float = 0.0) -> str:
+    """The gain chain (`_gain_chain`), then the delivery format."""
     # Pinning the final format matters: with only `aresample` before the encoder, ffmpeg 5.1 fails
     # to negotiate a channel layout for some inputs (44.1 kHz mono AAC).
     deliver = (
@@ -218,14 +265,7 @@ def _loudness_gain(profile: EditProfile, loudness: LoudnessMeasurement | None) -
     )
     if loudness is None or loudness.is_silent:
         return deliver
-    gain = profile.loudness_lufs - loudness.input_i
-    chain = f"volume={gain:.2f}dB"
-    if not math.isfinite(loudness.input_tp) or loudness.input_tp + gain > profile.true_peak_dbtp:
-        limit = 10 ** ((profile.true_peak_dbtp - LIMITER_MARGIN_DB) / 20)
-        # level=false: alimiter otherwise rescales the output to its limit; latency: it delays the
-        # audio by its look-ahead unless told to compensate, which would shift it against the video.
-        chain += f",alimiter=limit={limit:.4f}:attack=5:release=50:level=false:latency=true"
-    return f"{chain},{deliver}"
+    return f"{_gain_chain(profile, loudness, makeup_db)},{deliver}"
 
 
 def filter_graph(
@@ -233,17 +273,20 @@ def filter_graph(
     profile: EditProfile,
     loudness: LoudnessMeasurement | None,
     crop_file: Path | None = None,
+    makeup_db: float = 0.0,
 ) -> str:
     """The render's filter graph, with outputs [vout] and (when the timeline has audio) [aout].
 
     `crop_file` is where `crop_commands(timeline)` is written; needed only when the crop moves.
+    `makeup_db`: gain after the limiter (`make_up`).
     """
     spans = segments(timeline)
     fps = timeline.fps_exact
     width, height = timeline.output_width, timeline.output_height
-    # A timeline planned for another profile would be stretched: refuse rather than distort.
-    if profile.aspect is not None and width * profile.aspect[1] != height * profile.aspect[0]:
-        aw, ah = profile.aspect
+    # A timeline planned for another profile would be stretched: refuse rather than distort (a size
+    # asked for by height is of the aspect up to its even rounding).
+    aw, ah = profile.aspect or (width, height)
+    if abs(width * ah / (height * aw) - 1) > ASPECT_TOLERANCE:
         raise ValueError(
             f"the timeline's {width}x{height} output does not have the {profile.name} profile's aspect {aw}:{ah}"
         )
@@ -283,9 +326,11 @@ def filter_graph(
         chains.append("".join(video_kept) + f"concat=n={n}:v=1:a=0[vc]")
     # concat estimates a segment's length from its frames (zero for one frame); rewriting the
     # timestamps as frame N at N/fps makes the output exactly constant-rate with no dup or drop.
-    chains.append(f"[vc]settb={fps.denominator}/{fps.numerator},setpts=N,{fit},setsar=1,format=yuv420p[vout]")
+    # A frame rate of its own: frames dropped or repeated to it (before scaling: no work on dropped ones).
+    rate = f"fps={timeline.output_fps}," if timeline.output_fps else ""
+    chains.append(f"[vc]settb={fps.denominator}/{fps.numerator},setpts=N,{rate}{fit},setsar=1,format=yuv420p[vout]")
     if timeline.has_audio:
-        chains.append(f"[ac]{_loudness_gain(profile, loudness)}[aout]")
+        chains.append(f"[ac]{_loudness_gain(profile, loudness, makeup_db)}[aout]")
     return ";\n".join(chains)
 
 
@@ -301,14 +346,20 @@ def render_command(
     profile: EditProfile,
     loudness: LoudnessMeasurement | None,
     work_dir: Path | None = None,
+    container: str | None = None,
+    makeup_db: float = 0.0,
 ) -> list[str]:
-    """The ffmpeg command that renders `timeline` to `output` (written as MP4 whatever its name).
+    """The ffmpeg command that renders `timeline` to `output`, as `container` (an ffmpeg muxer;
+    default: the one `output`'s extension names, `container_for`).
 
     Pure: files it refers to in `work_dir` (the crop script, and the graph when too long for
     one argument) are what `write_work_files` writes there.
     """
+    container = container or container_for(output)
+    # The index first, so a player starts before the whole file is read (Matroska's cues need no flag).
+    mux_args = ["-movflags", "+faststart"] if container in ("mp4", "mov") else []
     crop_file = work_dir / CROP_COMMANDS_FILE if work_dir is not None else None
-    graph = filter_graph(timeline, profile, loudness, crop_file)
+    graph = filter_graph(timeline, profile, loudness, crop_file, makeup_db)
     if len(graph) <= MAX_INLINE_GRAPH:
         graph_args = ["-filter_complex", graph]
     elif work_dir is not None:
@@ -329,17 +380,21 @@ def render_command(
         *audio_args,
         # Chapters and source metadata describe the uncut source; rotation is already applied.
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
-        "-movflags", "+faststart", "-f", "mp4", ffmpeg_io.output_arg(output),
+        *mux_args, "-f", container, ffmpeg_io.output_arg(output),
     ]  # fmt: skip
 
 
 def write_work_files(
-    timeline: Timeline, profile: EditProfile, loudness: LoudnessMeasurement | None, work_dir: Path
+    timeline: Timeline,
+    profile: EditProfile,
+    loudness: LoudnessMeasurement | None,
+    work_dir: Path,
+    makeup_db: float = 0.0,
 ) -> None:
     """Write the files `render_command(..., work_dir=work_dir)` refers to."""
     crop_file = work_dir / CROP_COMMANDS_FILE
     crop_file.write_text(crop_commands(timeline), encoding="utf-8")
-    graph = filter_graph(timeline, profile, loudness, crop_file)
+    graph = filter_graph(timeline, profile, loudness, crop_file, makeup_db)
     if len(graph) > MAX_INLINE_GRAPH:
         (work_dir / GRAPH_FILE).write_text(graph, encoding="utf-8")
 
@@ -347,14 +402,16 @@ def write_work_files(
 # --- running ffmpeg --------------------------------------------------------------------------------
 
 
-def _measure_command(timeline: Timeline, profile: EditProfile, script: Path | None) -> list[str]:
+def _measure_command(timeline: Timeline, profile: EditProfile, script: Path | None, gain: str = "") -> list[str]:
+    """The audio-only pass measuring the kept audio (after the `gain` chain, when given)."""
     chains, kept = _audio_cut(timeline, profile)
     n = len(kept)
     graph = ";\n".join(
         [
             *chains,
-            "".join(kept) + f"concat=n={n}:v=0:a=1,loudnorm=I={profile.loudness_lufs}:TP={profile.true_peak_dbtp}"
-            f":LRA={profile.loudness_range_lu}:print_format=json[aout]",
+            "".join(kept) + f"concat=n={n}:v=0:a=1,{gain + ',' if gain else ''}"
+            # framelog=verbose: the per-frame lines stay out of the info log, the summary does not.
+            "ebur128=peak=true:framelog=verbose[aout]",
         ]
     )
     if len(graph) <= MAX_INLINE_GRAPH:
@@ -364,7 +421,7 @@ def _measure_command(timeline: Timeline, profile: EditProfile, script: Path | No
         graph_args = ["-filter_complex_script", str(script)]
     else:
         raise ValueError(f"filter graph of {len(graph)} characters needs a script file")
-    # loudnorm prints its JSON at the info level, so this pass cannot use LOG_ARGS' "error".
+    # ebur128 prints its summary at the info level, so this pass cannot use LOG_ARGS' "error".
     return [
         ffmpeg_io.FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "info",
         *_input_window(timeline), *ffmpeg_io.input_args(timeline.source),
@@ -375,7 +432,7 @@ def _measure_command(timeline: Timeline, profile: EditProfile, script: Path | No
 def _run_keeping_stderr(
     args: list[str], total_s: float, on_progress: Callable[[float], None] | None, media: str | Path
 ) -> str:
-    """Like `ffmpeg_io.run_with_progress`, but returns stderr, where loudnorm prints its result."""
+    """Like `ffmpeg_io.run_with_progress`, but returns stderr, where ebur128 prints its result."""
     cmd = [args[0], "-progress", "pipe:1", "-nostats", *args[1:]]
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, **ffmpeg_io.CHILD
@@ -395,14 +452,34 @@ def _run_keeping_stderr(
     return stderr
 
 
-def parse_loudnorm_json(stderr: str) -> LoudnessMeasurement:
-    """The last loudnorm JSON block in ffmpeg's log."""
-    blocks = re.findall(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
-    if not blocks:
-        raise FFmpegFailed([], 0, "loudnorm printed no measurement\n" + stderr[-2000:])
-    data = json.loads(blocks[-1])
-    # loudnorm prints numbers as strings, "-inf"/"inf" for silence; float() reads both.
-    return LoudnessMeasurement(**{key: float(data[key]) for key in LoudnessMeasurement.model_fields})
+def parse_ebur128_summary(stderr: str, target_lufs: float) -> LoudnessMeasurement:
+    """The last `ebur128` summary in ffmpeg's log (integrated loudness, its gate, range, true peak).
+
+    A programme with no 400 ms block above the absolute gate (silence, or shorter than a block)
+    reads -70 LUFS there: its integrated loudness is -inf, and nothing is gained.
+    """
+    at = stderr.rfind("Summary:")
+    if at < 0:
+        raise FFmpegFailed([], 0, "ebur128 printed no summary\n" + stderr[-2000:])
+    summary = stderr[at:]
+
+    def value(key: str) -> float:
+        # The first match: the integrated loudness' threshold comes before the range's.
+        found = re.search(rf"{key}:\s+(-?[\d.]+|-inf)", summary)
+        if found is None:
+            raise FFmpegFailed([], 0, f"ebur128's summary has no {key}\n" + summary[-2000:])
+        return float(found.group(1))
+
+    integrated = value("I")
+    if integrated <= SILENCE_LUFS:
+        integrated = -math.inf
+    return LoudnessMeasurement(
+        input_i=integrated,
+        input_tp=value("Peak"),
+        input_lra=value("LRA"),
+        input_thresh=value("Threshold"),
+        target_offset=target_lufs - integrated if math.isfinite(integrated) else 0.0,
+    )
 
 
 def _check_source(timeline: Timeline) -> None:
@@ -418,18 +495,40 @@ def measure_loudness(
 ) -> LoudnessMeasurement | None:
     """First pass: loudness of the audio the render will keep (audio only, same cut); None without audio.
 
-    `profile` sets the targets loudnorm reports its suggested offset against (default: -14 LUFS,
-    -1 dBTP, 11 LU, 48 kHz, as every built-in profile).
+    `profile` sets the target the offset is reported against and the rate (default: -14 LUFS,
+    48 kHz, as every built-in profile).
     """
     if not timeline.has_audio:
         return None
     _check_source(timeline)
     segments(timeline)
     profile = profile or EditProfile(name="measure", aspect=None, width=None, height=None)
+    return _measure(timeline, profile, on_progress)
+
+
+def _measure(
+    timeline: Timeline, profile: EditProfile, on_progress: Callable[[float], None] | None = None, gain: str = ""
+) -> LoudnessMeasurement:
     with tempfiles.temp_dir("loudness") as tmp:
-        cmd = _measure_command(timeline, profile, Path(tmp) / GRAPH_FILE)
+        cmd = _measure_command(timeline, profile, Path(tmp) / GRAPH_FILE, gain)
         stderr = _run_keeping_stderr(cmd, timeline.output_duration, on_progress, media=timeline.source)
-    return parse_loudnorm_json(stderr)
+    return parse_ebur128_summary(stderr, profile.loudness_lufs)
+
+
+def make_up(timeline: Timeline, profile: EditProfile, loudness: LoudnessMeasurement | None) -> float:
+    """The gain (dB) after the limiter that brings a short, limited edit back to its target; 0 when
+    no limiter runs or the edit is longer than `MAKEUP_MAX_S` (see there)."""
+    if loudness is None or not needs_limiter(profile, loudness) or timeline.output_duration > MAKEUP_MAX_S:
+        return 0.0
+    makeup = 0.0
+    for _ in range(MAKEUP_PASSES):
+        after = _measure(timeline, profile, gain=_gain_chain(profile, loudness, makeup)).input_i
+        miss = profile.loudness_lufs - after
+        if not math.isfinite(miss) or abs(miss) <= MAKEUP_TOLERANCE_LU:
+            break
+        # The limiter takes part of every step back, so the loudness comes up from below.
+        makeup = max(0.0, makeup + miss)
+    return makeup
 
 
 class _Monotonic:
@@ -453,13 +552,15 @@ def render(
     profile: EditProfile,
     on_progress: Callable[[float], None] | None = None,
 ) -> RenderResult:
-    """Render `timeline` to `output` (MP4, H.264 + AAC, loudness-normalised) atomically.
+    """Render `timeline` to `output` (H.264 + AAC, loudness-normalised; MP4, MOV or Matroska by
+    its extension) atomically.
 
     `output` appears only once complete; on any failure no partial file is left and an existing
     `output` is untouched. `on_progress` gets 0..1 and ends at 1.0 after the file is in place.
     """
     started = time.monotonic()
     output = Path(output)
+    container = container_for(output)
     _check_source(timeline)
     progress = _Monotonic(on_progress)
     progress.report(0.0)
@@ -469,6 +570,7 @@ def render(
         timeline.loudness if measured else measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
     )
     encode_from = 0.0 if measured else MEASURE_SHARE
+    makeup_db = make_up(timeline, profile, loudness)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # What a killed render left here or in the temp dir (dead owners, over an hour old only).
@@ -478,8 +580,10 @@ def render(
     partial = tempfiles.partial_path(output)
     with tempfiles.temp_dir("render") as tmp:
         work_dir = Path(tmp)
-        write_work_files(timeline, profile, loudness, work_dir)
-        cmd = render_command(timeline, partial, profile, loudness, work_dir=work_dir)
+        write_work_files(timeline, profile, loudness, work_dir, makeup_db)
+        cmd = render_command(
+            timeline, partial, profile, loudness, work_dir=work_dir, container=container, makeup_db=makeup_db
+        )
         try:
             # The last 1% is kept for the rename, so 1.0 means the file is really there.
             ffmpeg_io.run_with_progress(
@@ -495,5 +599,7 @@ def render(
         command=cmd,
         output_duration=duration,
         loudness=loudness,
+        limited=needs_limiter(profile, loudness),
+        makeup_db=makeup_db,
         wall_seconds=time.monotonic() - started,
     )

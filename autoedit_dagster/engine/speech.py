@@ -43,6 +43,7 @@ from .voice import HANGOVER_S, MIN_RUN_S
 NO_SPEECH = "no speech found: nothing cut"
 NOTHING_LOUD = "nothing louder than the noise floor: nothing cut"
 NO_AUDIO = "no audio: nothing cut"
+NOT_CUT = "cutting is off: every frame kept"
 NO_SPEECH_PROB = "analysis has no speech_prob (stored before the voice detector, or run without it): cut on loudness"
 
 
@@ -63,10 +64,10 @@ class SpeechResult:
 def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings | None = None) -> SpeechResult:
     """The frame ranges to keep, ascending and disjoint, and what decided them.
 
-    Everything is kept when there is nothing to judge by: no audio stream (`audio_db` all null),
-    no voice found (`voice`), or nothing loud at all (`loudness`: digital silence, a steady
-    hum). An edit that drops every frame is never what anyone wants; the empty list is returned
-    only for an empty table.
+    Everything is kept when cutting is off (`SilenceSettings.cut`) or there is nothing to judge
+    by: no audio stream (`audio_db` all null), no voice found (`voice`), or nothing loud at all
+    (`loudness`: digital silence, a steady hum). An edit that drops every frame is never what
+    anyone wants; the empty list is returned only for an empty table.
     """
     settings = settings or SilenceSettings()
     n = analysis.height
@@ -75,6 +76,8 @@ def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings
     if n == 0:
         return SpeechResult([], detector, [], notes)
     everything = [FrameRange(start=0, end=n)]
+    if not settings.cut:
+        return SpeechResult(everything, detector, [0.0], [NOT_CUT])
     levels = analysis["audio_db"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     if not np.isfinite(levels).any():
         return SpeechResult(everything, detector, [0.0], [*notes, NO_AUDIO])

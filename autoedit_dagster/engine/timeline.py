@@ -84,10 +84,17 @@ class Timeline(BaseModel):
         default=None,
         description="R128 measurements of the kept audio, from the analysis; None: the render measures it.",
     )
+    output_fps: str | None = Field(
+        default=None, description="The output's frame rate as a fraction, when not the source's `fps`."
+    )
 
     @property
     def fps_exact(self) -> Fraction:
         return Fraction(self.fps)
+
+    @property
+    def output_fps_exact(self) -> Fraction:
+        return Fraction(self.output_fps) if self.output_fps else self.fps_exact
 
     @property
     def output_frames(self) -> int:
@@ -127,3 +134,20 @@ def even(value: float, *, nearest: bool = False, at_least: int = 0) -> int:
     or with `nearest` to the nearest even number (halves up), and never below `at_least`."""
     rounded = math.floor(value / 2 + 0.5) * 2 if nearest else int(value) // 2 * 2
     return max(at_least, rounded)
+
+
+def crop_size(src_w: int, src_h: int, aspect: tuple[int, int]) -> tuple[int, int]:
+    """The largest window of `aspect` (w, h) inside a `src_w` x `src_h` frame, in even pixels (>= 2)."""
+    aw, ah = aspect
+    if aw <= 0 or ah <= 0:
+        raise ValueError(f"aspect must be two positive numbers, got {aspect}")
+    if src_w < 2 or src_h < 2:
+        raise ValueError(f"source {src_w}x{src_h} is too small to crop")
+    max_w, max_h = even(src_w), even(src_h)
+    if src_w * ah >= src_h * aw:  # source at least as wide as the target: use the full height
+        h = max_h
+        w = min(max_w, even(h * aw / ah, nearest=True))
+    else:
+        w = max_w
+        h = min(max_h, even(w * ah / aw, nearest=True))
+    return max(2, w), max(2, h)

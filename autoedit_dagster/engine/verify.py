@@ -22,10 +22,11 @@ from autoedit_dagster.names import (
 )
 
 from . import ffmpeg_io
-from .config import EditProfile
+from .config import ASPECT_TOLERANCE, EditProfile
 from .timeline import Timeline
 
 SILENT_LUFS = -70.0  # ebur128's absolute gate: nothing below it is measured as loudness
+LOUDNESS_TOLERANCE_LU = 1.0  # an output this close to its profile's target is on target
 BLACK_LUMA = 20.0  # mean 8-bit luma of a frame that looks black (video black is 16)
 
 
@@ -69,16 +70,7 @@ def measure_render(path: str | Path) -> RenderQuality:
     fmt_duration = float(data.get("format", {}).get("duration") or 0)
     video = next(s for s in data["streams"] if s["codec_type"] == "video")
     audio = next((s for s in data["streams"] if s["codec_type"] == "audio"), None)
-    lufs = None
-    if audio is not None:
-        proc = subprocess.run(
-            # framelog=verbose keeps the per-frame lines out of the default log level; the summary stays.
-            [ffmpeg_io.FFMPEG, "-hide_banner", "-nostdin", "-nostats", *ffmpeg_io.input_args(path), "-vn",
-             "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
-            capture_output=True, text=True, check=False, timeout=600, **ffmpeg_io.CHILD,
-        )  # fmt: skip
-        found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", proc.stderr)
-        lufs = float(found[-1]) if found and found[-1] != "-inf" else SILENT_LUFS
+    lufs = integrated_loudness(path) if audio is not None else None
     raw = subprocess.run(
         [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(path), "-frames:v", "1",
          "-vf", "scale=64:64,format=gray", "-f", "rawvideo", "pipe:1"],
@@ -96,6 +88,18 @@ def measure_render(path: str | Path) -> RenderQuality:
     )
 
 
+def integrated_loudness(path: str | Path) -> float:
+    """The file's integrated loudness (LUFS) as ebur128 measures it; `SILENT_LUFS` for silence."""
+    proc = subprocess.run(
+        # framelog=verbose keeps the per-frame lines out of the default log level; the summary stays.
+        [ffmpeg_io.FFMPEG, "-hide_banner", "-nostdin", "-nostats", *ffmpeg_io.input_args(path), "-vn",
+         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
+        capture_output=True, text=True, check=False, timeout=600, **ffmpeg_io.CHILD,
+    )  # fmt: skip
+    found = re.findall(r"I:\s+(-?[\d.]+|-inf) LUFS", proc.stderr)
+    return float(found[-1]) if found and found[-1] != "-inf" else SILENT_LUFS
+
+
 def _outcome(check: RenderCheck, passed: bool, description: str, metadata: dict) -> CheckOutcome:
     return CheckOutcome(
         name=check.name, passed=passed, blocking=check.blocking, description=description, metadata=metadata
@@ -104,11 +108,13 @@ def _outcome(check: RenderCheck, passed: bool, description: str, metadata: dict)
 
 def evaluate_render(quality: RenderQuality, timeline: Timeline, profile: EditProfile) -> list[CheckOutcome]:
     """The render checks (`names.RENDER_CHECKS`): size, duration, A/V sync, loudness, first frame."""
-    frame = float(1 / timeline.fps_exact)
+    # The longer of a source frame and an output frame: a frame rate of its own rounds the end to its frames.
+    frame = float(max(1 / timeline.fps_exact, 1 / timeline.output_fps_exact))
     size_ok = (quality.width, quality.height) == (timeline.output_width, timeline.output_height)
     if profile.aspect is not None:
         aw, ah = profile.aspect
-        size_ok = size_ok and quality.width * ah == quality.height * aw
+        # A size asked for by height is of the aspect up to its even rounding (`config.output_size`).
+        size_ok = size_ok and abs(quality.width * ah / (quality.height * aw) - 1) <= ASPECT_TOLERANCE
     outcomes = [
         _outcome(
             SIZE_CHECK, size_ok,
@@ -140,7 +146,7 @@ def evaluate_render(quality: RenderQuality, timeline: Timeline, profile: EditPro
         lufs = quality.integrated_lufs if quality.integrated_lufs is not None else SILENT_LUFS
         silent = lufs <= SILENT_LUFS
         outcomes.append(_outcome(
-            LOUDNESS_CHECK, silent or abs(lufs - profile.loudness_lufs) <= 1.0,
+            LOUDNESS_CHECK, silent or abs(lufs - profile.loudness_lufs) <= LOUDNESS_TOLERANCE_LU,
             "silent output: nothing to normalise" if silent
             else f"{lufs:.1f} LUFS, target {profile.loudness_lufs:.1f} ± 1 LU",
             {"integrated_lufs": lufs, "target_lufs": profile.loudness_lufs},

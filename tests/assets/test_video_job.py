@@ -153,6 +153,22 @@ def test_second_profile_does_not_rerun_analysis(setup: Setup, finished) -> None:
     assert (info.width, info.height) == (640, 360)
 
 
+def test_output_and_encoding_are_run_config(setup: Setup, finished) -> None:
+    """`edit_timeline` takes the output's size and rate, `render` the encoder's settings (issue 15)."""
+    video_id, _ = finished
+    config = {
+        "square__edit_timeline": {"config": {"height": 360, "fps": 10}},
+        "square__render": {"config": {"crf": 35, "preset": "ultrafast"}},
+    }
+    result = setup.run("square_job", video_id, run_config={"ops": config})
+    assert result.success
+    final = setup.root / "renders" / video_id / "square" / "final.mp4"
+    info = probe(final)
+    assert (info.width, info.height, info.fps) == (360, 360, 10)
+    assert b"crf=35.0" in final.read_bytes() and b"subme=0" in final.read_bytes()  # x264's own record
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
 def test_checks_fail_on_a_wrong_render(setup: Setup, finished, tmp_path: Path) -> None:
     """A render replaced by a wrong file (landscape, silent, black start) fails the blocking checks."""
     video_id, _ = finished

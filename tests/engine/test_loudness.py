@@ -117,6 +117,7 @@ def _quick(profile: EditProfile) -> EditProfile:
 @pytest.mark.parametrize(("name", "ranges"), [
     ("speech", [(0, 200)]),  # long silence inside, and the limiter engaged (peaks near full scale)
     ("speech", [(15, 50), (60, 92)]),  # a 2.7 s edit (the miss of the user-controls issue)
+    ("speech", [(20, 45)]),  # a 1 s edit: the shortest the issue asks to land on target
     ("music", [(0, 200)]),
     ("gated", [(0, 60)]),
 ])  # fmt: skip
@@ -138,3 +139,17 @@ def test_render_hits_the_target_with_no_measuring_pass(
     assert result.loudness == timeline.loudness
     assert abs(lufs - profile.loudness_lufs) <= 1.0, (name, ranges, lufs, timeline.loudness)
     assert peak <= profile.true_peak_dbtp + 0.5, (name, ranges, peak)
+
+
+def test_a_short_edit_the_limiter_holds_down_is_made_up(bunny: Path, tmp_path: Path) -> None:
+    """Issue 15: 1 s of bigbuckbunny with a loud thump measured -17.5 LUFS for -14 (the limiter took
+    the gain back); measured again after the limiter and made up, it lands on target."""
+    info = probe(bunny)
+    profile = _quick(get_profile("yoko"))
+    timeline = build_timeline(info, info.frame_count, [FrameRange(start=20, end=45)], profile, None)
+    out = tmp_path / "out.mp4"
+    result = render(timeline, out, profile)
+    lufs, peak = ebur128(out)
+    assert result.limited and result.makeup_db > 2.0, result
+    assert abs(lufs - profile.loudness_lufs) <= 1.0, (lufs, result.makeup_db)
+    assert peak <= profile.true_peak_dbtp + 0.5, peak

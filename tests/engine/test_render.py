@@ -28,7 +28,7 @@ from autoedit_dagster.engine.render import (
     crop_positions,
     filter_graph,
     measure_loudness,
-    parse_loudnorm_json,
+    parse_ebur128_summary,
     render,
     render_command,
     sample_at,
@@ -438,10 +438,13 @@ def test_command_carries_profile_and_measurement(tmp_path: Path) -> None:
 
 
 def test_silent_measurement_is_not_amplified() -> None:
-    log = '[Parsed_loudnorm_3 @ 0x1]\n{\n\t"input_i" : "-inf",\n\t"input_tp" : "-inf",\n' \
-          '\t"input_lra" : "0.00",\n\t"input_thresh" : "-70.00",\n\t"output_i" : "-inf",\n' \
-          '\t"target_offset" : "inf"\n}\n'  # fmt: skip
-    silent = parse_loudnorm_json(log)
+    # ebur128's summary of digital silence (or of less than one 400 ms block), as ffmpeg 5.1 prints it.
+    log = (
+        "[Parsed_ebur128_0 @ 0x1] Summary:\n\n  Integrated loudness:\n    I:         -70.0 LUFS\n"
+        "    Threshold:   0.0 LUFS\n\n  Loudness range:\n    LRA:         0.0 LU\n    Threshold:   0.0 LUFS\n"
+        "    LRA low:     0.0 LUFS\n    LRA high:    0.0 LUFS\n\n  True peak:\n    Peak:       -inf dBFS\n"
+    )
+    silent = parse_ebur128_summary(log, -14.0)
     assert silent.is_silent and math.isinf(silent.input_i)
     graph = filter_graph(_ntsc_timeline(ranges=_ranges((0, 30)), **TATE_SIZE), PROFILES["tate"], silent)
     assert "volume" not in graph and "alimiter" not in graph
