@@ -64,7 +64,7 @@ VOICE_PHRASES = [
 VOICE_PAUSES = [1.5, 0.8, 2.5, 1.2, 3.0]
 BBB_SCORE_AT = 560.0  # the end credits: orchestral score, no voice
 # Comma list of sections to run (speech, voice, shots, reframe, people, people_varied, detectors, analysis, render,
-# whole_edit, scaling, linearity); default all.
+# whole_edit, half_cut, scaling, linearity); default all.
 SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or {
     "speech",
     "voice",
@@ -76,6 +76,7 @@ SECTIONS = set(filter(None, os.environ.get("BENCH_SECTIONS", "").split(","))) or
     "analysis",
     "render",
     "whole_edit",
+    "half_cut",
     "scaling",
     "linearity",
 }
@@ -611,6 +612,50 @@ def bench_whole_edit(work: Path) -> dict:
     return out
 
 
+def _half_talk(work: Path, seconds: float = 600.0) -> Path:
+    """The whole film's picture under a talk that is silent half the time (10 s of phrases, 10 s of pause)."""
+    talk, _speech = speech_track(VOICE_PHRASES[:4], [0.4, 0.4, 0.4], lead=0.0)
+    block = np.concatenate([talk, np.zeros(len(talk), dtype=np.float32)])
+    pcm = work / "half.s16"
+    pcm.write_bytes((np.clip(np.resize(block, int(seconds * RATE)), -1, 1) * 32767).astype("<i2").tobytes())
+    clip = work / "half_talk.mp4"
+    ffmpeg("-t", str(seconds), "-i", str(BBB), "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", str(pcm),
+           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-shortest", str(clip))  # fmt: skip
+    return clip
+
+
+def bench_half_cut(work: Path) -> dict:
+    """`autoedit edit` of a 10-minute source whose talk is silent half the time, against encoding all of it.
+
+    Issue 18's target: the whole edit (analysis, measuring pass, render of the kept half) costs less
+    than a plain encode of the whole source with the same encoder settings (yoko: the source's size).
+    One round of each, whole processes, CPU seconds of the process tree beside the wall time.
+    """
+    clip = _half_talk(work)
+    profile = get_profile("yoko")
+    edit = [sys.executable, "-m", "autoedit_dagster.cli", "edit", str(clip), "-o", str(work / "half_edit.mp4"),
+            "--profile", "yoko"]  # fmt: skip
+    whole = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip), "-c:v", profile.video_codec,
+             "-preset", profile.preset, "-crf", str(profile.crf), "-pix_fmt", "yuv420p", "-c:a", "aac",
+             "-b:a", profile.audio_bitrate, "-ar", str(profile.audio_rate), "-ac", "2",
+             str(work / "half_whole.mp4")]  # fmt: skip
+    cpu: dict[str, list[float]] = {}
+    summary = _summary(interleaved(
+        {"autoedit_edit": lambda: subprocess.run(edit, check=True, stdout=subprocess.DEVNULL),
+         "encode_whole_source": lambda: subprocess.run(whole, check=True)}, rounds=1, cpu=cpu,
+    ))  # fmt: skip
+    return {
+        "source": f"{probe(clip).duration:.0f} s of the film (1280x720 24 fps) under espeak-ng phrases, "
+        "silent half the time",
+        "kept_s": probe(work / "half_edit.mp4").duration,
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "cpu_s": {key: runs[0] for key, runs in cpu.items()},
+        "cpu_ratio": cpu["autoedit_edit"][0] / cpu["encode_whole_source"][0],
+        "wall_ratio": _median_ratio(summary, "autoedit_edit", "encode_whole_source"),
+        **summary,
+    }
+
+
 def _edit_series(work: Path, clips: dict[int, Path], section: str, results: dict) -> list[dict]:
     """`autoedit edit` of each clip ({minutes: path}) in a fresh process: wall time and peak RSS."""
     rows = []
@@ -712,6 +757,9 @@ def main() -> int:
             write_results(results)
         if not QUICK and "whole_edit" in SECTIONS:
             results["whole edit (30 s talk excerpt, whole processes)"] = bench_whole_edit(work)
+            write_results(results)
+        if not QUICK and "half_cut" in SECTIONS:
+            results["whole edit of a 10-minute source, half of it cut (yoko)"] = bench_half_cut(work)
             write_results(results)
         if not QUICK and "scaling" in SECTIONS:
             bench_scaling(work, results)
