@@ -21,7 +21,6 @@ time instead of taking the CPU from the decode.
 
 import contextlib
 import fcntl
-import io
 import os
 import queue
 import subprocess
@@ -48,6 +47,11 @@ from .voice import VoiceActivity
 SIGNATURE_SIDE = 16
 CHROMA_SIDE = 8
 PIPE_BYTES = 1 << 20
+# Records read ahead of the pass's niced work (`_Records`): 4 s of 24 fps frames (~5 MB at 256
+# px), and enough face planes (~33 MB at 640 px) for every sample the frames ahead of the finder
+# and its queue can hold, so ffmpeg never waits on one pipe while a reader waits on the other.
+FRAMES_QUEUED = 96
+PLANES_QUEUED = 48
 # A content change this large (the cut detector's default threshold, ContentDetector's too) may be
 # a cut: the next subject sample searches the whole frame for faces again.
 NEW_SHOT_SCORE = ShotSettings().cut_threshold
@@ -112,6 +116,42 @@ class _Worker(threading.Thread):
 
     def work(self) -> None:
         raise NotImplementedError
+
+
+class _Records(_Worker):
+    """Reads fixed-size records off one of ffmpeg's pipes into a bounded queue, at the caller's priority.
+
+    The frame and face-plane pipes are read through one each, so ffmpeg never waits on the pass's
+    niced Python work: a pipe holds under a second of frames and one and a half face planes, and
+    the niced readers behind it, starved while the decode keeps both cores busy, made ffmpeg stop
+    on its writes (the whole decode with it) whenever a face search ran long. The queue absorbs
+    that instead: `limit` records, then ffmpeg waits (back-pressure, bounded memory). `None`
+    follows the last record. Once `stop` is set, what arrives is read and dropped, so ffmpeg can
+    still finish or be killed without blocking.
+    """
+
+    def __init__(self, pipe: IO[bytes], size: int, limit: int) -> None:
+        super().__init__()
+        self.pipe, self.size = pipe, size
+        self.records: queue.Queue[bytes | None] = queue.Queue(maxsize=limit)
+        self.stop = threading.Event()
+
+    def work(self) -> None:
+        try:
+            while len(record := self.pipe.read(self.size)) == self.size:
+                self._offer(record)
+        finally:
+            self._offer(None)
+
+    def _offer(self, record: bytes | None) -> None:
+        """Queue `record`, waiting for room, unless `stop` is set first (then it is dropped)."""
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.records.put(record, timeout=0.1)
+                return
+
+    def get(self) -> bytes | None:
+        return self.records.get()
 
 
 def _pcm_chunks(fd: int, dtype: str = "<i2", channels: int = 1, read_bytes: int = 1 << 16) -> Iterator[np.ndarray]:
@@ -256,7 +296,7 @@ class _SubjectFinder(_Worker):
     """
 
     def __init__(
-        self, tracker: SubjectTracker, planes: IO[bytes] | None, plane_size: tuple[int, int], nice: int = 0
+        self, tracker: SubjectTracker, planes: "_Records | None", plane_size: tuple[int, int], nice: int = 0
     ) -> None:
         super().__init__(nice)
         self.tracker, self.planes, self.plane_size = tracker, planes, plane_size
@@ -282,8 +322,9 @@ class _SubjectFinder(_Worker):
         if self.planes is None:
             return None
         width, height = self.plane_size
-        data = self.planes.read(width * height * 3)
-        if len(data) < width * height * 3:
+        data = self.planes.get()
+        if data is None:
+            self.planes = None  # the pipe ended: no more planes (and no more waiting for one)
             return None
         return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
@@ -297,7 +338,7 @@ class _FrameReader(_Worker):
 
     def __init__(
         self,
-        pipe: io.BufferedReader,
+        pipe: _Records,
         size: tuple[int, int],
         finder: _SubjectFinder,
         sample_every: int,
@@ -313,20 +354,12 @@ class _FrameReader(_Worker):
 
     def work(self) -> None:
         width, height = self.size
-        frame_bytes = width * height * 3 // 2
-        buffer = bytearray(frame_bytes)
-        view = memoryview(buffer)
         rows = self.rows
         prev_hsv: np.ndarray | None = None
         prev_gray: np.ndarray | None = None
         changed = True  # a possible cut since the last subject sample
-        while True:
-            got = 0
-            while got < frame_bytes and (n := self.pipe.readinto(view[got:])):
-                got += n
-            if got < frame_bytes:
-                return
-            yuv = np.frombuffer(buffer, dtype=np.uint8).reshape(height * 3 // 2, width)
+        while (frame := self.pipe.get()) is not None:
+            yuv = np.frombuffer(frame, dtype=np.uint8).reshape(height * 3 // 2, width)
             gray = cv2.LUT(yuv[:height], _FULL_RANGE)
             hsv = cv2.cvtColor(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), cv2.COLOR_RGB2HSV_FULL)
             if prev_hsv is None or prev_gray is None:
@@ -481,22 +514,32 @@ def analyze(
         max(1, round(settings.subject_fps / settings.face_search_fps)),
         max(1, round(settings.subject_fps / settings.people_search_fps)),
     )
-    finder = _SubjectFinder(tracker, planes, face_plane_size(info, settings), settings.nice)
+    plane_size = face_plane_size(info, settings)
+    plane_records = _Records(planes, plane_size[0] * plane_size[1] * 3, PLANES_QUEUED)
+    frame_records = _Records(cast(IO[bytes], proc.stdout), width * height * 3 // 2, FRAMES_QUEUED)
+    plane_records.start()
+    frame_records.start()
+    finder = _SubjectFinder(tracker, plane_records, plane_size, settings.nice)
     finder.start()
-    pipe = cast(io.BufferedReader, proc.stdout)
-    frames = _FrameReader(pipe, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count)
+    frames = _FrameReader(
+        frame_records, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count
+    )
     frames.start()
     try:
         frames.join()
     finally:
-        if frames.is_alive():  # interrupted: stop ffmpeg so the reader sees the end of the pipe
+        if frames.is_alive() or frames.error is not None:  # interrupted or failed: nothing more to read
             proc.kill()
+            frame_records.stop.set()
             frames.join()
-        proc.stdout.close()
         proc.wait()
+        frame_records.join()
+        proc.stdout.close()
         drain.join()
         finder.jobs.put(None)
         finder.join()
+        plane_records.stop.set()
+        plane_records.join()
         planes.close()
         for pcm_reader in (audio, voice, loud):
             if pcm_reader is not None:

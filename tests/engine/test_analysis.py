@@ -13,6 +13,7 @@ import pytest
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA, analyze
 from autoedit_dagster.engine.config import AnalysisSettings
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.engine.subjects import SubjectTracker
 from testsupport.media_factory import moving_subject_clip, shots_clip, talk_clip
 from testsupport.people_factory import CASES, person_clip
 
@@ -108,16 +109,25 @@ def _ffmpeg_children_nice(source: Path) -> list[int]:
 def test_python_side_yields_to_the_decode(bunny: Path, nice: int) -> None:
     """The per-frame work runs at `nice`; ffmpeg keeps the caller's priority."""
     caller = os.getpriority(os.PRIO_PROCESS, 0)
-    seen: list[tuple[int, list[int]]] = []
+    readers: list[int] = []
+    children: list[list[int]] = []
 
     def progress(_fraction: float) -> None:
-        if not seen:
-            seen.append((os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), _ffmpeg_children_nice(bunny)))
+        if not readers:
+            readers.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
+    def watch() -> None:  # ffmpeg may be done before the reader's first progress: it reads ahead
+        deadline = time.monotonic() + 10
+        while not children and time.monotonic() < deadline:
+            if found := _ffmpeg_children_nice(bunny):
+                children.append(found)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     analyze(probe(bunny), AnalysisSettings(nice=nice), progress)
-    (reader, children) = seen[0]
-    assert reader == min(19, caller + nice)
-    assert children == [caller]  # the ffmpeg decoding the file
+    watcher.join()
+    assert readers[0] == min(19, caller + nice)
+    assert children == [[caller]]  # the ffmpeg decoding the file
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # the caller's thread
 
 
@@ -130,6 +140,42 @@ def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
         analyze(probe(bunny), on_progress=progress)
     assert time.monotonic() - started < 20
     assert _ffmpeg_children_nice(bunny) == []  # ffmpeg is gone
+
+
+def test_the_decode_never_waits_on_a_slow_subject_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ffmpeg decodes on while the niced face search lags: it ends seconds before the search does.
+
+    With the readers reading the pipes themselves, ffmpeg stopped on its write of the next face
+    plane (a pipe holds one and a half) until the search caught up, and the decode with it.
+    """
+    clip = tmp_path / "slow.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=6", "-c:v", "libx264",
+         "-preset", "ultrafast", str(clip)], check=True,
+    )  # fmt: skip
+    locate = SubjectTracker.locate
+
+    def slow_locate(self: SubjectTracker, *args: object, **kwargs: object) -> object:
+        time.sleep(0.3)  # 13 samples: 3.9 s of searching
+        return locate(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SubjectTracker, "locate", slow_locate)
+    ended: list[float] = []
+
+    def watch() -> None:
+        while not _ffmpeg_children_nice(clip):
+            time.sleep(0.01)
+        while _ffmpeg_children_nice(clip):
+            time.sleep(0.02)
+        ended.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    table = analyze(probe(clip))
+    returned = time.monotonic()
+    watcher.join(timeout=5)
+    assert table["subject_kind"].drop_nulls().len() == 13  # frames 0, 12, ..., 144
+    assert returned - ended[0] > 2.0  # the decode was done long before the search
 
 
 def test_small_faces_are_in_the_table_in_source_pixels(tmp_path: Path) -> None:
