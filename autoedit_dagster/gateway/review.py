@@ -19,16 +19,17 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..names import DEFAULT_PROFILE, PROFILE_NAMES, RENDER_NAME, profile_job_name, render_prefix
 from ..partitions import is_video_id
 from ..resources import LocalMediaStore, MediaStore
 from ..review.decisions import Verdict, decisions_for, record_decision
-from ..review.listing import RENDER_FILES, find_video, list_videos, report
+from ..review.listing import find_video, list_videos, report
 from ..webhooks.events import latest_render_checks
 from ..webhooks.outbox import enqueue
 from ..webhooks.settings import RENDER_APPROVED, WebhookSettings
+from .media import serve_render_file
 from .policy import Refusal
 from .review_pages import list_page, video_page
 from .tokens import Principal
@@ -37,7 +38,6 @@ log = logging.getLogger("autoedit.review")
 
 PAGE_SIZE = 20
 MAX_FORM = 16 * 1024
-MEDIA_URL_LIFETIME_S = 900
 SCRIPT = resources.files("autoedit_dagster.gateway").joinpath("static/review.js").read_bytes()
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -172,17 +172,10 @@ class ReviewSite:
             return {}
 
     async def _media(self, request: Request, video_id: str, profile: str, name: str) -> Response:
-        if name not in RENDER_FILES:
-            raise Refusal(404, "not found", "no such file")
-        key = render_prefix(video_id, profile) + name
-        if not await run_in_threadpool(self.store.exists, key):
-            raise Refusal(404, "not found", "not rendered (yet)")
-        if isinstance(self.store, LocalMediaStore):
-            with self.store.local_copy(key) as path:  # locally the stored file itself: safe after the block
-                pass
-            return FileResponse(path, headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=60"})
-        url = await run_in_threadpool(self.store.shared_url, key, MEDIA_URL_LIFETIME_S)
-        return RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
+        response = await serve_render_file(self.store, video_id, profile, name)
+        if response.status_code == 200:
+            response.headers.update(SECURITY_HEADERS)
+        return response
 
     # Actions -----------------------------------------------------------------------------------
 

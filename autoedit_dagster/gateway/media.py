@@ -1,0 +1,189 @@
+"""Media through the gateway: `POST /uploads` into `uploads/`, `GET /media/<video_id>/<profile>/<file>`.
+
+A client with only the gateway's URL and a token moves media: no storage credentials.
+
+`POST /uploads?name=<file name>[&replace=1]` (operators; viewers get 403): the body is the file
+itself (`application/octet-stream` or `video/*`; a form or multipart body is refused with 415),
+streamed to the store as it arrives (`MediaStore.put_stream`: a hidden temp file then a rename,
+or an S3 multipart upload published by its completion), so the gateway holds about one part in
+memory and the upload sensor never sees half a file. The name is one file name with a video
+extension (`names.VIDEO_EXTENSIONS`), never a path, hidden or partial name: else 400. More than
+AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the stream passes
+it; nothing is kept). An existing upload of that name: 409 unless `replace=1`. 201 answers
+``{"video_id", "key", "uri", "etag", "size"}``: the id is the one the upload sensor gives the
+key (`partitions.resolve_video_ids`: its 64-bit id, or the legacy id this very upload owns).
+
+`GET|HEAD /media/<video_id>/<profile>/<file>` (any role): one of a published render's files
+(`review.listing.RENDER_FILES`: `final.mp4`, `thumb.jpg`, `timeline.png`, `report.json` and the
+editor exports). A local store serves it with HTTP range requests (206, Content-Range); on S3 the
+answer is a 302 to a presigned URL valid `MEDIA_URL_LIFETIME_S` (fetch it without the gateway's
+Authorization header). The review page's media links are served by the same function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import anyio.from_thread
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+
+from ..names import PROFILE_NAMES, UPLOADS_PREFIX, VIDEO_EXTENSIONS, is_video_upload, render_prefix
+from ..partitions import is_video_id, legacy_video_id_for_upload, resolve_video_ids
+from ..resources import LocalMediaStore, MediaStore
+from ..resources.media_store import check_key
+from ..review.listing import RENDER_FILES
+from .metrics import GatewayMetrics
+from .policy import Refusal
+from .tokens import Principal
+
+log = logging.getLogger("autoedit.gateway.media")
+
+MEDIA_URL_LIFETIME_S = 900
+NAME_MAX_BYTES = 255  # one path segment on every filesystem we write to
+UPLOAD_TYPES = ("application/octet-stream", "video/")
+MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
+
+
+class TooLarge(Exception):
+    """The body passed the upload limit."""
+
+
+class EmptyUpload(Exception):
+    """The body was empty."""
+
+
+def upload_key(name: str | None) -> str:
+    """`uploads/<name>` for an acceptable upload name, else a 400 `Refusal` saying what is wrong."""
+    if not name:
+        raise Refusal(400, "bad request", "name the upload: POST /uploads?name=<file name>.mp4")
+    if "/" in name or "\\" in name:
+        raise Refusal(400, "bad request", f"the name is a file name, not a path: {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise Refusal(400, "bad request", "the name has control characters")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        raise Refusal(400, "bad request", f"the name is longer than {NAME_MAX_BYTES} bytes")
+    key = UPLOADS_PREFIX + name
+    try:
+        check_key(key)
+    except ValueError:
+        raise Refusal(400, "bad request", f"not a file name: {name!r}") from None
+    if not is_video_upload(key):
+        raise Refusal(
+            400, "bad request",
+            f"{name!r} is not a video file name the pipeline takes (no hidden or partial name; one of "
+            f"{' '.join(sorted(VIDEO_EXTENSIONS))})",
+        )  # fmt: skip
+    return key
+
+
+def video_id_for(store: MediaStore, key: str) -> str:
+    """The id the upload sensor gives `key`: its legacy id only if this very upload owns it."""
+    return resolve_video_ids(store, [key], [legacy_video_id_for_upload(key)])[key]
+
+
+async def serve_render_file(store: MediaStore, video_id: str, profile: str, name: str) -> Response:
+    """One published render file: the file with range requests locally, a presigned redirect on S3."""
+    if not is_video_id(video_id):
+        raise Refusal(404, "not found", "no such video")
+    if profile not in PROFILE_NAMES:
+        raise Refusal(400, "bad request", f"profile must be one of {list(PROFILE_NAMES)}")
+    if name not in RENDER_FILES:
+        raise Refusal(404, "not found", f"no such file: one of {', '.join(RENDER_FILES)}")
+    key = render_prefix(video_id, profile) + name
+    if not await run_in_threadpool(store.exists, key):
+        raise Refusal(404, "not found", "not rendered (yet)")
+    if isinstance(store, LocalMediaStore):
+        with store.local_copy(key) as path:  # locally the stored file itself: safe after the block
+            pass
+        return FileResponse(path, headers=MEDIA_HEADERS)
+    url = await run_in_threadpool(store.shared_url, key, MEDIA_URL_LIFETIME_S)
+    return RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
+
+
+class MediaRoutes:
+    """`/uploads` and `/media/...`, reached after the gateway authenticated and rate-limited the caller."""
+
+    def __init__(self, store: MediaStore, max_upload_bytes: int, metrics: GatewayMetrics | None = None) -> None:
+        self.store = store
+        self.max_upload_bytes = max_upload_bytes
+        self.metrics = metrics
+
+    async def handle(self, request: Request, path: str, principal: Principal) -> Response:
+        parts = [p for p in path.split("/") if p]
+        if parts == ["uploads"]:
+            if request.method != "POST":
+                raise Refusal(405, "method not allowed", "upload with POST /uploads?name=...", {"Allow": "POST"})
+            return await self._upload(request, principal)
+        if request.method not in ("GET", "HEAD"):
+            raise Refusal(405, "method not allowed", "media is read with GET", {"Allow": "GET, HEAD"})
+        if len(parts) == 4 and parts[0] == "media":
+            return await serve_render_file(self.store, parts[1], parts[2], parts[3])
+        raise Refusal(404, "not found", "media paths are /media/<video_id>/<profile>/<file>")
+
+    async def _upload(self, request: Request, principal: Principal) -> Response:
+        if not principal.is_operator:
+            raise Refusal(403, "forbidden", "viewer tokens may download media, not upload: POST /uploads needs an "
+                          "operator token")  # fmt: skip
+        key = upload_key(request.query_params.get("name"))
+        replace = request.query_params.get("replace", "").lower() in ("1", "true", "yes")
+        media_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
+        if not media_type.startswith(UPLOAD_TYPES):
+            detail = "the body is the video file itself: Content-Type application/octet-stream or video/*"
+            raise Refusal(415, "unsupported media type", detail)
+        limit = self.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)")
+        if not replace and await run_in_threadpool(self.store.exists, key):
+            raise Refusal(409, "conflict", f"{key} already exists; POST with replace=1 to upload it again")
+        video_id = await run_in_threadpool(video_id_for, self.store, key)
+        stream = request.stream()
+        received = 0
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        def chunks() -> Iterator[bytes]:
+            # Runs in the store's worker thread; each chunk is read on the event loop as the store asks.
+            nonlocal received
+            while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+                received += len(chunk)
+                if received > limit:
+                    raise TooLarge
+                if chunk:
+                    yield chunk
+            if received == 0:
+                raise EmptyUpload
+
+        try:
+            stored = await run_in_threadpool(self.store.put_stream, key, chunks(), replace=replace)
+        except TooLarge:
+            self._count("too_large", received)
+            raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)",
+                          {"Connection": "close"}) from None  # fmt: skip
+        except EmptyUpload:
+            self._count("refused", 0)
+            raise Refusal(400, "bad request", "the upload is empty") from None
+        except ClientDisconnect:
+            self._count("aborted", received)
+            log.info("upload abandoned by the client", extra={"key": key, "received": received})
+            raise Refusal(400, "bad request", "the client went away during the upload; nothing was kept") from None
+        if stored is None:
+            self._count("refused", received)
+            raise Refusal(409, "conflict", f"{key} was uploaded by someone else meanwhile; nothing was replaced")
+        self._count("stored", stored.size)
+        log.info("upload stored", extra={"key": key, "video_id": video_id, "size": stored.size,
+                                         "subject": principal.subject})  # fmt: skip
+        body = {"video_id": video_id, "key": key, "uri": self.store.uri(key), "etag": stored.etag, "size": stored.size}
+        return JSONResponse(body, 201)
+
+    def _count(self, outcome: str, size: int) -> None:
+        if self.metrics is not None:
+            self.metrics.uploads.labels(outcome).inc()
+            self.metrics.upload_bytes.labels(outcome).inc(size)
