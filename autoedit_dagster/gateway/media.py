@@ -9,9 +9,11 @@ or an S3 multipart upload published by its completion), so the gateway holds abo
 memory and the upload sensor never sees half a file. The name is one file name with a video
 extension (`names.VIDEO_EXTENSIONS`), never a path, hidden or partial name: else 400. More than
 AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the stream passes
-it; nothing is kept). An existing upload of that name: 409 unless `replace=1`. 201 answers
-``{"video_id", "key", "uri", "etag", "size"}``: the id is the one the upload sensor gives the
-key (`partitions.resolve_video_ids`: its 64-bit id, or the legacy id this very upload owns).
+it; nothing is kept). At most `MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own
+(more: 503 with Retry-After); a client silent for `UPLOAD_IDLE_SECONDS` gets 408. An existing
+upload of that name: 409 unless `replace=1`. 201 answers ``{"video_id", "key", "uri", "etag",
+"size"}``: the id is the one the upload sensor gives the key (`partitions.resolve_video_ids`: its
+64-bit id, or the legacy id this very upload owns).
 
 `GET|HEAD /media/<video_id>/<profile>/<file>` (any role): one of a published render's files
 (`review.listing.RENDER_FILES`: `final.mp4`, `thumb.jpg`, `timeline.png`, `report.json` and the
@@ -22,10 +24,13 @@ Authorization header). The review page's media links are served by the same func
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 
+import anyio
 import anyio.from_thread
+import anyio.to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -42,6 +47,8 @@ from .tokens import Principal
 log = logging.getLogger("autoedit.gateway.media")
 
 MEDIA_URL_LIFETIME_S = 900
+MAX_CONCURRENT_UPLOADS = 8  # each holds a thread of its own, not one of the shared pool's
+UPLOAD_IDLE_SECONDS = 60.0  # a client that sends nothing this long is cut off (408) and nothing is kept
 NAME_MAX_BYTES = 255  # one path segment on every filesystem we write to
 UPLOAD_TYPES = ("application/octet-stream", "video/")
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
@@ -110,6 +117,9 @@ class MediaRoutes:
         self.store = store
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
+        self.max_concurrent = MAX_CONCURRENT_UPLOADS
+        self.idle_seconds = UPLOAD_IDLE_SECONDS
+        self._slots: anyio.CapacityLimiter | None = None  # made on the event loop, at the first upload
 
     async def handle(self, request: Request, path: str, principal: Principal) -> Response:
         parts = [p for p in path.split("/") if p]
@@ -139,13 +149,19 @@ class MediaRoutes:
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)")
         if not replace and await run_in_threadpool(self.store.exists, key):
             raise Refusal(409, "conflict", f"{key} already exists; POST with replace=1 to upload it again")
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(self.max_concurrent)
+        if self._slots.available_tokens < 1:
+            raise Refusal(503, "service unavailable", f"{self.max_concurrent} uploads already in progress; retry soon",
+                          {"Retry-After": "10"})  # fmt: skip
         video_id = await run_in_threadpool(video_id_for, self.store, key)
         stream = request.stream()
         received = 0
 
         async def next_chunk() -> bytes | None:
             try:
-                return await stream.__anext__()
+                with anyio.fail_after(self.idle_seconds):
+                    return await stream.__anext__()
             except StopAsyncIteration:
                 return None
 
@@ -161,8 +177,13 @@ class MediaRoutes:
             if received == 0:
                 raise EmptyUpload
 
+        put = functools.partial(self.store.put_stream, key, chunks(), replace=replace)
         try:
-            stored = await run_in_threadpool(self.store.put_stream, key, chunks(), replace=replace)
+            stored = await anyio.to_thread.run_sync(put, limiter=self._slots)
+        except TimeoutError:
+            self._count("aborted", received)
+            raise Refusal(408, "request timeout", f"nothing received for {self.idle_seconds:g} s; nothing was kept",
+                          {"Connection": "close"}) from None  # fmt: skip
         except TooLarge:
             self._count("too_large", received)
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)",

@@ -7,18 +7,21 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from autoedit_dagster.gateway.app import Gateway
+from autoedit_dagster.gateway.settings import GatewaySettings
 from autoedit_dagster.names import REPORT_NAME, UPLOADS_PREFIX, render_prefix
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore, MediaStore, S3MediaStore
 from autoedit_dagster.resources.media_store import TMP_PREFIX
 
-from .conftest import bearer, token
+from .conftest import SECRET, ServerThread, bearer, token
 
 MB = 1024 * 1024
 LIMIT = 3 * MB
@@ -204,3 +207,46 @@ def test_media_routes_are_rate_limited_and_counted(start_gateway, fake_upstream,
     assert 'autoedit_gateway_requests_total{method="POST",role="operator",route="uploads",status="201"} 3.0' in metrics
     assert 'autoedit_gateway_uploads_total{outcome="stored"} 3.0' in metrics
     assert 'autoedit_gateway_upload_bytes_total{outcome="stored"} 3.0' in metrics
+
+
+def test_a_silent_client_is_cut_off_and_uploads_beyond_the_limit_wait_their_turn(fake_upstream, local_store) -> None:
+    gateway = Gateway(GatewaySettings(upstream=fake_upstream, jwt_secret=SECRET, rate_limit=0), store=local_store)
+    gateway.media.idle_seconds, gateway.media.max_concurrent = 1.0, 1
+    server = ServerThread(gateway)
+    started, release = threading.Event(), threading.Event()
+
+    def stalled() -> Iterator[bytes]:
+        yield b"a" * MB
+        started.set()
+        release.wait(10)  # silent for longer than idle_seconds
+        yield b"b"
+
+    replies: list[object] = []
+
+    def send() -> None:
+        with httpx.Client(timeout=30, trust_env=False) as http:
+            try:
+                replies.append(upload(http, server.url, "stalled.mp4", stalled()).status_code)
+            except httpx.HTTPError as exc:  # the gateway may close before the client's next write
+                replies.append(type(exc).__name__)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert started.wait(10)
+        with httpx.Client(timeout=30, trust_env=False) as http:
+            busy = upload(http, server.url, "second.mp4", b"x")
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "10"
+            deadline = time.monotonic() + 10
+            while (second := upload(http, server.url, "second.mp4", b"x")).status_code == 503:
+                assert time.monotonic() < deadline, "the stalled upload kept its slot"
+                time.sleep(0.2)
+            assert second.status_code == 201  # the silent one was cut off and its slot freed
+    finally:
+        release.set()
+        sender.join()
+        server.stop()
+    print(f"\nthe stalled client saw: {replies}")
+    assert replies in ([408], ["WriteError"], ["RemoteProtocolError"], ["ReadError"]), replies
+    assert [obj.key for obj in local_store.list("")] == ["uploads/second.mp4"]
+    assert not any(p.name.startswith(TMP_PREFIX) for p in (local_store._root() / "uploads").iterdir())
