@@ -16,8 +16,9 @@ import pytest
 
 from autoedit_dagster.gateway.app import Gateway
 from autoedit_dagster.gateway.settings import GatewaySettings
-from autoedit_dagster.names import REPORT_NAME, UPLOADS_PREFIX, render_prefix
-from autoedit_dagster.partitions import video_id_for_upload
+from autoedit_dagster.gateway.tokens import ConfigurationError
+from autoedit_dagster.names import REPORT_NAME, UPLOADS_PREFIX, id_claim_key, render_prefix
+from autoedit_dagster.partitions import legacy_video_id_for_upload, video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore, MediaStore, S3MediaStore
 from autoedit_dagster.resources.media_store import TMP_PREFIX
 
@@ -250,3 +251,50 @@ def test_a_silent_client_is_cut_off_and_uploads_beyond_the_limit_wait_their_turn
     assert replies in ([408], ["WriteError"], ["RemoteProtocolError"], ["ReadError"]), replies
     assert [obj.key for obj in local_store.list("")] == ["uploads/second.mp4"]
     assert not any(p.name.startswith(TMP_PREFIX) for p in (local_store._root() / "uploads").iterdir())
+
+
+def test_put_stream_never_replaces_unless_asked_and_leaves_nothing_on_failure(store: MediaStore) -> None:
+    """The store primitive under `POST /uploads`: the conditional publish is the race's last word."""
+    if isinstance(store, S3MediaStore):
+        store = store.model_copy(update={"stream_part_mb": 5})
+    key = "uploads/race.mp4"
+    store.write_bytes(key, b"first")
+    big = os.urandom(6 * MB)  # two parts on S3: the multipart publish is conditional too
+    for body in (b"small", big):
+        assert store.put_stream(key, chunked(body), replace=False) is None
+        assert store.read_bytes(key) == b"first"
+
+    def failing() -> Iterator[bytes]:
+        yield from chunked(big)
+        raise OSError("client went away")
+
+    with pytest.raises(OSError):
+        store.put_stream("uploads/cut.mp4", failing())
+    assert not store.exists("uploads/cut.mp4")
+    stored = store.put_stream(key, chunked(big))
+    assert stored is not None and stored.size == len(big) and store.read_bytes(key) == big
+    if isinstance(store, S3MediaStore):
+        assert not store._s3().list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+    else:
+        assert [p.name for p in (store._root() / "uploads").iterdir()] == ["race.mp4"]
+
+
+def test_an_upload_that_owns_its_legacy_id_keeps_it(gateway, client: httpx.Client) -> None:
+    url, store = gateway
+    key = "uploads/old talk.mp4"
+    legacy = legacy_video_id_for_upload(key)
+    store.write_bytes(key, b"old version")
+    store.create_bytes(id_claim_key(legacy), json.dumps({"video_id": legacy, "upload_key": key}).encode())
+    reply = upload(client, url, "old talk.mp4", b"new version", replace="1")
+    assert reply.status_code == 201 and reply.json()["video_id"] == legacy  # what the sensor resolves it to
+    fresh = upload(client, url, "new talk.mp4", b"x")
+    assert fresh.json()["video_id"] == video_id_for_upload("uploads/new talk.mp4")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5"])
+def test_the_upload_limit_setting_is_checked(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="AUTOEDIT_MAX_UPLOAD_MB"):
+        GatewaySettings.from_env("http://127.0.0.1:3000", {"AUTOEDIT_JWT_SECRET": SECRET,
+                                                           "AUTOEDIT_MAX_UPLOAD_MB": value})  # fmt: skip
+    settings = GatewaySettings.from_env("http://127.0.0.1:3000", {"AUTOEDIT_MAX_UPLOAD_MB": "1.5"})
+    assert settings.max_upload_bytes == int(1.5 * MB)
