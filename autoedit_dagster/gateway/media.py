@@ -10,7 +10,8 @@ memory and the upload sensor never sees half a file. The name is one file name w
 extension (`names.VIDEO_EXTENSIONS`), never a path, hidden or partial name: else 400. More than
 AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the stream passes
 it; nothing is kept). At most `MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own
-(more: 503 with Retry-After); a client silent for `UPLOAD_IDLE_SECONDS` gets 408. An existing
+(more: 503 with Retry-After, counted before the first await so a burst gets no more); a client
+that sends less than `UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a trickle) gets 408. An existing
 upload of that name: 409 unless `replace=1`. 201 answers ``{"video_id", "key", "uri", "etag",
 "size"}``: the id is the one the upload sensor gives the key (`partitions.resolve_video_ids`: its
 64-bit id, or the legacy id this very upload owns).
@@ -19,13 +20,15 @@ upload of that name: 409 unless `replace=1`. 201 answers ``{"video_id", "key", "
 (`review.listing.RENDER_FILES`: `final.mp4`, `thumb.jpg`, `timeline.png`, `report.json` and the
 editor exports). A local store serves it with HTTP range requests (206, Content-Range); on S3 the
 answer is a 302 to a presigned URL valid `MEDIA_URL_LIFETIME_S` (fetch it without the gateway's
-Authorization header). The review page's media links are served by the same function.
+Authorization header). The report and editor exports are downloads (attachment, CSP sandbox), never
+pages of the gateway's origin. The review page's media links are served by the same function.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 from collections.abc import Iterator
 
 import anyio
@@ -35,7 +38,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from ..names import PROFILE_NAMES, UPLOADS_PREFIX, VIDEO_EXTENSIONS, is_video_upload, render_prefix
+from ..names import (
+    PROFILE_NAMES,
+    RENDER_NAME,
+    THUMBNAIL_NAME,
+    TIMELINE_PNG_NAME,
+    UPLOADS_PREFIX,
+    VIDEO_EXTENSIONS,
+    is_video_upload,
+    render_prefix,
+)
 from ..partitions import is_video_id, legacy_video_id_for_upload, resolve_video_ids
 from ..resources import LocalMediaStore, MediaStore
 from ..resources.media_store import check_key
@@ -49,9 +61,14 @@ log = logging.getLogger("autoedit.gateway.media")
 MEDIA_URL_LIFETIME_S = 900
 MAX_CONCURRENT_UPLOADS = 8  # each holds a thread of its own, not one of the shared pool's
 UPLOAD_IDLE_SECONDS = 60.0  # a client that sends nothing this long is cut off (408) and nothing is kept
+UPLOAD_MIN_WINDOW_BYTES = 64 * 1024  # ... or less than this in any such window (about 1 KiB/s: a trickle)
 NAME_MAX_BYTES = 255  # one path segment on every filesystem we write to
 UPLOAD_TYPES = ("application/octet-stream", "video/")
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
+# Shown inline from the gateway's origin: the render, its thumbnail and timeline. The report and
+# the editor exports (JSON, XML with text from the upload) are downloads, never a page of ours.
+INLINE_FILES = frozenset({RENDER_NAME, THUMBNAIL_NAME, TIMELINE_PNG_NAME})
+DOWNLOAD_CSP = "default-src 'none'; sandbox"
 
 
 class TooLarge(Exception):
@@ -68,8 +85,12 @@ def upload_key(name: str | None) -> str:
         raise Refusal(400, "bad request", "name the upload: POST /uploads?name=<file name>.mp4")
     if "/" in name or "\\" in name:
         raise Refusal(400, "bad request", f"the name is a file name, not a path: {name!r}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise Refusal(400, "bad request", "the name has control characters")
+    if "\ufffd" in name:  # what the query's invalid UTF-8 decodes to: the name sent is not the name read
+        raise Refusal(400, "bad request", "the name is not valid UTF-8")
+    # C0/C1 controls, and invisible format characters (bidi overrides that show `gpj.mp4` reversed,
+    # zero-width joiners): a name must read as what it is, in logs and on the review page.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise Refusal(400, "bad request", "the name has control or invisible formatting characters")
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
         raise Refusal(400, "bad request", f"the name is longer than {NAME_MAX_BYTES} bytes")
     key = UPLOADS_PREFIX + name
@@ -105,7 +126,11 @@ async def serve_render_file(store: MediaStore, video_id: str, profile: str, name
     if isinstance(store, LocalMediaStore):
         with store.local_copy(key) as path:  # locally the stored file itself: safe after the block
             pass
-        return FileResponse(path, headers=MEDIA_HEADERS)
+        headers = dict(MEDIA_HEADERS)
+        if name not in INLINE_FILES:
+            headers["Content-Disposition"] = f'attachment; filename="{video_id}-{profile}-{name}"'
+            headers["Content-Security-Policy"] = DOWNLOAD_CSP
+        return FileResponse(path, headers=headers)
     url = await run_in_threadpool(store.shared_url, key, MEDIA_URL_LIFETIME_S)
     return RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
 
@@ -119,6 +144,8 @@ class MediaRoutes:
         self.metrics = metrics
         self.max_concurrent = MAX_CONCURRENT_UPLOADS
         self.idle_seconds = UPLOAD_IDLE_SECONDS
+        self.min_window_bytes = UPLOAD_MIN_WINDOW_BYTES
+        self._active = 0  # uploads past the slot check (only the event loop changes it)
         self._slots: anyio.CapacityLimiter | None = None  # made on the event loop, at the first upload
 
     async def handle(self, request: Request, path: str, principal: Principal) -> Response:
@@ -149,21 +176,39 @@ class MediaRoutes:
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)")
         if not replace and await run_in_threadpool(self.store.exists, key):
             raise Refusal(409, "conflict", f"{key} already exists; POST with replace=1 to upload it again")
-        if self._slots is None:
-            self._slots = anyio.CapacityLimiter(self.max_concurrent)
-        if self._slots.available_tokens < 1:
+        # The slot is counted before the next await: a burst of uploads cannot all pass the check
+        # while the first ones look up their id (they would then queue, unbounded, for a thread).
+        if self._active >= self.max_concurrent:
             raise Refusal(503, "service unavailable", f"{self.max_concurrent} uploads already in progress; retry soon",
                           {"Retry-After": "10"})  # fmt: skip
+        self._active += 1
+        try:
+            return await self._store_upload(request, key, replace, principal)
+        finally:
+            self._active -= 1
+
+    async def _store_upload(self, request: Request, key: str, replace: bool, principal: Principal) -> Response:
+        limit = self.max_upload_bytes
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(self.max_concurrent)
         video_id = await run_in_threadpool(video_id_for, self.store, key)
         stream = request.stream()
         received = 0
+        window_start, window_bytes = anyio.current_time(), 0
 
         async def next_chunk() -> bytes | None:
+            # Each `idle_seconds` window must bring `min_window_bytes`: a trickle (a byte now and
+            # then, never quite silent) is cut off like silence, or it would hold a slot for ever.
+            nonlocal window_start, window_bytes
             try:
-                with anyio.fail_after(self.idle_seconds):
-                    return await stream.__anext__()
+                with anyio.fail_after(max(0.0, window_start + self.idle_seconds - anyio.current_time())):
+                    chunk = await stream.__anext__()
             except StopAsyncIteration:
                 return None
+            window_bytes += len(chunk)
+            if window_bytes >= self.min_window_bytes:
+                window_start, window_bytes = anyio.current_time(), 0
+            return chunk
 
         def chunks() -> Iterator[bytes]:
             # Runs in the store's worker thread; each chunk is read on the event loop as the store asks.
@@ -182,8 +227,8 @@ class MediaRoutes:
             stored = await anyio.to_thread.run_sync(put, limiter=self._slots)
         except TimeoutError:
             self._count("aborted", received)
-            raise Refusal(408, "request timeout", f"nothing received for {self.idle_seconds:g} s; nothing was kept",
-                          {"Connection": "close"}) from None  # fmt: skip
+            raise Refusal(408, "request timeout", f"less than {self.min_window_bytes} bytes received in "
+                          f"{self.idle_seconds:g} s; nothing was kept", {"Connection": "close"}) from None  # fmt: skip
         except TooLarge:
             self._count("too_large", received)
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)",

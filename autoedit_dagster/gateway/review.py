@@ -220,7 +220,7 @@ class ReviewSite:
 
     async def _media(self, request: Request, video_id: str, profile: str, name: str) -> Response:
         response = await serve_render_file(self.store, video_id, profile, name)
-        if response.status_code == 200:
+        if response.status_code in (200, 206):  # a range of the video too
             response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -74,7 +74,7 @@ def test_an_operator_uploads_and_gets_the_sensors_video_id(gateway, client: http
         (".hidden.mp4", "not a video file name"),
         ("talk.mp4.part", "not a video file name"),
         ("notes.txt", "not a video file name"),
-        ("talk\n.mp4", "control characters"),
+        ("talk\n.mp4", "control"),
         ("", "name the upload"),
     ],
 )

@@ -1,0 +1,139 @@
+"""Attacks on `POST /uploads` and `GET /media/...` over loopback, each of which once got through:
+a burst past the upload limit, a trickle holding a slot, invisible or undecodable names, and
+the report and editor exports rendered inline from the gateway's origin."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from autoedit_dagster.gateway.app import Gateway
+from autoedit_dagster.gateway.settings import GatewaySettings
+from autoedit_dagster.names import REPORT_NAME, render_prefix
+from autoedit_dagster.partitions import video_id_for_upload
+from autoedit_dagster.resources import LocalMediaStore
+from autoedit_dagster.resources.media_store import TMP_PREFIX
+
+from .conftest import SECRET, ServerThread, bearer, token
+
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+
+def start(fake_upstream: str, store: LocalMediaStore, **media: float) -> ServerThread:
+    gateway = Gateway(GatewaySettings(upstream=fake_upstream, jwt_secret=SECRET, rate_limit=0), store=store)
+    for name, value in media.items():
+        setattr(gateway.media, name, value)
+    return ServerThread(gateway)
+
+
+def post(url: str, name: str, body) -> int | str:
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        try:
+            reply = http.post(f"{url}/uploads", params={"name": name}, content=body,
+                              headers={**bearer(token("operator")), **OCTETS})  # fmt: skip
+        except httpx.HTTPError as exc:  # the gateway may answer and close before the body is all sent
+            return type(exc).__name__
+        return reply.status_code
+
+
+def test_a_burst_of_uploads_gets_one_slot_and_503s(fake_upstream: str, local_store: LocalMediaStore) -> None:
+    """Ten uploads at once against one slot: the check once passed several of them together (each
+    then waited for a thread, so the limit queued uploads instead of refusing them)."""
+    server = start(fake_upstream, local_store, max_concurrent=1)
+    auth = bearer(token("operator"))["Authorization"]
+    sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(10)]
+    try:
+        for i, sock in enumerate(sockets):  # the headers and a first chunk of each, back to back
+            sock.sendall(f"POST /uploads?name=burst{i}.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                         "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "3\r\nabc\r\n".encode())  # fmt: skip
+        answers: list[bytes | None] = []
+        for sock in sockets:
+            sock.settimeout(3)
+            try:
+                answers.append(sock.recv(200))
+            except TimeoutError:  # still uploading: it has the slot
+                answers.append(None)
+        holders = [sock for sock, answer in zip(sockets, answers, strict=True) if answer is None]
+        for sock in holders:
+            sock.sendall(b"0\r\n\r\n")
+        finished = [sock.recv(200) for sock in holders]
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    refused = [answer for answer in answers if answer is not None]
+    assert len(holders) == 1 and all(b" 503 " in answer for answer in refused), answers
+    assert b" 201 " in finished[0]
+    assert len(list(local_store.list("uploads/"))) == 1
+
+
+def test_a_trickle_is_cut_off_like_silence(fake_upstream: str, local_store: LocalMediaStore) -> None:
+    """A byte every 0.3 s is never silent for the 1 s idle limit, but brings less than the
+    window's minimum: cut off (408) within about a window, nothing kept."""
+    server = start(fake_upstream, local_store, idle_seconds=1.0, min_window_bytes=1024)
+
+    def trickle() -> Iterator[bytes]:
+        for _ in range(30):  # 9 s if nobody stops it
+            yield b"a"
+            time.sleep(0.3)
+
+    try:
+        began = time.monotonic()
+        status = post(server.url, "trickle.mp4", trickle())
+        elapsed = time.monotonic() - began
+        steady = post(server.url, "steady.mp4", (b"x" * 2048 for _ in range(3)))
+    finally:
+        server.stop()
+    assert status in (408, "WriteError", "RemoteProtocolError", "ReadError"), status
+    assert elapsed < 4, f"the trickle held its slot {elapsed:.1f} s"
+    assert steady == 201
+    assert [obj.key for obj in local_store.list("")] == ["uploads/steady.mp4"]
+    assert not any(p.name.startswith(TMP_PREFIX) for p in (local_store._root() / "uploads").iterdir())
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["x%C2%85.mp4", "talk%E2%80%AEgpj.mp4", "a%E2%80%8Bb.mp4", "%FF.mp4", "%ED%A0%80.mp4", "%C0%AE%C0%AE.mp4"],
+)
+def test_names_with_invisible_or_undecodable_characters_are_refused(
+    start_gateway, fake_upstream: str, local_store: LocalMediaStore, client: httpx.Client, query: str
+) -> None:
+    """A C1 control, a right-to-left override, a zero-width space; bytes that are not UTF-8
+    (decoded to U+FFFD, so two different names would collide): all were stored before."""
+    url = start_gateway(fake_upstream, rate_limit=0, store=local_store)
+    reply = client.post(f"{url}/uploads?name={query}", content=b"x", headers={**bearer(token("operator")), **OCTETS})
+    assert reply.status_code == 400, reply.text
+    assert list(local_store.list("")) == []
+
+
+def test_the_report_and_editor_exports_are_downloads_never_pages(
+    start_gateway, fake_upstream: str, local_store: LocalMediaStore, client: httpx.Client
+) -> None:
+    """XML with an XHTML script (text from an upload can reach the exports) was served inline as
+    application/xml from the gateway's origin: a page of ours running that script."""
+    url = start_gateway(fake_upstream, rate_limit=0, store=local_store)
+    video = video_id_for_upload("uploads/talk.mp4")
+    prefix = render_prefix(video, "tate")
+    local_store.write_bytes(prefix + "final.mp4", os.urandom(4096))
+    local_store.write_bytes(prefix + REPORT_NAME, json.dumps({"title": "<script>alert(1)</script>"}).encode())
+    local_store.write_bytes(prefix + "edit.fcp7.xml",
+                            b'<x xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></x>')  # fmt: skip
+    viewer = bearer(token("viewer"))
+    for base in ("/media", "/review/media"):
+        for name in (REPORT_NAME, "edit.fcp7.xml"):
+            reply = client.get(f"{url}{base}/{video}/tate/{name}", headers=viewer)
+            assert reply.status_code == 200
+            assert reply.headers["content-disposition"] == f'attachment; filename="{video}-tate-{name}"'
+            assert "sandbox" in reply.headers["content-security-policy"]
+            assert reply.headers["x-content-type-options"] == "nosniff"
+        video_part = client.get(f"{url}{base}/{video}/tate/final.mp4", headers={**viewer, "Range": "bytes=0-9"})
+        assert video_part.status_code == 206 and "content-disposition" not in video_part.headers  # plays inline
+    review_part = client.get(f"{url}/review/media/{video}/tate/final.mp4", headers={**viewer, "Range": "bytes=0-9"})
+    assert review_part.headers["x-frame-options"] == "DENY"  # the review page's headers on a range too
