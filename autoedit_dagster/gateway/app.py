@@ -105,6 +105,7 @@ class Gateway(WebSocketProxy):
             graphql_url(settings.upstream),
             instance=None if source is None else source if callable(source) else (lambda: source),
         )
+        self.media.in_flight = self._video_in_flight
         upstream = urlsplit(settings.upstream.rstrip("/"))
         self._upstream = upstream
         self._base_path = upstream.path.rstrip("/")
@@ -380,6 +381,10 @@ class Gateway(WebSocketProxy):
             log.warning("upstream response cut short", extra={"error": f"{type(exc).__name__}: {exc}"})
         finally:
             await upstream.aclose()
+
+    async def _video_in_flight(self, video_id: str) -> bool:
+        assert self.http is not None
+        return await self.review.in_flight(self.http, video_id)
 
     async def _healthz(self) -> Response:
         assert self.http is not None

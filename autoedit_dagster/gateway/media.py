@@ -12,7 +12,8 @@ AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the 
 it; nothing is kept). At most `MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own
 (more: 503 with Retry-After, counted before the first await so a burst gets no more); a client
 that sends less than `UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a trickle) gets 408. An existing
-upload of that name: 409 unless `replace=1`. 201 answers ``{"video_id", "key", "uri", "etag",
+upload of that name: 409 unless `replace=1`, and 409 even then while a run of its video is
+queued or running (the webserver's word; 502 if it cannot say). 201 answers ``{"video_id", "key", "uri", "etag",
 "size"}``: the id is the one the upload sensor gives the key (`partitions.resolve_video_ids`: its
 64-bit id, or the legacy id this very upload owns).
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import anyio.from_thread
@@ -145,6 +146,8 @@ class MediaRoutes:
         self.max_concurrent = MAX_CONCURRENT_UPLOADS
         self.idle_seconds = UPLOAD_IDLE_SECONDS
         self.min_window_bytes = UPLOAD_MIN_WINDOW_BYTES
+        # Whether a video has a run queued or running (the gateway asks the webserver); None: never asked.
+        self.in_flight: Callable[[str], Awaitable[bool]] | None = None
         self._active = 0  # uploads past the slot check (only the event loop changes it)
         self._slots: anyio.CapacityLimiter | None = None  # made on the event loop, at the first upload
 
@@ -174,8 +177,15 @@ class MediaRoutes:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)")
-        if not replace and await run_in_threadpool(self.store.exists, key):
+        exists = await run_in_threadpool(self.store.exists, key)
+        if exists and not replace:
             raise Refusal(409, "conflict", f"{key} already exists; POST with replace=1 to upload it again")
+        if exists and self.in_flight is not None:
+            # A run reading the old file would publish its renders, perhaps after the new file's.
+            video_id = await run_in_threadpool(video_id_for, self.store, key)
+            if await self.in_flight(video_id):
+                raise Refusal(409, "conflict", f"{video_id} is being processed (a run is queued or running); replace "
+                              f"{key} once it has finished", {"Retry-After": "60"})  # fmt: skip
         # The slot is counted before the next await: a burst of uploads cannot all pass the check
         # while the first ones look up their id (they would then queue, unbounded, for a thread).
         if self._active >= self.max_concurrent:

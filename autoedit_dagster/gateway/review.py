@@ -69,6 +69,9 @@ RUN_STATES = {
     "QUEUED": "queued", "NOT_STARTED": "queued", "STARTING": "queued", "STARTED": "running",
     "CANCELING": "running", "FAILURE": "failed", "CANCELED": "failed", "SUCCESS": "done",
 }  # fmt: skip
+IN_FLIGHT_STATES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+IN_FLIGHT_QUERY = """query AutoeditUploadInFlight($f: RunsFilter) { runsOrError(filter: $f, limit: 1) {
+  __typename ... on Runs { results { runId } } } }"""
 LAUNCH_MUTATION = """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } } }"""
 
@@ -274,6 +277,15 @@ class ReviewSite:
         log.info("re-edit launched", extra={"video_id": video_id, "job": job, "run_id": run_id,
                                             "subject": principal.subject, "profile": profile})  # fmt: skip
         return RedirectResponse(f"/review/v/{video_id}?profile={profile}", 303)
+
+    async def in_flight(self, http: httpx.AsyncClient, video_id: str) -> bool:
+        """True if a run of `video_id` is queued or running (the webserver's word; 502 if it cannot say)."""
+        data = await self._graphql(http, IN_FLIGHT_QUERY, {"f": {"tags": [{"key": PARTITION_TAG, "value": video_id}],
+                                                                 "statuses": IN_FLIGHT_STATES}})  # fmt: skip
+        answer = data.get("runsOrError") or {}
+        if answer.get("__typename") != "Runs":
+            raise Refusal(502, "bad gateway", "the webserver could not list this video's runs")
+        return bool(answer.get("results"))
 
     async def _graphql(self, http: httpx.AsyncClient, query: str, variables: dict | None = None) -> dict:
         try:

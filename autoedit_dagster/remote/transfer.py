@@ -164,7 +164,8 @@ class GatewayTransfer:
         except httpx.HTTPError as exc:
             raise Unreachable(f"upload to {self.url} failed: {one_line(exc) or type(exc).__name__}") from None
         if response.status_code == 409:
-            raise UsageError(f"{http_detail(response)} (on {self.url}); pass --replace to upload it again")
+            hint = "" if replace else "; pass --replace to upload it again"  # with it: the video is being processed
+            raise UsageError(f"{http_detail(response)} (on {self.url}){hint}")
         if response.status_code != 201:
             raise self._error(response, f"cannot upload {source.name}")
         body_json = response.json()

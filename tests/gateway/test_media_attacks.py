@@ -137,3 +137,16 @@ def test_the_report_and_editor_exports_are_downloads_never_pages(
         assert video_part.status_code == 206 and "content-disposition" not in video_part.headers  # plays inline
     review_part = client.get(f"{url}/review/media/{video}/tate/final.mp4", headers={**viewer, "Range": "bytes=0-9"})
     assert review_part.headers["x-frame-options"] == "DENY"  # the review page's headers on a range too
+
+
+def test_replacing_when_the_webserver_cannot_say_whether_it_is_processing_is_refused(
+    start_gateway, local_store: LocalMediaStore, client: httpx.Client
+) -> None:
+    """Fail closed: no answer about the video's runs is not a yes to `replace=1` (a new name needs no answer)."""
+    url = start_gateway("http://127.0.0.1:9", rate_limit=0, store=local_store)  # the discard port: nobody there
+    local_store.write_bytes("uploads/talk.mp4", b"first")
+    headers = {**bearer(token("operator")), **OCTETS}
+    replaced = client.post(f"{url}/uploads?name=talk.mp4&replace=1", content=b"second", headers=headers)
+    assert replaced.status_code == 502 and "GraphQL" in replaced.json()["detail"]
+    assert local_store.read_bytes("uploads/talk.mp4") == b"first"
+    assert client.post(f"{url}/uploads?name=new.mp4&replace=1", content=b"x", headers=headers).status_code == 201

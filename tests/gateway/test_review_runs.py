@@ -110,3 +110,27 @@ def test_the_list_tells_queued_from_running_and_a_non_default_profile_is_re_edit
         # The page now says a re-edit of the rendered video is queued, and keeps polling it.
         page = client.get(f"{url}/review", headers=operator).text
         assert _status_of(page, done) == "done · re-edit queued" and f'data-live-status="{done}"' in page
+
+
+def test_an_upload_whose_video_is_being_processed_is_not_replaced(review, tmp_path) -> None:
+    """`replace=1` under a queued or running run once went through: that run, reading the old file,
+    could publish its renders after the new file's. A failed run or none: replaced."""
+    url, _instance = review
+    store = LocalMediaStore(root=str(tmp_path / "storage"))
+    operator = {**bearer(token("operator")), "Content-Type": "application/octet-stream"}
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        statuses = {
+            key: client.post(
+                f"{url}/uploads",
+                params={"name": key.removeprefix("uploads/"), "replace": "1"},
+                content=b"second version",
+                headers=operator,
+            )
+            for key in (QUEUED, RUNNING, FAILED, WAITING)
+        }
+    for key in (QUEUED, RUNNING):
+        assert statuses[key].status_code == 409 and "being processed" in statuses[key].json()["detail"]
+        assert store.read_bytes(key) == b"source"
+    for key in (FAILED, WAITING):
+        assert statuses[key].status_code == 201, statuses[key].text
+        assert store.read_bytes(key) == b"second version"
