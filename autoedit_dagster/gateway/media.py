@@ -127,6 +127,9 @@ async def serve_render_file(store: MediaStore, video_id: str, profile: str, name
     if isinstance(store, LocalMediaStore):
         with store.local_copy(key) as path:  # locally the stored file itself: safe after the block
             pass
+        if path.resolve() != path:  # the store follows links inside its root; a published render is never one
+            log.warning("a render file goes through a symbolic link: not served", extra={"key": key})
+            raise Refusal(404, "not found", "not rendered (yet)")
         headers = dict(MEDIA_HEADERS)
         if name not in INLINE_FILES:
             headers["Content-Disposition"] = f'attachment; filename="{video_id}-{profile}-{name}"'

@@ -150,3 +150,25 @@ def test_replacing_when_the_webserver_cannot_say_whether_it_is_processing_is_ref
     assert replaced.status_code == 502 and "GraphQL" in replaced.json()["detail"]
     assert local_store.read_bytes("uploads/talk.mp4") == b"first"
     assert client.post(f"{url}/uploads?name=new.mp4&replace=1", content=b"x", headers=headers).status_code == 201
+
+
+def test_a_symbolic_link_among_the_renders_is_never_served(
+    start_gateway, fake_upstream: str, local_store: LocalMediaStore, client: httpx.Client
+) -> None:
+    """Links inside the store's root were followed: one planted in renders/ (by anyone who can
+    write the shared folder) served a staged, unverified render, another video's source or an id claim."""
+    url = start_gateway(fake_upstream, rate_limit=0, store=local_store)
+    root = local_store._root()
+    video, other = video_id_for_upload("uploads/talk.mp4"), video_id_for_upload("uploads/other.mp4")
+    local_store.write_bytes(f"staging/run-1/{video}/tate/final.mp4", b"staged, not verified")
+    local_store.write_bytes("uploads/secret.mp4", b"someone else's source")
+    local_store.write_bytes(render_prefix(other, "square") + "final.mp4", b"published")
+    (root / "renders" / video / "tate").mkdir(parents=True)
+    (root / "renders" / video / "tate" / "final.mp4").symlink_to(root / f"staging/run-1/{video}/tate/final.mp4")
+    (root / "renders" / video / "tate" / "thumb.jpg").symlink_to(root / "uploads/secret.mp4")
+    (root / "renders" / other / "tate").symlink_to(root / f"staging/run-1/{video}/tate")  # a linked folder
+    viewer = bearer(token("viewer"))
+    for path in (f"{video}/tate/final.mp4", f"{video}/tate/thumb.jpg", f"{other}/tate/final.mp4"):
+        reply = client.get(f"{url}/media/{path}", headers=viewer)
+        assert reply.status_code == 404 and b"staged" not in reply.content and b"source" not in reply.content, path
+    assert client.get(f"{url}/media/{other}/square/final.mp4", headers=viewer).content == b"published"
