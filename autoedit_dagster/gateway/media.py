@@ -4,18 +4,21 @@ A client with only the gateway's URL and a token moves media: no storage credent
 
 `POST /uploads?name=<file name>[&replace=1]` (operators; viewers get 403): the body is the file
 itself (`application/octet-stream` or `video/*`; a form or multipart body is refused with 415),
-streamed to the store as it arrives (`MediaStore.put_stream`: a hidden temp file then a rename,
-or an S3 multipart upload published by its completion), so the gateway holds about one part in
-memory and the upload sensor never sees half a file. The name is one file name with a video
-extension (`names.VIDEO_EXTENSIONS`), never a path, hidden or partial name: else 400. More than
-AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the stream passes
-it; nothing is kept). At most `MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own
-(more: 503 with Retry-After, counted before the first await so a burst gets no more); a client
-that sends less than `UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a trickle) gets 408. An existing
-upload of that name: 409 unless `replace=1`, and 409 even then while a run of its video is
-queued or running (the webserver's word; 502 if it cannot say). 201 answers ``{"video_id", "key", "uri", "etag",
-"size"}``: the id is the one the upload sensor gives the key (`partitions.resolve_video_ids`: its
-64-bit id, or the legacy id this very upload owns).
+streamed to the store as it arrives (`MediaStore.put_stream`: a hidden temp file then a rename, or
+an S3 multipart upload published by its completion), so the gateway holds about one part in memory
+and the upload sensor never sees half a file. The name is one file name with a video extension
+(`names.VIDEO_EXTENSIONS`), never a path, hidden or partial name: else 400. More than
+AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the stream passes it;
+nothing is kept). On a local store a declared length that would leave less than `DISK_RESERVE_BYTES`
+free is 507 at once, as is a full disk during the upload. There is no per-user or total quota: an
+operator may fill the store at the rate limit times the upload limit. At most
+`MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own (more: 503 with Retry-After, counted
+before the first await so a burst gets no more); a client that sends less than
+`UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a trickle) gets 408. An existing
+upload of that name: 409 unless `replace=1`, and 409 even then while a run of its video is queued or
+running (the webserver's word; 502 if it cannot say). 201 answers ``{"video_id", "key", "uri",
+"etag", "size"}``: the id is the one the upload sensor gives the key
+(`partitions.resolve_video_ids`: its 64-bit id, or the legacy id this very upload owns).
 
 `GET|HEAD /media/<video_id>/<profile>/<file>` (any role): one of a published render's files
 (`review.listing.RENDER_FILES`: `final.mp4`, `thumb.jpg`, `timeline.png`, `report.json` and the
@@ -27,10 +30,13 @@ pages of the gateway's origin. The review page's media links are served by the s
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import shutil
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import anyio
 import anyio.from_thread
@@ -64,12 +70,23 @@ MAX_CONCURRENT_UPLOADS = 8  # each holds a thread of its own, not one of the sha
 UPLOAD_IDLE_SECONDS = 60.0  # a client that sends nothing this long is cut off (408) and nothing is kept
 UPLOAD_MIN_WINDOW_BYTES = 64 * 1024  # ... or less than this in any such window (about 1 KiB/s: a trickle)
 NAME_MAX_BYTES = 255  # one path segment on every filesystem we write to
+DISK_RESERVE_BYTES = (
+    1 << 30
+)  # a local store keeps this free for work/ and renders/: an upload that would not fit is 507
 UPLOAD_TYPES = ("application/octet-stream", "video/")
 MEDIA_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}
 # Shown inline from the gateway's origin: the render, its thumbnail and timeline. The report and
 # the editor exports (JSON, XML with text from the upload) are downloads, never a page of ours.
 INLINE_FILES = frozenset({RENDER_NAME, THUMBNAIL_NAME, TIMELINE_PNG_NAME})
 DOWNLOAD_CSP = "default-src 'none'; sandbox"
+
+
+def free_bytes(store: LocalMediaStore) -> int:
+    """Free space on the local store's filesystem (its root, or the nearest folder that exists)."""
+    folder = Path(store.root).expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
 
 
 class TooLarge(Exception):
@@ -180,6 +197,11 @@ class MediaRoutes:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise Refusal(413, "payload too large", f"uploads are limited to {limit} bytes (AUTOEDIT_MAX_UPLOAD_MB)")
+        if declared is not None and isinstance(self.store, LocalMediaStore):
+            free = await run_in_threadpool(free_bytes, self.store)
+            if int(declared) > free - DISK_RESERVE_BYTES:
+                raise Refusal(507, "insufficient storage", f"the store has {free} bytes free and keeps "
+                              f"{DISK_RESERVE_BYTES} for the pipeline: {declared} bytes do not fit")  # fmt: skip
         exists = await run_in_threadpool(self.store.exists, key)
         if exists and not replace:
             raise Refusal(409, "conflict", f"{key} already exists; POST with replace=1 to upload it again")
@@ -249,6 +271,13 @@ class MediaRoutes:
         except EmptyUpload:
             self._count("refused", 0)
             raise Refusal(400, "bad request", "the upload is empty") from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._count("aborted", received)
+            log.error("upload refused: the store is full", extra={"key": key, "received": received})
+            raise Refusal(507, "insufficient storage", "the store is full; nothing was kept",
+                          {"Connection": "close"}) from None  # fmt: skip
         except ClientDisconnect:
             self._count("aborted", received)
             log.info("upload abandoned by the client", extra={"key": key, "received": received})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -172,3 +173,30 @@ def test_a_symbolic_link_among_the_renders_is_never_served(
         reply = client.get(f"{url}/media/{path}", headers=viewer)
         assert reply.status_code == 404 and b"staged" not in reply.content and b"source" not in reply.content, path
     assert client.get(f"{url}/media/{other}/square/final.mp4", headers=viewer).content == b"published"
+
+
+def test_an_upload_that_would_fill_the_disk_is_refused_at_once(
+    fake_upstream: str, local_store: LocalMediaStore
+) -> None:
+    """With a generous limit, a declared length beyond the disk's free space was taken in until the
+    disk filled (here: until the idle cut-off); now 507 before a byte is read."""
+    gateway = Gateway(
+        GatewaySettings(upstream=fake_upstream, jwt_secret=SECRET, rate_limit=0, max_upload_bytes=1 << 60),
+        store=local_store,
+    )
+    gateway.media.idle_seconds = 2.0
+    server = ServerThread(gateway)
+    free = shutil.disk_usage(local_store._root().parent).free
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            auth = bearer(token("operator"))["Authorization"]
+            sock.sendall(f"POST /uploads?name=huge.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                         f"Content-Type: video/mp4\r\nContent-Length: {free}\r\n\r\n".encode())  # fmt: skip
+            began = time.monotonic()
+            answer = sock.recv(4096)
+            elapsed = time.monotonic() - began
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 507 ") and b"do not fit" in answer, answer
+    assert elapsed < 1.5
+    assert list(local_store.list("")) == []
