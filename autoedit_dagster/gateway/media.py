@@ -12,12 +12,12 @@ AUTOEDIT_MAX_UPLOAD_MB: 413 (at once when Content-Length says so, else when the 
 nothing is kept). On a local store a declared length that would leave less than `DISK_RESERVE_BYTES`
 free is 507 at once, as is a full disk during the upload. There is no per-user or total quota: an
 operator may fill the store at the rate limit times the upload limit. At most
-`MAX_CONCURRENT_UPLOADS` at once, each in a thread of its own (more: 503 with Retry-After, counted
-before the first await so a burst gets no more); a client that sends less than
-`UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a trickle) gets 408. An existing
-upload of that name: 409 unless `replace=1`, and 409 even then while a run of its video is queued or
-running (the webserver's word; 502 if it cannot say). 201 answers ``{"video_id", "key", "uri",
-"etag", "size"}``: the id is the one the upload sensor gives the key
+`MAX_CONCURRENT_UPLOADS` at once (`MAX_UPLOADS_PER_CLIENT` per token subject), each in a thread of
+its own (more: 503 with Retry-After, counted before the first await so a burst gets no more); a
+client that sends less than `UPLOAD_MIN_WINDOW_BYTES` in any `UPLOAD_IDLE_SECONDS` (silence or a
+trickle) gets 408. An existing upload of that name: 409 unless `replace=1`, and 409 even then while
+a run of its video is queued or running (the webserver's word; 502 if it cannot say). 201 answers
+``{"video_id", "key", "uri", "etag", "size"}``: the id is the one the upload sensor gives the key
 (`partitions.resolve_video_ids`: its 64-bit id, or the legacy id this very upload owns).
 
 `GET|HEAD /media/<video_id>/<profile>/<file>` (any role): one of a published render's files
@@ -67,6 +67,7 @@ log = logging.getLogger("autoedit.gateway.media")
 
 MEDIA_URL_LIFETIME_S = 900
 MAX_CONCURRENT_UPLOADS = 8  # each holds a thread of its own, not one of the shared pool's
+MAX_UPLOADS_PER_CLIENT = 4  # of those, at most this many for one token subject
 UPLOAD_IDLE_SECONDS = 60.0  # a client that sends nothing this long is cut off (408) and nothing is kept
 UPLOAD_MIN_WINDOW_BYTES = 64 * 1024  # ... or less than this in any such window (about 1 KiB/s: a trickle)
 NAME_MAX_BYTES = 255  # one path segment on every filesystem we write to
@@ -168,7 +169,9 @@ class MediaRoutes:
         self.min_window_bytes = UPLOAD_MIN_WINDOW_BYTES
         # Whether a video has a run queued or running (the gateway asks the webserver); None: never asked.
         self.in_flight: Callable[[str], Awaitable[bool]] | None = None
+        self.max_per_client = MAX_UPLOADS_PER_CLIENT
         self._active = 0  # uploads past the slot check (only the event loop changes it)
+        self._by_client: dict[str, int] = {}  # the same, per token subject
         self._slots: anyio.CapacityLimiter | None = None  # made on the event loop, at the first upload
 
     async def handle(self, request: Request, path: str, principal: Principal) -> Response:
@@ -216,11 +219,19 @@ class MediaRoutes:
         if self._active >= self.max_concurrent:
             raise Refusal(503, "service unavailable", f"{self.max_concurrent} uploads already in progress; retry soon",
                           {"Retry-After": "10"})  # fmt: skip
+        # One token cannot take every slot (a slow link, or eight slow uploads on purpose).
+        client = principal.subject or ""
+        if self._by_client.get(client, 0) >= self.max_per_client:
+            raise Refusal(503, "service unavailable", f"this token already has {self.max_per_client} uploads in "
+                          "progress; retry when one has finished", {"Retry-After": "10"})  # fmt: skip
         self._active += 1
+        self._by_client[client] = self._by_client.get(client, 0) + 1
         try:
             return await self._store_upload(request, key, replace, principal)
         finally:
             self._active -= 1
+            if (left := self._by_client.pop(client) - 1) > 0:
+                self._by_client[client] = left
 
     async def _store_upload(self, request: Request, key: str, replace: bool, principal: Principal) -> Response:
         limit = self.max_upload_bytes

@@ -43,17 +43,22 @@ def post(url: str, name: str, body) -> int | str:
         return reply.status_code
 
 
+def open_upload(port: int, name: str, auth: str, framing: str = "Transfer-Encoding: chunked") -> socket.socket:
+    """A raw upload whose headers (and, chunked, a first 3-byte chunk) are sent; the rest is the test's."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    first = "3\r\nabc\r\n" if "chunked" in framing else ""
+    sock.sendall(f"POST /uploads?name={name} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                 f"Content-Type: video/mp4\r\n{framing}\r\n\r\n{first}".encode())  # fmt: skip
+    return sock
+
+
 def test_a_burst_of_uploads_gets_one_slot_and_503s(fake_upstream: str, local_store: LocalMediaStore) -> None:
     """Ten uploads at once against one slot: the check once passed several of them together (each
     then waited for a thread, so the limit queued uploads instead of refusing them)."""
     server = start(fake_upstream, local_store, max_concurrent=1)
     auth = bearer(token("operator"))["Authorization"]
-    sockets = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(10)]
+    sockets = [open_upload(server.port, f"burst{i}.mp4", auth) for i in range(10)]  # back to back
     try:
-        for i, sock in enumerate(sockets):  # the headers and a first chunk of each, back to back
-            sock.sendall(f"POST /uploads?name=burst{i}.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
-                         "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         "3\r\nabc\r\n".encode())  # fmt: skip
         answers: list[bytes | None] = []
         for sock in sockets:
             sock.settimeout(3)
@@ -188,10 +193,8 @@ def test_an_upload_that_would_fill_the_disk_is_refused_at_once(
     server = ServerThread(gateway)
     free = shutil.disk_usage(local_store._root().parent).free
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            auth = bearer(token("operator"))["Authorization"]
-            sock.sendall(f"POST /uploads?name=huge.mp4 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
-                         f"Content-Type: video/mp4\r\nContent-Length: {free}\r\n\r\n".encode())  # fmt: skip
+        auth = bearer(token("operator"))["Authorization"]
+        with open_upload(server.port, "huge.mp4", auth, f"Content-Length: {free}") as sock:
             began = time.monotonic()
             answer = sock.recv(4096)
             elapsed = time.monotonic() - began
@@ -200,3 +203,29 @@ def test_an_upload_that_would_fill_the_disk_is_refused_at_once(
     assert answer.startswith(b"HTTP/1.1 507 ") and b"do not fit" in answer, answer
     assert elapsed < 1.5
     assert list(local_store.list("")) == []
+
+
+def test_one_token_cannot_take_every_upload_slot(fake_upstream: str, local_store: LocalMediaStore) -> None:
+    """Three slots: one token's three slow uploads once took them all and another operator got 503."""
+    server = start(fake_upstream, local_store, max_concurrent=3, max_per_client=2)
+    greedy = bearer(token("operator", subject="greedy"))["Authorization"]
+    sockets = []
+    try:
+        for i in range(3):
+            sockets.append(open_upload(server.port, f"slow{i}.mp4", greedy))
+            time.sleep(0.3)  # one after the other: the slot check is not what is tested here
+        sockets[2].settimeout(3)
+        third = sockets[2].recv(500)
+        other = post(server.url, "other.mp4", b"x")  # another operator (a token of its own)
+        for sock in sockets[:2]:
+            sock.sendall(b"0\r\n\r\n")
+        finished = [sock.recv(200) for sock in sockets[:2]]
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    assert b" 503 " in third and b"this token already has 2 uploads" in third, third
+    assert other == 201
+    assert all(b" 201 " in answer for answer in finished)
+    assert sorted(obj.key for obj in local_store.list("")) == ["uploads/other.mp4", "uploads/slow0.mp4",
+                                                               "uploads/slow1.mp4"]  # fmt: skip
