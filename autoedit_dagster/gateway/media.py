@@ -190,6 +190,9 @@ class MediaRoutes:
         if not principal.is_operator:
             raise Refusal(403, "forbidden", "viewer tokens may download media, not upload: POST /uploads needs an "
                           "operator token")  # fmt: skip
+        if any(len(request.query_params.getlist(param)) > 1 for param in ("name", "replace")):
+            # Which one counts differs between a proxy, a log reader and us: no guessing.
+            raise Refusal(400, "bad request", "name and replace are given once each")
         key = upload_key(request.query_params.get("name"))
         replace = request.query_params.get("replace", "").lower() in ("1", "true", "yes")
         media_type = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
