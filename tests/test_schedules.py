@@ -143,7 +143,7 @@ def _file(path: Path, age: float) -> Path:
     return _aged(path, age)
 
 
-def test_store_sweep_deletes_only_old_temp_files_outside_uploads(tmp_path: Path) -> None:
+def test_store_sweep_deletes_only_old_temp_files_and_only_its_own_in_uploads(tmp_path: Path) -> None:
     store = LocalMediaStore(root=str(tmp_path))
     dead = _dead_pid()
     render = tmp_path / "renders" / "v-00000001" / "tate"
@@ -151,6 +151,7 @@ def test_store_sweep_deletes_only_old_temp_files_outside_uploads(tmp_path: Path)
         _file(render / ".autoedit-tmp-abc123.tmp", 2 * HOUR),
         _file(render / f".final.mp4.{dead}-0123abcd.part", 2 * HOUR),
         _file(tmp_path / "work" / "v-00000001" / ".autoedit-tmp-x.tmp", 2 * HOUR),
+        _file(tmp_path / "uploads" / "team" / ".autoedit-tmp-upload.tmp", 2 * HOUR),  # an upload of ours, cut short
     ]
     kept = [
         _file(render / ".autoedit-tmp-young.tmp", 60),  # a write in progress

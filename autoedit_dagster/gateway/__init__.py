@@ -46,6 +46,12 @@ How often
     applies), logged and counted (`autoedit_gateway_ratelimit_backend_errors_total`), and Redis is
     retried 5 s later rather than on every request; `/healthz` reports it.
 
+Media
+    The gateway answers `POST /uploads` (operators: the body streamed into `uploads/`, returning
+    the video id) and `GET /media/<video_id>/<profile>/<file>` (any role: a published render file,
+    by range requests or a presigned S3 redirect) itself, from the store AUTOEDIT_STORAGE names
+    (`media.py`); both are rate-limited, logged and counted like every route.
+
 Also
     `/healthz` (no auth): 200 when the upstream's `/server_info` and Redis answer, else 503, with
     each check's state in the JSON body. `/metrics`: Prometheus text (`metrics.py`), for a token
@@ -57,10 +63,10 @@ Also
     strings, so `/login?token=` does not leak into logs.
 
 Modules: `settings` (the environment), `ratelimit`, `policy` (what a request may do, as plain
-functions), `app` (the HTTP app), `websocket` (the UI's websocket proxy), `graphql_check`,
-`tokens`, `metrics`, `logs` and `commands` (`autoedit gateway`, `autoedit token`). Importing the
-package imports none of them: `logs` is named from dagster.yaml and `graphql_check` is loaded by
-worker processes, so each module loads only its own dependencies.
+functions), `app` (the HTTP app), `media` (`/uploads`, `/media`), `websocket` (the UI's websocket
+proxy), `graphql_check`, `tokens`, `metrics`, `logs` and `commands` (`autoedit gateway`,
+`autoedit token`). Importing the package imports none of them: `logs` is named from dagster.yaml
+and `graphql_check` is loaded by worker processes, so each module loads only its own dependencies.
 
 Environment (read by `GatewaySettings.from_env`): AUTOEDIT_JWT_SECRET (at least 32 bytes, else
 the gateway refuses to start), AUTOEDIT_JWT_PUBLIC_KEY, AUTOEDIT_REDIS_URL (default
@@ -69,6 +75,7 @@ AUTOEDIT_METRICS_AUTH (token|operator, default token), AUTOEDIT_TRUSTED_PROXIES 
 addresses or CIDR networks of the reverse proxies in front, e.g. nginx: only from these are
 X-Forwarded-For, the client whose address is its rate-limit bucket, and X-Forwarded-Proto, which
 makes the cookie Secure, believed; default none), AUTOEDIT_COOKIE_SECURE (1 forces the Secure
-flag), AUTOEDIT_UPSTREAM_TIMEOUT (seconds, default 120), DAGSTER_HOME (the instance `/metrics`
+flag), AUTOEDIT_UPSTREAM_TIMEOUT (seconds, default 120), AUTOEDIT_MAX_UPLOAD_MB (`POST /uploads`, default
+4096), DAGSTER_HOME (the instance `/metrics`
 reads).
 """

@@ -29,6 +29,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ..resources import MediaStore, media_store_from_env
 from ..webhooks.settings import WebhookSettings
 from .graphql_check import shared_pool
+from .media import MediaRoutes
 from .metrics import build_registry
 from .policy import (
     COOKIE_NAME,
@@ -96,12 +97,15 @@ class Gateway(WebSocketProxy):
         self.registry, self.metrics, self.collector = build_registry(source)
         # /review reads and records in the store AUTOEDIT_STORAGE names; bad webhook settings
         # stop the gateway here rather than at the first approval.
+        store = store if store is not None else media_store_from_env()
+        self.media = MediaRoutes(store, settings.max_upload_bytes, self.metrics)
         self.review = ReviewSite(
-            store if store is not None else media_store_from_env(),
+            store,
             webhooks if webhooks is not None else WebhookSettings.from_env(),
             graphql_url(settings.upstream),
             instance=None if source is None else source if callable(source) else (lambda: source),
         )
+        self.media.in_flight = self._video_in_flight
         upstream = urlsplit(settings.upstream.rstrip("/"))
         self._upstream = upstream
         self._base_path = upstream.path.rstrip("/")
@@ -259,7 +263,7 @@ class Gateway(WebSocketProxy):
             return await self._login(request)
         # The UI's static files (a page load fetches some 60) are not API calls: only authenticated,
         # never counted, or one page view would spend most of a client's minute.
-        static = request.method in ("GET", "HEAD") and is_static(path)
+        static = request.method in ("GET", "HEAD") and is_static(path) and route not in ("media", "uploads")
         decision = None if static else await self._rate_limit(caller.client_id)
         if decision is not None and not decision.allowed:
             raise too_many(decision, self.settings.window_seconds)
@@ -276,7 +280,9 @@ class Gateway(WebSocketProxy):
         if route == "review":
             assert self.http is not None
             return await self.review.handle(request, path, principal, self.http)
-        if is_graphql_path(path):
+        if route in ("uploads", "media"):
+            response = await self.media.handle(request, path, principal)
+        elif is_graphql_path(path):
             graphql = await self._authorize_graphql(request, principal)
             response = await self._forward(request, path, graphql.body, graphql.query_string, graphql.content_type)
         else:
@@ -375,6 +381,10 @@ class Gateway(WebSocketProxy):
             log.warning("upstream response cut short", extra={"error": f"{type(exc).__name__}: {exc}"})
         finally:
             await upstream.aclose()
+
+    async def _video_in_flight(self, video_id: str) -> bool:
+        assert self.http is not None
+        return await self.review.in_flight(self.http, video_id)
 
     async def _healthz(self) -> Response:
         assert self.http is not None

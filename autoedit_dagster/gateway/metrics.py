@@ -38,7 +38,9 @@ reset. With several replicas, aggregate them with `max`, not `sum`. Render throu
 The gateway's own: `autoedit_gateway_requests_total{route,method,status,role}`,
 `autoedit_gateway_request_duration_seconds{route}` (to the response headers),
 `autoedit_gateway_auth_failures_total{reason}`, `autoedit_gateway_upstream_errors_total{kind}`,
-`autoedit_gateway_ratelimit_backend_errors_total`, `autoedit_gateway_websockets_open`.
+`autoedit_gateway_ratelimit_backend_errors_total`, `autoedit_gateway_websockets_open`,
+`autoedit_gateway_uploads_total{outcome}` and `autoedit_gateway_upload_bytes_total{outcome}`
+(`POST /uploads`: stored, too_large, refused, aborted).
 Labels never carry video ids, run ids or token subjects: their number stays bounded.
 """
 
@@ -371,6 +373,14 @@ class GatewayMetrics:
         self.auth_failures = Counter(
             "autoedit_gateway_auth_failures", "Requests refused for their token.", ["reason"], registry=registry
         )
+        self.uploads = Counter(
+            "autoedit_gateway_uploads", "`POST /uploads` by outcome (stored, too_large, refused, aborted).",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
+        self.upload_bytes = Counter(
+            "autoedit_gateway_upload_bytes", "Bytes received by `POST /uploads`, by outcome.", ["outcome"],
+            registry=registry,
+        )  # fmt: skip
         self.upstream_errors = Counter(
             "autoedit_gateway_upstream_errors", "Upstream failures answered with 502.", ["kind"], registry=registry
         )

@@ -225,6 +225,8 @@ def route_label(path: str) -> str:
         return GATEWAY_PATHS[path]
     if path == "/review" or path.startswith("/review/"):
         return "review"
+    if path == "/uploads" or path.startswith(("/uploads/", "/media/")):
+        return "media" if path.startswith("/media/") else "uploads"
     return "graphql" if is_graphql_path(path) else "ui"
 
 

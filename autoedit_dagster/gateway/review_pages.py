@@ -45,12 +45,22 @@ def media_url(video_id: str, profile: str, name: str) -> str:
 
 
 def status_text(row: VideoRow) -> str:
-    text = {"rendered": "done", "pending": "queued or running"}.get(row.status, row.status)
+    if row.status == "pending":
+        text = {None: "queued or running", "waiting": "queued", "done": "queued or running"}.get(row.run, row.run or "")
+    elif row.status == "rendered":
+        text = "done" + (f" · re-edit {row.run}" if row.run in ("queued", "running", "failed") else "")
+    else:
+        text = row.status
     if row.status == "quarantined" and row.reason:
         text += f": {row.reason}"
     if row.review:
         text += f" · {row.review}"
     return text
+
+
+def is_live(row: VideoRow) -> bool:
+    """Still moving: the page re-reads its status."""
+    return row.status == "pending" or row.run in ("waiting", "queued", "running")
 
 
 def list_page(rows: Sequence[VideoRow], page_number: int, has_more: bool, role: str) -> str:
@@ -61,7 +71,7 @@ def list_page(rows: Sequence[VideoRow], page_number: int, has_more: bool, role: 
             if row.status == "rendered"
             else '<img alt="">'
         )
-        live = f' data-live-status="{esc(row.video_id)}"' if row.status == "pending" else ""
+        live = f' data-live-status="{esc(row.video_id)}"' if is_live(row) else ""
         items.append(
             f'<li>{thumb}<div class="meta"><a class="name" href="/review/v/{quote(row.video_id)}">{esc(row.name)}</a>'
             f'<div class="status"{live}>{esc(status_text(row))}</div>'

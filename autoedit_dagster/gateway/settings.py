@@ -12,6 +12,7 @@ from .graphql_check import GraphQLLimits
 from .tokens import ConfigurationError, check_secret, read_public_key
 
 DEFAULT_RATE_LIMIT = 100
+DEFAULT_MAX_UPLOAD_MB = 4096
 WINDOW_SECONDS = 60
 
 
@@ -29,6 +30,7 @@ class GatewaySettings:
     upstream_timeout: float = 120.0
     key_prefix: str = "autoedit:ratelimit:"
     trusted_proxies: tuple[str, ...] = ()
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
     graphql_limits: GraphQLLimits = field(default_factory=lambda: GraphQLLimits())
 
     def __post_init__(self) -> None:
@@ -48,6 +50,8 @@ class GatewaySettings:
             )
         if self.rate_limit < 0 or self.window_seconds <= 0:
             raise ConfigurationError("AUTOEDIT_RATE_LIMIT must be 0 (off) or a positive number of requests per minute")
+        if self.max_upload_bytes <= 0:
+            raise ConfigurationError("AUTOEDIT_MAX_UPLOAD_MB must be a positive number of megabytes")
         if self.metrics_auth not in ("token", "operator"):
             raise ConfigurationError(
                 f"AUTOEDIT_METRICS_AUTH must be token (a metrics-scoped or any role's token) or operator, not "
@@ -60,8 +64,11 @@ class GatewaySettings:
         try:
             rate_limit = int(env.get("AUTOEDIT_RATE_LIMIT") or DEFAULT_RATE_LIMIT)
             timeout = float(env.get("AUTOEDIT_UPSTREAM_TIMEOUT") or 120)
+            max_upload_mb = float(env.get("AUTOEDIT_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
         except ValueError as exc:
-            raise ConfigurationError(f"AUTOEDIT_RATE_LIMIT / AUTOEDIT_UPSTREAM_TIMEOUT must be numbers: {exc}") from exc
+            raise ConfigurationError(
+                f"AUTOEDIT_RATE_LIMIT / AUTOEDIT_UPSTREAM_TIMEOUT / AUTOEDIT_MAX_UPLOAD_MB must be numbers: {exc}"
+            ) from exc
         public_key = env.get("AUTOEDIT_JWT_PUBLIC_KEY")
         proxies = tuple(p.strip() for p in (env.get("AUTOEDIT_TRUSTED_PROXIES") or "").split(",") if p.strip())
         return cls(
@@ -75,4 +82,5 @@ class GatewaySettings:
             cookie_secure=(env.get("AUTOEDIT_COOKIE_SECURE") or "").lower() in ("1", "true", "yes"),
             upstream_timeout=timeout,
             trusted_proxies=proxies,
+            max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         )

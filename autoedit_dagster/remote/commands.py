@@ -19,7 +19,8 @@ Every command takes `--url` (default: AUTOEDIT_URL, else http://127.0.0.1:3000, 
 the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
 ``Authorization: Bearer``). `submit` and `fetch` move media through the store AUTOEDIT_STORAGE
 names (a folder or s3://bucket/prefix, with AWS_ENDPOINT_URL and the AWS_* credentials): it must
-be the storage the server uses.
+be the storage the server uses; or, given `--gateway URL` (default: AUTOEDIT_GATEWAY_URL), through
+the gateway's `POST /uploads` and `GET /media/...` with the token alone (`transfer.py`).
 
 Exit status: 0 success; 2 a user error (bad URL, token refused, unknown video or backfill, missing
 file, nothing rendered yet); 1 anything else (server unreachable, rate limited, server or GraphQL
@@ -33,8 +34,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,7 @@ from autoedit_dagster.names import (
     PROFILE_NAMES,
     RENDER_RUN_TAGS,
     TAG_PROFILE,
-    UPLOADS_PREFIX,
     VIDEO_JOB,
-    is_video_upload,
     profile_job_name,
 )
 
@@ -54,43 +52,30 @@ from .client import AutoEditClient
 from .display import print_backfill, print_json, print_table, print_video
 from .errors import RemoteError, UsageError
 from .records import BACKFILL_SUCCEEDED, EXPORT_LABELS, RENDER_LABEL
+from .transfer import GATEWAY_ENV, gateway_url, open_transfer, upload_key
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "AUTOEDIT_URL"
 TOKEN_ENV = "AUTOEDIT_TOKEN"
 DEFAULT_WAIT_SECONDS = 1800.0
 STATUS_LIMIT = 20
+GATEWAY_HELP = (
+    f"move the media through this gateway's /uploads and /media with the token, no storage credentials "
+    f"(default: ${GATEWAY_ENV}; without it: the store AUTOEDIT_STORAGE names); also the default --url"
+)
 
 
 # --------------------------------------------------------------------------------------- helpers
 
 
 def _client(args: argparse.Namespace) -> AutoEditClient:
-    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    url = args.url or os.environ.get(URL_ENV) or gateway_url(args) or DEFAULT_URL
+    return AutoEditClient(url, _token(args), timeout=args.http_timeout)
+
+
+def _token(args: argparse.Namespace) -> str | None:
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
-    return AutoEditClient(url, token or None, timeout=args.http_timeout)
-
-
-def _store():
-    from autoedit_dagster.resources import media_store_from_env
-
-    try:
-        return media_store_from_env()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-@contextmanager
-def _storage(action: str) -> Iterator[None]:
-    """Storage failures (local or S3) as one RemoteError line."""
-    try:
-        yield
-    except RemoteError:
-        raise
-    except FileNotFoundError as exc:
-        raise RemoteError(f"{action}: {exc}") from None
-    except Exception as exc:  # botocore's ClientError/EndpointConnectionError, OSError, ...
-        raise RemoteError(f"{action}: {type(exc).__name__}: {' '.join(str(exc).split())}") from None
+    return token or None
 
 
 def _progress(message: str) -> None:
@@ -117,39 +102,22 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    # submit and fetch move media through the MediaStore (a Dagster resource): loaded here, so
-    # that `status` and `backfill` never import Dagster.
-    from autoedit_dagster.partitions import video_id_for_upload
-    from autoedit_dagster.resources.media_store import check_key
-
     source = Path(args.file)
     if not source.is_file():
         raise UsageError(f"{source}: no such file")
     name = (args.name or source.name).strip("/")
-    key = f"{UPLOADS_PREFIX}{name}"
-    if not is_video_upload(key):
-        raise UsageError(f"{key}: not a name the upload sensor accepts (a video extension, no hidden or partial name)")
-    try:
-        video_id = video_id_for_upload(check_key(key))
-    except ValueError as exc:
-        raise UsageError(f"--name: {exc}") from None
-    store = _store()
+    upload_key(name)  # a bad name fails before anything is contacted
+    transfer = open_transfer(args, _token(args), args.http_timeout)
     with _client(args) as client:
         client.ping()  # a bad URL or token fails here, before anything is uploaded
-        with _storage(f"cannot upload to {key}"):
-            if store.exists(key) and not args.replace:
-                raise UsageError(
-                    f"{store.uri(key)} already exists (video {video_id}); "
-                    f"see `autoedit status {video_id}`, or pass --replace to upload it again"
-                )
-            store.put_file(source, key)
-            etag = store.stat(key).etag
-        _progress(f"uploaded {source} -> {store.uri(key)} (video {video_id}); waiting for the upload sensor")
+        uploaded = transfer.upload(source, name, args.replace)
+        video_id = uploaded.video_id
+        _progress(f"uploaded {source} -> {uploaded.uri} (video {video_id}); waiting for the upload sensor")
         try:
-            result, failed = _follow_upload(client, args, video_id, etag)
+            result, failed = _follow_upload(client, args, video_id, uploaded.etag)
         except RemoteError as exc:  # the upload stays: say which video it became
             raise type(exc)(f"uploaded {source.name} as {video_id}, but {exc}") from None
-        result = {"video_id": video_id, "upload_uri": store.uri(key), "profile": args.profile, **result}
+        result = {"video_id": video_id, "upload_uri": uploaded.uri, "profile": args.profile, **result}
     if args.json:
         print_json(result)
     else:
@@ -238,18 +206,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.video_id} has no {args.profile} exports ({', '.join(missing)} missing)")
         stem = target.name.removesuffix(target.suffix) if target.suffix else target.name
         wanted += [(outputs[label], target.with_name(stem + suffix)) for label, suffix in EXPORT_LABELS.items()]
-    store = _store()
+    transfer = open_transfer(args, _token(args), args.http_timeout)
     for uri, path in wanted:
-        with _storage(f"cannot download {uri}"):
-            try:
-                key = store.key_from_uri(uri)
-            except ValueError:
-                raise RemoteError(
-                    f"{uri} is not in the storage AUTOEDIT_STORAGE names here ({store.uri('renders')}); "
-                    "set AUTOEDIT_STORAGE to the server's storage"
-                ) from None
-            path.parent.mkdir(parents=True, exist_ok=True)
-            store.get_file(key, path)
+        transfer.download(args.video_id, args.profile, uri, path)
         print(path)
     return 0
 
@@ -332,6 +291,7 @@ def add_remote_commands(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--replace", action="store_true", help="upload again over an existing upload of that name")
     s.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS", help="give up waiting")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--gateway", default=None, metavar="URL", help=GATEWAY_HELP)
     s.set_defaults(run=_guarded(_cmd_submit))
 
     st = subparsers.add_parser(
@@ -348,6 +308,7 @@ def add_remote_commands(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
     f.add_argument("-o", "--output", required=True, metavar="PATH", help="file, or a folder for <video>-<profile>.mp4")
     f.add_argument("--exports", action="store_true", help="also .fcpxml, .fcp7.xml, .edl, .otio.json beside PATH")
+    f.add_argument("--gateway", default=None, metavar="URL", help=GATEWAY_HELP)
     f.set_defaults(run=_guarded(_cmd_fetch))
 
     b = subparsers.add_parser(

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from abc import abstractmethod
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
@@ -169,6 +169,17 @@ class MediaStore(dg.ConfigurableResource):
         """Atomically publish a local file at `key` (S3: multipart above the threshold)."""
 
     @abstractmethod
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, replace: bool = True) -> StoredObject | None:
+        """Publish the bytes `chunks` yields at `key`, whole or not at all, holding at most about one
+        part in memory (local: a hidden temp file, then a rename; S3: a multipart upload of
+        `stream_part_mb` parts, published by its completion).
+
+        An exception from `chunks` (a size limit, a client gone) publishes nothing and leaves
+        nothing behind. Without `replace`, an existing `key` is kept and None returned (of two
+        concurrent callers exactly one publishes). Returns the published object.
+        """
+
+    @abstractmethod
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
         """Copy `key` to `local_path` (atomically on the local side) and return the path."""
 
@@ -307,6 +318,15 @@ class LocalMediaStore(MediaStore):
 
         self._atomic_write(self._path(key), copy)
 
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, replace: bool = True) -> StoredObject | None:
+        def copy(handle: IO[bytes]) -> None:
+            for chunk in chunks:
+                handle.write(chunk)
+
+        if not self._atomic_write(self._path(key), copy, exclusive=not replace):
+            return None
+        return self.stat(key)
+
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
         source = self._path(key)
         if not source.is_file():
@@ -345,14 +365,16 @@ class LocalMediaStore(MediaStore):
     def sweep_temp_files(self, older_than_seconds: float, now: float) -> list[str]:
         root = self._root()
         removed: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            if Path(dirpath) == root:
-                # uploads/ belongs to producers: their own `.x.part` files are not ours to delete.
-                dirnames[:] = [name for name in dirnames if f"{name}/" != UPLOADS_PREFIX]
+        uploads = root / UPLOADS_PREFIX.rstrip("/")
+        for dirpath, _dirnames, filenames in os.walk(root):
+            # uploads/ belongs to producers: their own `.x.part` files are not ours to delete, only
+            # what a write of ours (`submit`, the gateway's `POST /uploads`) left there.
+            in_uploads = Path(dirpath) == uploads or uploads in Path(dirpath).parents
             for name in filenames:
                 path = Path(dirpath, name)
+                ours = name.startswith(TMP_PREFIX) if in_uploads else is_temp_name(name)
                 with contextlib.suppress(FileNotFoundError):
-                    if is_temp_name(name) and now - path.lstat().st_mtime > older_than_seconds:
+                    if ours and now - path.lstat().st_mtime > older_than_seconds:
                         path.unlink()
                         removed.append(path.relative_to(root).as_posix())
         return removed
@@ -497,6 +519,9 @@ class S3MediaStore(MediaStore):
     multipart_threshold_mb: int = Field(default=64, description="Uploads at least this big go multipart.")
     multipart_chunksize_mb: int = Field(default=16, description="Part size of multipart uploads (>= 5).")
     max_concurrency: int = Field(default=4, description="Parallel part transfers per file.")
+    stream_part_mb: int = Field(
+        default=8, description="Part size (>= 5) of `put_stream`'s multipart uploads: about what one holds in memory."
+    )
     page_size: int = Field(default=1000, description="Keys per ListObjectsV2 page.")
 
     _client: Any = PrivateAttr(default=None)
@@ -612,6 +637,54 @@ class S3MediaStore(MediaStore):
         self._s3().upload_file(
             os.fspath(local_path), self.bucket, self._full(check_key(key)), Config=self._transfer_config()
         )
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, replace: bool = True) -> StoredObject | None:
+        from botocore.exceptions import ClientError
+
+        client, full = self._s3(), self._full(check_key(key))
+        condition = {} if replace else {"IfNoneMatch": "*"}  # conditional publish: 412/409 if it exists
+        part_size = max(5, self.stream_part_mb) * _MB
+        buffer, filled = bytearray(part_size), 0  # one part, reused: memory stays at one part
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+
+        def send_part(body: bytes | bytearray) -> None:
+            assert upload_id is not None
+            number = len(parts) + 1
+            reply = client.upload_part(Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body)
+            parts.append({"ETag": reply["ETag"], "PartNumber": number})
+
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    taken = min(len(view), part_size - filled)
+                    buffer[filled : filled + taken] = view[:taken]
+                    filled, view = filled + taken, view[taken:]
+                    if filled == part_size:
+                        if upload_id is None:
+                            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"]
+                        send_part(buffer)
+                        filled = 0
+            if upload_id is None:  # smaller than one part: a single PUT, atomic as well
+                client.put_object(Bucket=self.bucket, Key=full, Body=bytes(buffer[:filled]), **condition)
+            else:
+                if filled:
+                    send_part(bytes(buffer[:filled]))
+                client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}, **condition
+                )
+                upload_id = None
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if not replace and status in (409, 412):
+                return None
+            raise
+        finally:
+            if upload_id is not None:  # failed or refused: the parts go, nothing was published
+                with contextlib.suppress(Exception):
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        return self.stat(key)
 
     def get_file(self, key: str, local_path: str | os.PathLike[str]) -> Path:
         from botocore.exceptions import ClientError

@@ -44,6 +44,9 @@ class VideoRow:
     review: str | None
     review_note: str | None
     checks: dict[str, Any] = field(default_factory=dict)
+    # Its latest run, when the gateway asked the webserver: waiting (none yet), queued, running,
+    # failed or done; None when unknown (the store alone cannot tell queued from running).
+    run: str | None = None
 
     @property
     def profile(self) -> str:

@@ -1,4 +1,5 @@
-// Live status on the review list: rows still queued or running are re-read every 5 s.
+// Live status on the review list: rows still queued or running are re-read every 5 s
+// (/review/status.json answers {id: {text, live}}).
 (function () {
   "use strict";
   var cells = document.querySelectorAll("[data-live-status]");
@@ -11,8 +12,8 @@
         var pending = false;
         Array.prototype.forEach.call(cells, function (cell) {
           var status = statuses[cell.getAttribute("data-live-status")];
-          if (status) { cell.textContent = status; }
-          if (!status || status === "pending") { pending = true; }
+          if (status) { cell.textContent = status.text; }
+          if (!status || status.live) { pending = true; }
         });
         if (pending) { setTimeout(poll, 5000); }
       })
