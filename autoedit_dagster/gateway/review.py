@@ -3,7 +3,8 @@
 Reached only after the gateway has authenticated the caller and refused cross-site cookie writes
 (`app.py`); here viewers are refused every POST with 403, and every path segment is validated
 before it names anything in the store (a video id, a profile, one of `RENDER_FILES`).
-Media: a local store serves the file with HTTP range requests; S3 redirects to a presigned URL.
+Media: a local store serves the file with HTTP range requests; S3 redirects to a presigned URL. The
+thumbnail and the timeline picture also come scaled down (`?width=N`), for the Dagster UI's metadata.
 Re-edit launches a run of the profile's job for the partition through the webserver's GraphQL.
 """
 
@@ -21,7 +22,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from ..names import DEFAULT_PROFILE, PROFILE_NAMES, RENDER_NAME, profile_job_name, render_prefix
+from ..names import (
+    DEFAULT_PROFILE,
+    PROFILE_NAMES,
+    RENDER_NAME,
+    THUMBNAIL_NAME,
+    TIMELINE_PNG_NAME,
+    profile_job_name,
+    render_prefix,
+)
 from ..partitions import is_video_id
 from ..resources import LocalMediaStore, MediaStore
 from ..review.decisions import Verdict, decisions_for, record_decision
@@ -38,6 +47,9 @@ log = logging.getLogger("autoedit.review")
 PAGE_SIZE = 20
 MAX_FORM = 16 * 1024
 MEDIA_URL_LIFETIME_S = 900
+# Pictures served scaled down on `?width=N` (N from MIN_WIDTH to MAX_WIDTH), with their types.
+PICTURES = {THUMBNAIL_NAME: "image/jpeg", TIMELINE_PNG_NAME: "image/png"}
+MIN_WIDTH, MAX_WIDTH = 16, 1920
 SCRIPT = resources.files("autoedit_dagster.gateway").joinpath("static/review.js").read_bytes()
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -177,12 +189,36 @@ class ReviewSite:
         key = render_prefix(video_id, profile) + name
         if not await run_in_threadpool(self.store.exists, key):
             raise Refusal(404, "not found", "not rendered (yet)")
+        if "width" in request.query_params and name in PICTURES:
+            picture = await run_in_threadpool(self._picture, key, request.query_params["width"])
+            return Response(picture, media_type=PICTURES[name],
+                            headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=60"})  # fmt: skip
         if isinstance(self.store, LocalMediaStore):
             with self.store.local_copy(key) as path:  # locally the stored file itself: safe after the block
                 pass
             return FileResponse(path, headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=60"})
         url = await run_in_threadpool(self.store.shared_url, key, MEDIA_URL_LIFETIME_S)
         return RedirectResponse(url, 302, headers={"Cache-Control": "no-store"})
+
+    def _picture(self, key: str, width: str) -> bytes:
+        """The picture at `key` scaled down to `width` pixels (never up): for pages that show it small,
+        such as the render's metadata in the Dagster UI, whose markdown cannot size an image."""
+        import cv2
+
+        if not width.isdigit() or not MIN_WIDTH <= int(width) <= MAX_WIDTH:
+            raise Refusal(400, "bad request", f"width must be a whole number of pixels from {MIN_WIDTH} to {MAX_WIDTH}")
+        with self.store.local_copy(key) as path:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise Refusal(404, "not found", "not a picture")
+        height, current = image.shape[:2]
+        if int(width) < current:
+            size = (int(width), max(1, round(height * int(width) / current)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, encoded = cv2.imencode(key[key.rindex(".") :], image)
+        if not ok:
+            raise Refusal(500, "internal error", "the picture could not be encoded")
+        return encoded.tobytes()
 
     # Actions -----------------------------------------------------------------------------------
 
