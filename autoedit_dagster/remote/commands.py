@@ -29,7 +29,9 @@ error, a run or backfill that did not succeed, a timeout). Errors are one line o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import json
 import os
 import sys
 import time
@@ -51,8 +53,8 @@ from autoedit_dagster.names import (
 )
 
 from .client import AutoEditClient
-from .display import print_backfill, print_json, print_table, print_video
-from .errors import RemoteError, UsageError
+from .display import check_summary, print_backfill, print_json, print_table, print_video
+from .errors import RemoteError, UsageError, one_line
 from .records import BACKFILL_SUCCEEDED, EXPORT_LABELS, RENDER_LABEL
 
 DEFAULT_URL = "http://127.0.0.1:3000"
@@ -97,6 +99,12 @@ def _progress(message: str) -> None:
     """Progress for people at a terminal; scripts see only the result on stdout."""
     if sys.stderr.isatty():
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    """One line on stderr per finished step, as `submit --wait` follows the run."""
+    took = (step.get("endTime") or 0.0) - (step.get("startTime") or step.get("endTime") or 0.0)
+    print(f"step   {step['stepKey']:<32} {step['status']:<8} {took:6.1f} s", file=sys.stderr, flush=True)
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -150,6 +158,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         except RemoteError as exc:  # the upload stays: say which video it became
             raise type(exc)(f"uploaded {source.name} as {video_id}, but {exc}") from None
         result = {"video_id": video_id, "upload_uri": store.uri(key), "profile": args.profile, **result}
+        if args.wait or failed:
+            result.update(_outcome(client, store, video_id, args.profile, result))
     if args.json:
         print_json(result)
     else:
@@ -157,12 +167,44 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         print(f"run    {result['run_id']}  {result['job']}  {result['status']}")
         if "profile_run_id" in result:
             print(f"run    {result['profile_run_id']}  {result['profile_job']}  {result['profile_status']}")
+        for label in ("render", "checks", "fetch", "reason"):
+            for i, line in enumerate(result.get(label) or []):
+                print(f"{label if i == 0 else '':<7}{line}")
     if failed:
+        reason = f": {result['reason'][0]}" if result.get("reason") else ""
         print(
-            f"autoedit: error: a run for {video_id} did not succeed; see `autoedit status {video_id}`", file=sys.stderr
+            f"autoedit: error: a run for {video_id} did not succeed{reason}; see `autoedit status {video_id}`",
+            file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _outcome(
+    client: AutoEditClient, store: Any, video_id: str, profile: str, runs: dict[str, Any]
+) -> dict[str, list[str]]:
+    """After the wait: where the render is, its checks and the `fetch` to run, or why a run failed
+    (the quarantine record's reason when the server has written it for our run, else the failed
+    step's error the server reports). Two requests (`video_status`)."""
+    from autoedit_dagster.names import quarantine_key
+
+    (video,) = client.video_status([video_id], known=True)
+    outcome: dict[str, list[str]] = {}
+    render = video["outputs"].get(profile, {}).get(RENDER_LABEL)
+    if render:
+        fetch = f"autoedit fetch {video_id}" + (f" --profile {profile}" if profile != DEFAULT_PROFILE else "")
+        checks = {name: info for name, info in video["checks"].items() if name.startswith(f"{profile}/render:")}
+        outcome.update(render=[render], checks=check_summary(checks), fetch=[f"{fetch} -o {video_id}-{profile}.mp4"])
+    ours = {runs.get("run_id"), runs.get("profile_run_id")} - {None}
+    if {runs.get("status"), runs.get("profile_status")} & {"FAILURE", "CANCELED"}:
+        reason = None
+        with contextlib.suppress(Exception):  # the record is a nicety: the server's answer follows
+            record = json.loads(store.read_bytes(quarantine_key(video_id)))
+            reason = record["reason"] if record.get("run_id") in ours else None
+        failure = video.get("failure") or {}
+        reason = reason or (failure.get("reason") if failure.get("run_id") in ours else None)
+        outcome["reason"] = [one_line(reason or "the run was canceled or failed without a step error")]
+    return outcome
 
 
 def _follow_upload(
@@ -173,9 +215,10 @@ def _follow_upload(
     run = client.wait_for_upload_run(video_id, etag, args.timeout)
     result.update(run_id=run.run_id, job=run.job_name, status=run.status)
     _progress(f"run {run.run_id} ({run.job_name}): {run.status}")
+    on_step = _print_step if args.wait else None
     if args.wait or args.profile != DEFAULT_PROFILE:
         result["status"] = client.wait_for_run(
-            run.run_id, args.timeout, lambda s: _progress(f"run {run.run_id} ({VIDEO_JOB}): {s}")
+            run.run_id, args.timeout, lambda s: _progress(f"run {run.run_id} ({VIDEO_JOB}): {s}"), on_step
         )
     failed = result["status"] in ("FAILURE", "CANCELED")
     if args.profile != DEFAULT_PROFILE and not failed:
@@ -185,7 +228,7 @@ def _follow_upload(
         _progress(f"launched {job}: run {profile_run}")
         if args.wait:
             result["profile_status"] = client.wait_for_run(
-                profile_run, args.timeout, lambda s: _progress(f"run {profile_run} ({job}): {s}")
+                profile_run, args.timeout, lambda s: _progress(f"run {profile_run} ({job}): {s}"), on_step
             )
         failed = result["profile_status"] in ("FAILURE", "CANCELED")
     return result, failed
