@@ -8,10 +8,13 @@
 
 `submit` copies FILE into ``uploads/`` through the MediaStore (a hidden temporary name, then a
 rename or an S3 publish, so the upload sensor never sees half a file) and waits for the sensor's
-`video_job` run to appear, printing the video id and run id; `--wait` waits for the run to end.
-For another profile than `tate` it waits for `video_job` to succeed and then launches that
-profile's job for the video. `status` shows, per video, the latest runs, every asset's state,
-the render checks' results and the output URIs. `fetch` downloads a render (and with
+`video_job` run to appear, printing the video id and run id; `--wait` waits for the run to end,
+printing one line on stderr per finished step, and ends with the render's location, its check
+results and the `fetch` command to run, or, when a run failed, the reason (the quarantine
+record's, else the failed step's error). For another profile than `tate` it waits for
+`video_job` to succeed and then launches that profile's job for the video. `status` shows, per
+video, the latest runs, every asset's state, the render checks' results, the output URIs and why
+its latest run failed (two GraphQL requests for one video, however many assets). `fetch` downloads a render (and with
 `--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through the MediaStore. `backfill`
 launches an asset backfill of a profile's assets over some or all videos and prints its id.
 
@@ -20,6 +23,8 @@ the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
 ``Authorization: Bearer``). `submit` and `fetch` move media through the store AUTOEDIT_STORAGE
 names (a folder or s3://bucket/prefix, with AWS_ENDPOINT_URL and the AWS_* credentials): it must
 be the storage the server uses.
+
+A 429 from the gateway is waited out once (its Retry-After, up to a minute), said on stderr.
 
 Exit status: 0 success; 2 a user error (bad URL, token refused, unknown video or backfill, missing
 file, nothing rendered yet); 1 anything else (server unreachable, rate limited, server or GraphQL
@@ -370,7 +375,9 @@ def add_remote_commands(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     s.add_argument("file", metavar="FILE")
     s.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
-    s.add_argument("--wait", action="store_true", help="wait for the run(s) to finish; exit 1 unless they succeed")
+    s.add_argument("--wait", action="store_true",
+                   help="follow the run(s) step by step to the end, then say where the render is (exit 1 and "
+                   "the reason unless they succeed)")  # fmt: skip
     s.add_argument("--name", default=None, help="name under uploads/ (default: the file's name)")
     s.add_argument("--replace", action="store_true", help="upload again over an existing upload of that name")
     s.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS", help="give up waiting")
