@@ -1,6 +1,7 @@
 """`catalog_sensor`: `video_catalog` refreshed after every finished video run, not only at night.
 
-Each tick reads the runs that finished since its cursor (the last one's update time) and, when
+Each tick reads the runs that finished since its cursor (the last one's update time; on the first
+tick, the newest finished run only) and, when
 one of them was about a video, requests one `catalog_job` run for all of them (its run key names
 the newest, so a repeated tick requests nothing twice). A catalog run still queued will read the
 store when it starts: then nothing more is requested. The catalog reads the quarantine records, so
@@ -41,8 +42,20 @@ def _updated(record: dg.RunRecord) -> float:
 def catalog_refresh(
     instance: dg.DagsterInstance, store: MediaStore, cursor: str | None, now: float
 ) -> tuple[dg.RunRequest | dg.SkipReason, str | None]:
-    """(what to do, the new cursor) for the runs finished after `cursor`."""
-    after = _cursor_time(cursor)
+    """(what to do, the new cursor) for the runs finished after `cursor`.
+
+    Without a cursor (the sensor's first tick) only the newest finished run counts: a long
+    history is not walked, one refresh covers it.
+    """
+    if cursor:
+        after = _cursor_time(cursor)
+    else:
+        newest = instance.get_run_records(
+            filters=dg.RunsFilter(statuses=FINISHED), order_by="update_timestamp", ascending=False, limit=1
+        )
+        if not newest:
+            return dg.SkipReason("no run has finished yet"), None
+        after = _updated(newest[0]) - 0.001
     records = instance.get_run_records(
         filters=dg.RunsFilter(statuses=FINISHED, updated_after=datetime.fromtimestamp(after, UTC)),
         order_by="update_timestamp",
