@@ -117,3 +117,19 @@ def test_errors_are_one_line_with_exit_status(deployment: Deployment, cli, monke
         assert (result.code, len(lines)) == (code, 1), (argv, result.err)
         assert lines[0].startswith("autoedit: error: ") and fragment in lines[0], (argv, lines)
         assert result.out == ""
+
+
+def test_a_failed_submit_and_status_say_why(deployment: Deployment, cli, monkeypatch, tmp_path: Path) -> None:
+    """A file that is no video fails its run: `submit --wait` and `status` give the reason, in the real schema."""
+    monkeypatch.setenv("AUTOEDIT_STORAGE", str(deployment.storage))
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("minutes of the meeting, not a video")
+    result = cli("submit", str(bad), "--wait", "--timeout", WAIT, "--url", deployment.url)
+    assert result.code == 1, result.err + deployment.tail()
+    video_id = video_id_for_upload("uploads/notes.mp4")
+    reason = result.out.splitlines()[-1]
+    # the quarantine record's reason, or the failed step's error if the sensor has not written it yet
+    assert reason.startswith("reason ") and "not a media file" in reason, result.out
+    assert "did not succeed: " in result.err.splitlines()[-1]
+    failure = cli("status", video_id, "--json", "--url", deployment.url).json()["failure"]
+    assert failure["reason"].startswith("step source_video: ") and "not a media file" in failure["reason"], failure
