@@ -1,8 +1,8 @@
 """`catalog_sensor`: `video_catalog` refreshed after every finished video run, not only at night.
 
 Each tick reads the runs that finished since its cursor (the last one's update time; on the first
-tick, the newest finished run only) and, when
-one of them was about a video, requests one `catalog_job` run for all of them (its run key names
+tick, the newest finished run only) and, when one of them was about videos (a video's run, or a
+backfill's over a range of them), requests one `catalog_job` run for all of them (its run key names
 the newest, so a repeated tick requests nothing twice). A catalog run still queued will read the
 store when it starts: then nothing more is requested. The catalog reads the quarantine records, so
 a failed run counts once its record is written (`quarantine_sensor`) or after `QUARANTINE_GRACE_S`
@@ -25,6 +25,8 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 QUARANTINE_GRACE_S = 120.0
 BATCH = 500
+# Backfill runs of assets with a multi-run policy carry a partition range instead of one partition.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
 
 
 def _cursor_time(cursor: str | None) -> float:
@@ -32,6 +34,14 @@ def _cursor_time(cursor: str | None) -> float:
         return float(json.loads(cursor)["after"]) if cursor else 0.0
     except (ValueError, KeyError, TypeError):
         return 0.0
+
+
+def _about_videos(run: dg.DagsterRun) -> bool:
+    """A run that may have published or quarantined videos: one video's (its tags say which) or a
+    backfill's over a range of them; not the catalog's own, retention or sweeps."""
+    if run.job_name == catalog_job.name:
+        return False
+    return video_id_for_run(run.tags) is not None or RANGE_START_TAG in run.tags
 
 
 def _updated(record: dg.RunRecord) -> float:
@@ -66,18 +76,16 @@ def catalog_refresh(
     for record in records:
         run = record.dagster_run
         video_id = video_id_for_run(run.tags)
-        if run.job_name == catalog_job.name or video_id is None:
-            counted.append(record)  # not about a video: passed over, the cursor moves on
-            continue
         ended = record.end_time or _updated(record)
         if (
-            run.status == dg.DagsterRunStatus.FAILURE
+            video_id is not None
+            and run.status == dg.DagsterRunStatus.FAILURE
             and now - ended < QUARANTINE_GRACE_S
             and not store.exists(quarantine_key(video_id))
         ):
             break  # wait for its quarantine record (and hold back the runs after it)
-        counted.append(record)
-    videos = [r for r in counted if r.dagster_run.job_name != catalog_job.name and video_id_for_run(r.dagster_run.tags)]
+        counted.append(record)  # runs not about videos are passed over: the cursor moves on
+    videos = [r for r in counted if _about_videos(r.dagster_run)]
     new_cursor = json.dumps({"after": _updated(counted[-1])}) if counted else cursor
     if not videos:
         return dg.SkipReason("no video run finished since the last refresh"), new_cursor

@@ -10,7 +10,7 @@ import pytest
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.names import TAG_VIDEO_ID, quarantine_key
 from autoedit_dagster.resources import LocalMediaStore, MediaStore
-from autoedit_dagster.sensors.catalog_sensor import QUARANTINE_GRACE_S, catalog_refresh
+from autoedit_dagster.sensors.catalog_sensor import QUARANTINE_GRACE_S, RANGE_START_TAG, catalog_refresh
 
 VIDEO = "talk-0123456789abcdef"
 
@@ -24,8 +24,10 @@ def edit(context: dg.OpExecutionContext) -> None:
 edit_job = dg.GraphDefinition("video_job", node_defs=[edit]).to_job()
 
 
-def finish(instance: dg.DagsterInstance, *, fail: bool = False, video: str | None = VIDEO) -> str:
-    tags = {**({TAG_VIDEO_ID: video} if video else {}), **({"fail": "1"} if fail else {})}
+def finish(
+    instance: dg.DagsterInstance, *, fail: bool = False, video: str | None = VIDEO, extra: dict | None = None
+) -> str:
+    tags = {**({TAG_VIDEO_ID: video} if video else {}), **({"fail": "1"} if fail else {}), **(extra or {})}
     result = edit_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     assert result.success is not fail
     return result.run_id
@@ -48,6 +50,11 @@ def test_finished_video_runs_request_one_refresh(instance: dg.DagsterInstance, l
     assert request.run_key == f"catalog-after-{second}" and first != second  # one run for both
     again, same = catalog_refresh(instance, local_store, cursor, time.time())
     assert isinstance(again, dg.SkipReason) and same == cursor
+
+    # A backfill's run names its videos by a partition range, not one video.
+    ranged = finish(instance, video=None, extra={RANGE_START_TAG: VIDEO, "dagster/asset_partition_range_end": VIDEO})
+    backfilled, cursor = catalog_refresh(instance, local_store, cursor, time.time())
+    assert isinstance(backfilled, dg.RunRequest) and backfilled.run_key == f"catalog-after-{ranged}"
 
     # A catalog run still queued reads the store when it starts: nothing more is requested.
     instance.add_run(dg.DagsterRun(job_name="catalog_job", run_id="c" * 36, status=dg.DagsterRunStatus.NOT_STARTED))
