@@ -173,6 +173,8 @@ def test_the_render_page_shows_the_thumbnail_and_timeline(deployment, browser_co
     loaded = [r for r in watch.responses if media in r.url]
     assert loaded and all(r.status == 200 for r in loaded)
     expect(page.locator(f'a[href="{media}final.mp4"]').first).to_be_visible()
+    opened = page.request.get(f"{gateway.url}{media}final.mp4")  # what the link opens, on the page's cookie
+    assert opened.status == 200 and opened.headers["content-type"] == "video/mp4"
     expect(page.get_by_text(re.compile(r"^\d+\.\d s kept of \d+\.\d s")).first).to_be_visible()
     # The ffmpeg command is folded: the UI shows markdown over 1,000 characters behind a button.
     command_row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="ffmpeg_command", exact=True))
