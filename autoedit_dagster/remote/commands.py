@@ -14,9 +14,10 @@ results and the `fetch` command to run, or, when a run failed, the reason (the q
 record's, else the failed step's error). For another profile than `tate` it waits for
 `video_job` to succeed and then launches that profile's job for the video. `status` shows, per
 video, the latest runs, every asset's state, the render checks' results, the output URIs and why
-its latest run failed (two GraphQL requests for one video, however many assets). `fetch` downloads a render (and with
-`--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through the MediaStore. `backfill`
-launches an asset backfill of a profile's assets over some or all videos and prints its id.
+its latest run failed (two GraphQL requests for one video, however many assets). `fetch`
+downloads a render (and with `--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through
+the MediaStore. `backfill` launches an asset backfill of a profile's assets over some or all
+videos and prints its id.
 
 Every command takes `--url` (default: AUTOEDIT_URL, else http://127.0.0.1:3000, the webserver or
 the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
@@ -173,10 +174,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         if "profile_run_id" in result:
             print(f"run    {result['profile_run_id']}  {result['profile_job']}  {result['profile_status']}")
         for label in ("render", "checks", "fetch", "reason"):
-            for i, line in enumerate(result.get(label) or []):
+            value = result.get(label)
+            for i, line in enumerate(value if isinstance(value, list) else [value] if value else []):
                 print(f"{label if i == 0 else '':<7}{line}")
     if failed:
-        reason = f": {result['reason'][0]}" if result.get("reason") else ""
+        reason = f": {result['reason']}" if result.get("reason") else ""
         print(
             f"autoedit: error: a run for {video_id} did not succeed{reason}; see `autoedit status {video_id}`",
             file=sys.stderr,
@@ -185,21 +187,19 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outcome(
-    client: AutoEditClient, store: Any, video_id: str, profile: str, runs: dict[str, Any]
-) -> dict[str, list[str]]:
-    """After the wait: where the render is, its checks and the `fetch` to run, or why a run failed
-    (the quarantine record's reason when the server has written it for our run, else the failed
-    step's error the server reports). Two requests (`video_status`)."""
+def _outcome(client: AutoEditClient, store: Any, video_id: str, profile: str, runs: dict[str, Any]) -> dict[str, Any]:
+    """After the wait: where the render is (`render`), its checks (`checks`, a line per asset) and
+    the `fetch` to run, or why a run failed (`reason`: the quarantine record's when the server has
+    written it for our run, else the failed step's error the server reports). Two requests."""
     from autoedit_dagster.names import quarantine_key
 
     (video,) = client.video_status([video_id], known=True)
-    outcome: dict[str, list[str]] = {}
+    outcome: dict[str, Any] = {}
     render = video["outputs"].get(profile, {}).get(RENDER_LABEL)
     if render:
         fetch = f"autoedit fetch {video_id}" + (f" --profile {profile}" if profile != DEFAULT_PROFILE else "")
         checks = {name: info for name, info in video["checks"].items() if name.startswith(f"{profile}/render:")}
-        outcome.update(render=[render], checks=check_summary(checks), fetch=[f"{fetch} -o {video_id}-{profile}.mp4"])
+        outcome.update(render=render, checks=check_summary(checks), fetch=f"{fetch} -o {video_id}-{profile}.mp4")
     ours = {runs.get("run_id"), runs.get("profile_run_id")} - {None}
     if {runs.get("status"), runs.get("profile_status")} & {"FAILURE", "CANCELED"}:
         reason = None
@@ -208,7 +208,7 @@ def _outcome(
             reason = record["reason"] if record.get("run_id") in ours else None
         failure = video.get("failure") or {}
         reason = reason or (failure.get("reason") if failure.get("run_id") in ours else None)
-        outcome["reason"] = [one_line(reason or "the run was canceled or failed without a step error")]
+        outcome["reason"] = one_line(reason or "the run was canceled or failed without a step error")
     return outcome
 
 

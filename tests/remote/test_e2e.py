@@ -41,9 +41,9 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     steps = [line.split()[1] for line in submitted.err.splitlines() if line.startswith("step ")]
     assert {"source_video", "media_analysis", "tate__render", "tate__edit_report"} <= set(steps), submitted.err
     assert len(steps) == len(set(steps))
-    assert result["render"] == [(deployment.storage / "renders" / video_id / "tate" / "final.mp4").as_uri()]
+    assert result["render"] == (deployment.storage / "renders" / video_id / "tate" / "final.mp4").as_uri()
     assert result["checks"][0].startswith("tate/render: ") and result["checks"][0].split()[1].endswith("/5")
-    assert result["fetch"] == [f"autoedit fetch {video_id} -o {video_id}-tate.mp4"]
+    assert result["fetch"] == f"autoedit fetch {video_id} -o {video_id}-tate.mp4"
 
     status = cli("status", video_id, "--json", *url)
     assert status.code == 0, status.err
