@@ -185,8 +185,10 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
         context.add_output_metadata(
             {
                 "kept_ranges": len(timeline.ranges),
-                "output_s": timeline.output_duration,
-                "kept_ratio": timeline.output_duration / timeline.source_duration if timeline.frame_count else 1.0,
+                "output_s": round(timeline.output_duration, 2),
+                "kept_ratio": round(timeline.output_duration / timeline.source_duration, 3)
+                if timeline.frame_count
+                else 1.0,
                 "output_size": f"{timeline.output_width}x{timeline.output_height}",
                 "crop_keys": len(timeline.crop),
             }
@@ -394,8 +396,8 @@ def _report_asset(profile: EditProfile) -> dg.AssetsDefinition:
         published = store.promote(staged, render_prefix(source_video.video_id, name), last=RENDER_NAME)
         context.add_output_metadata(
             {
-                "seconds_removed": report.seconds_removed,
-                "kept_ratio": report.kept_ratio,
+                "seconds_removed": round(report.seconds_removed, 2),
+                "kept_ratio": round(report.kept_ratio, 3),
                 "shots": report.shots,
                 "published": dg.MetadataValue.json(published),
             }
