@@ -28,6 +28,7 @@ layer and the remote CLI (which has no Dagster) all import it.
 import hashlib
 from pathlib import PurePosixPath
 from typing import NamedTuple
+from urllib.parse import quote
 
 # ----------------------------------------------------------------------------- profiles, groups
 
@@ -129,6 +130,11 @@ def staged_render_prefix(run_id: str, video_id: str, profile: str) -> str:
 def id_claim_key(video_id: str) -> str:
     """The record naming the upload key that owns `video_id`."""
     return f"{IDS_PREFIX}{video_id}.json"
+
+
+def review_media_path(video_id: str, profile: str, name: str) -> str:
+    """The gateway's route serving one published render file (`/review/media/...`, authenticated)."""
+    return f"/review/media/{quote(video_id)}/{quote(profile)}/{quote(name)}"
 
 
 def review_prefix(video_id: str) -> str:

@@ -14,11 +14,11 @@ profile for old videos is a backfill of that profile's group alone, which loads 
 analysis and never re-runs it; and the UI shows each deliverable's lineage as its own group.
 """
 
-import base64
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -27,7 +27,7 @@ from ..engine.config import EditProfile, EncodeSettings, OutputSettings, Reframe
 from ..engine.exports import export_all
 from ..engine.pipeline import build_timeline, draw_previews, plan_crop
 from ..engine.reframe import mode_per_shot
-from ..engine.render import render
+from ..engine.render import RenderResult, render
 from ..engine.tables import speech_ranges, speech_summary, table_shots
 from ..engine.tempfiles import temp_dir
 from ..engine.timeline import Timeline
@@ -38,11 +38,14 @@ from ..names import (
     EXPORT_STEM,
     RENDER_NAME,
     REPORT_NAME,
+    THUMBNAIL_NAME,
+    TIMELINE_PNG_NAME,
     render_prefix,
     staged_render_prefix,
 )
 from ..partitions import videos
 from ..resources import JSON_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY, MediaStore
+from . import links
 from .config import EncodeConfig, OutputConfig, ReframeConfig, settings_of
 from .ingest import IO_RETRY
 
@@ -94,10 +97,33 @@ def _common(profile: EditProfile, io_manager_key: str, kinds: set[str]) -> dict:
     }
 
 
-def _png_markdown(path: Path) -> dg.MetadataValue:
-    # Inline, so the UI shows the picture without access to the store.
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![timeline](data:image/png;base64,{data})")
+def render_metadata(
+    video_id: str, profile: str, timeline: Timeline, result: RenderResult, wall_s: float, *, video: str, staged: str
+) -> dict[str, Any]:
+    """What the UI shows of a render, for a person: a summary in rounded numbers with units, the
+    thumbnail and the timeline picture inline, links that open (`links.py`), the ffmpeg command
+    folded away. `video` stays a path entry (`autoedit status` and `fetch` read it), and
+    `output_s`/`render_s` stay numbers (the gateway's /metrics sums them; the UI plots them)."""
+    kept = timeline.output_duration / timeline.source_duration if timeline.source_duration else 1.0
+    summary = (
+        f"{result.output_duration:.1f} s kept of {timeline.source_duration:.1f} s ({kept:.0%}), "
+        f"{timeline.output_width}x{timeline.output_height} at {float(timeline.fps_exact):.3g} fps, "
+        f"rendered in {wall_s:.1f} s"
+    )
+    if result.loudness is not None:
+        summary += f"; audio measured {result.loudness.input_i:.1f} LUFS before normalising"
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.text(summary),
+        "thumbnail": links.picture(f"thumbnail of {video_id}", video_id, profile, THUMBNAIL_NAME),
+        "timeline": links.picture(f"timeline of {video_id}", video_id, profile, TIMELINE_PNG_NAME),
+        "open": dg.MetadataValue.url(links.media_url(video_id, profile, RENDER_NAME)),
+        "video": dg.MetadataValue.path(video),
+        "staged": dg.MetadataValue.path(staged),
+        "output_s": round(result.output_duration, 2),
+        "render_s": round(wall_s, 1),
+        "ffmpeg_command": links.folded_command(result.command),
+    }
+    return metadata
 
 
 def build_profile_assets(profile: EditProfile) -> list[dg.AssetsDefinition]:
@@ -160,8 +186,10 @@ def _timeline_asset(profile: EditProfile) -> dg.AssetsDefinition:
         context.add_output_metadata(
             {
                 "kept_ranges": len(timeline.ranges),
-                "output_s": timeline.output_duration,
-                "kept_ratio": timeline.output_duration / timeline.source_duration if timeline.frame_count else 1.0,
+                "output_s": round(timeline.output_duration, 2),
+                "kept_ratio": round(timeline.output_duration / timeline.source_duration, 3)
+                if timeline.frame_count
+                else 1.0,
                 "output_size": f"{timeline.output_width}x{timeline.output_height}",
                 "output_fps": float(timeline.output_fps_exact),
                 "crop_keys": len(timeline.crop),
@@ -231,14 +259,11 @@ def _render_asset(profile: EditProfile) -> dg.AssetsDefinition:
             store.put_file(result.output, staged_key)
         uri = store.uri(key)
         context.add_output_metadata(
-            {
-                "video": dg.MetadataValue.path(uri),
-                "staged": dg.MetadataValue.path(store.uri(staged_key)),
-                "output_s": result.output_duration,
-                "render_s": time.perf_counter() - started,
-                "ffmpeg_command": dg.MetadataValue.text(" ".join(result.command)),
-            }
-        )
+            render_metadata(
+                source_video.video_id, name, edit_timeline, result, time.perf_counter() - started,
+                video=uri, staged=store.uri(staged_key),
+            )
+        )  # fmt: skip
         return RenderOutput(
             video_id=source_video.video_id,
             profile=name,
@@ -278,8 +303,16 @@ def _previews_asset(profile: EditProfile) -> dg.AssetsDefinition:
         with tempfile.TemporaryDirectory() as tmp, store.local_copy(render.key_for_run(context.run.run_id)) as video:
             drawn = draw_previews(Path(video), media_analysis, edit_timeline, table_shots(shots), Path(tmp))
             files = stage(context, store, render.video_id, profile.name, drawn)
-            context.add_output_metadata({"timeline": _png_markdown(drawn["timeline_png"])})
-        context.add_output_metadata({kind: dg.MetadataValue.path(uri) for kind, uri in files.uris.items()})
+        pictures = {kind: path.name for kind, path in drawn.items()}
+        context.add_output_metadata(
+            {
+                **{
+                    f"{kind}_image": links.picture(kind, render.video_id, profile.name, name)
+                    for kind, name in pictures.items()
+                },
+                **{kind: dg.MetadataValue.path(uri) for kind, uri in files.uris.items()},
+            }
+        )
         return files
 
     return previews
@@ -299,7 +332,15 @@ def _exports_asset(profile: EditProfile) -> dg.AssetsDefinition:
         with tempfile.TemporaryDirectory() as tmp:
             written = export_all(edit_timeline, list(EDITOR_EXPORTS), Path(tmp) / EXPORT_STEM)
             files = stage(context, store, source_video.video_id, profile.name, written)
-        context.add_output_metadata({fmt: dg.MetadataValue.path(uri) for fmt, uri in files.uris.items()})
+        context.add_output_metadata(
+            {
+                **{fmt: dg.MetadataValue.path(uri) for fmt, uri in files.uris.items()},
+                **{
+                    f"open_{fmt}": dg.MetadataValue.url(links.media_url(source_video.video_id, profile.name, path.name))
+                    for fmt, path in written.items()
+                },
+            }
+        )
         return files
 
     return timeline_exports
@@ -363,8 +404,8 @@ def _report_asset(profile: EditProfile) -> dg.AssetsDefinition:
         published = store.promote(staged, render_prefix(source_video.video_id, name), last=RENDER_NAME)
         context.add_output_metadata(
             {
-                "seconds_removed": report.seconds_removed,
-                "kept_ratio": report.kept_ratio,
+                "seconds_removed": round(report.seconds_removed, 2),
+                "kept_ratio": round(report.kept_ratio, 3),
                 "shots": report.shots,
                 "published": dg.MetadataValue.json(published),
             }

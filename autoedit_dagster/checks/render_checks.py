@@ -25,6 +25,21 @@ def check_render_file(store: MediaStore, key: str, timeline: Timeline, profile: 
         return evaluate_render(measure_render(path), timeline, profile)
 
 
+def check_result(render_key: dg.AssetKey, video_id: str, outcome: CheckOutcome) -> dg.AssetCheckResult:
+    """One verdict, tied to its video: the checks' history lists every partition's executions
+    together, so the metadata names the video beside the measurement (rounded) and a failed
+    check's description starts with the video id."""
+    measured = {k: round(v, 2) if isinstance(v, float) else v for k, v in outcome.metadata.items()}
+    return dg.AssetCheckResult(
+        asset_key=render_key,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        description=outcome.description if outcome.passed else f"{video_id}: {outcome.description}",
+        metadata={"video_id": video_id, **measured},
+        severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
+    )
+
+
 def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
     render_key = dg.AssetKey([profile.name, "render"])
     timeline_key = dg.AssetKey([profile.name, "edit_timeline"])
@@ -58,13 +73,6 @@ def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
             store.promote(measured.removesuffix(RENDER_NAME), render_prefix(render.video_id, profile.name),
                           names=[RENDER_NAME])  # fmt: skip
         for outcome in outcomes:
-            yield dg.AssetCheckResult(
-                asset_key=render_key,
-                check_name=outcome.name,
-                passed=outcome.passed,
-                description=outcome.description,
-                metadata=outcome.metadata,
-                severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
-            )
+            yield check_result(render_key, render.video_id, outcome)
 
     return render_checks

@@ -8,7 +8,7 @@ subject and expiry on stderr. `--scope metrics` mints a token that may read `/me
 nothing else (for Prometheus). Both commands refuse, in one line with exit status 2, a missing
 AUTOEDIT_JWT_SECRET or one shorter than 32 bytes. Without --subject the subject is `<role>-<8 hex>`, so every token
 minted gets a rate-limit bucket of its own. Environment: AUTOEDIT_JWT_SECRET (both commands), and
-the gateway's variables listed in the package's docstring. Also runnable as
+the gateway's variables (`settings.ENVIRONMENT`), which `autoedit gateway --help` lists. Also runnable as
 `python -m autoedit_dagster.gateway.commands ...`.
 """
 
@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import uuid
 from datetime import UTC, datetime
 
+from .settings import ENVIRONMENT
 from .tokens import DEFAULT_TTL_SECONDS, ROLES, SCOPES, ConfigurationError, check_secret, mint_token
 
 EXIT_BAD_INPUT = 2
@@ -68,12 +70,24 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def environment_help() -> str:
+    """The environment `autoedit gateway` reads, for its --help (from `settings.ENVIRONMENT`)."""
+    lines = ["environment:"]
+    for name, meaning in ENVIRONMENT:
+        lines += [f"  {name}", *textwrap.wrap(meaning, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+    secret = "$(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    lines += ["", "example:", f"  export AUTOEDIT_JWT_SECRET={secret}",
+              "  autoedit gateway --upstream http://127.0.0.1:3000 --host 0.0.0.0 --port 8080"]  # fmt: skip
+    return "\n".join(lines)
+
+
 def add_gateway_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add `gateway` and `token` to an `add_subparsers()` result; each sets `run` to its handler."""
     g = subparsers.add_parser(
-        "gateway", help="JWT + rate-limit gateway (and /metrics) in front of dagster-webserver",
-        description="Serve the auth, role and rate-limit gateway in front of dagster-webserver (see "
-        "the autoedit_dagster.gateway package for the environment it reads).",
+        "gateway", help="JWT + rate-limit gateway (and /metrics, /review) in front of dagster-webserver",
+        description="Serve the auth, role and rate-limit gateway in front of dagster-webserver, and the "
+        "review pages (/review) and Prometheus metrics (/metrics).",
+        epilog=environment_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     g.add_argument("--upstream", required=True, help="dagster-webserver base URL, e.g. http://127.0.0.1:3000")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

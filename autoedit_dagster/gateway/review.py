@@ -3,7 +3,8 @@
 Reached only after the gateway has authenticated the caller and refused cross-site cookie writes
 (`app.py`); here viewers are refused every POST with 403, and every path segment is validated
 before it names anything in the store (a video id, a profile, one of `RENDER_FILES`).
-Media: a local store serves the file with HTTP range requests; S3 redirects to a presigned URL.
+Media: a local store serves the file with HTTP range requests; S3 redirects to a presigned URL. The
+thumbnail and the timeline picture also come scaled down (`?width=N`), for the Dagster UI's metadata.
 Re-edit launches a run for the partition through the webserver's GraphQL: `video_job` for the
 default profile (it re-runs ingest, analysis and speech detection), else Dagster's asset job over
 `speech_segments` and the profile's group, so changed margins or detector apply to every profile.
@@ -31,6 +32,8 @@ from ..names import (
     RENDER_NAME,
     RENDER_RUN_TAGS,
     TAG_PROFILE,
+    THUMBNAIL_NAME,
+    TIMELINE_PNG_NAME,
     profile_job_name,
     render_prefix,
 )
@@ -42,7 +45,7 @@ from ..review.listing import VideoRow, find_video, list_videos, report
 from ..webhooks.events import latest_render_checks
 from ..webhooks.outbox import enqueue
 from ..webhooks.settings import RENDER_APPROVED, WebhookSettings
-from .media import serve_render_file
+from .media import published_render_key, serve_render_file
 from .policy import Refusal
 from .review_pages import is_live, list_page, status_text, video_page
 from .tokens import Principal
@@ -51,6 +54,9 @@ log = logging.getLogger("autoedit.review")
 
 PAGE_SIZE = 20
 MAX_FORM = 16 * 1024
+# Pictures served scaled down on `?width=N` (N from MIN_WIDTH to MAX_WIDTH), with their types.
+PICTURES = {THUMBNAIL_NAME: "image/jpeg", TIMELINE_PNG_NAME: "image/png"}
+MIN_WIDTH, MAX_WIDTH = 16, 1920
 SCRIPT = resources.files("autoedit_dagster.gateway").joinpath("static/review.js").read_bytes()
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -222,10 +228,35 @@ class ReviewSite:
             return {}
 
     async def _media(self, request: Request, video_id: str, profile: str, name: str) -> Response:
+        if "width" in request.query_params and name in PICTURES:
+            key = await published_render_key(self.store, video_id, profile, name)
+            picture = await run_in_threadpool(self._picture, key, request.query_params["width"])
+            return Response(picture, media_type=PICTURES[name],
+                            headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=60"})  # fmt: skip
         response = await serve_render_file(self.store, video_id, profile, name)
         if response.status_code in (200, 206):  # a range of the video too
             response.headers.update(SECURITY_HEADERS)
         return response
+
+    def _picture(self, key: str, width: str) -> bytes:
+        """The picture at `key` scaled down to `width` pixels (never up): for pages that show it small,
+        such as the render's metadata in the Dagster UI, whose markdown cannot size an image."""
+        import cv2
+
+        if not width.isdigit() or not MIN_WIDTH <= int(width) <= MAX_WIDTH:
+            raise Refusal(400, "bad request", f"width must be a whole number of pixels from {MIN_WIDTH} to {MAX_WIDTH}")
+        with self.store.local_copy(key) as path:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise Refusal(404, "not found", "not a picture")
+        height, current = image.shape[:2]
+        if int(width) < current:
+            size = (int(width), max(1, round(height * int(width) / current)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, encoded = cv2.imencode(key[key.rindex(".") :], image)
+        if not ok:
+            raise Refusal(500, "internal error", "the picture could not be encoded")
+        return encoded.tobytes()
 
     # Actions -----------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ..names import EDITOR_EXPORTS, EXPORT_STEM, EXPORT_SUFFIXES, PROFILE_NAMES
+from ..names import EDITOR_EXPORTS, EXPORT_STEM, EXPORT_SUFFIXES, PROFILE_NAMES, review_media_path
 from ..review.decisions import Decision
 from ..review.listing import VideoRow
 
@@ -41,7 +41,7 @@ def seconds(value: float | None) -> str:
 
 
 def media_url(video_id: str, profile: str, name: str) -> str:
-    return f"/review/media/{quote(video_id)}/{quote(profile)}/{quote(name)}"
+    return review_media_path(video_id, profile, name)
 
 
 def status_text(row: VideoRow) -> str:

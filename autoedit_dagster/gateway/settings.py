@@ -6,14 +6,44 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .graphql_check import GraphQLLimits
 from .tokens import ConfigurationError, check_secret, read_public_key
+
+if TYPE_CHECKING:  # graphql-core loads with the gateway, not with every `autoedit` command's parser
+    from .graphql_check import GraphQLLimits
 
 DEFAULT_RATE_LIMIT = 100
 DEFAULT_MAX_UPLOAD_MB = 4096
 WINDOW_SECONDS = 60
+
+# Every variable the gateway reads, with what it means: `autoedit gateway --help` lists them.
+ENVIRONMENT = (
+    ("AUTOEDIT_JWT_SECRET", "HS256 key tokens are signed with, at least 32 bytes (required unless "
+     "AUTOEDIT_JWT_PUBLIC_KEY is set; `autoedit token` needs it)"),
+    ("AUTOEDIT_JWT_PUBLIC_KEY", "PEM public key (or a path to one) to verify RS256 tokens minted elsewhere"),
+    ("AUTOEDIT_REDIS_URL", "Redis for the shared rate limit (default redis://127.0.0.1:6379/0)"),
+    ("AUTOEDIT_RATE_LIMIT", f"requests per client per {WINDOW_SECONDS} s (default {DEFAULT_RATE_LIMIT}; 0: off)"),
+    ("AUTOEDIT_METRICS_AUTH", "who may read /metrics: token (a metrics-scoped or any role's token, default) "
+     "or operator"),
+    ("AUTOEDIT_TRUSTED_PROXIES", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For "
+     "and X-Forwarded-Proto are believed (default none)"),
+    ("AUTOEDIT_COOKIE_SECURE", "1 to always set the login cookie's Secure flag (it is set over https anyway)"),
+    ("AUTOEDIT_UPSTREAM_TIMEOUT", "seconds to wait for the webserver (default 120)"),
+    ("AUTOEDIT_LOG_FORMAT", "json (default) or text, unless --log-format says"),
+    ("DAGSTER_HOME", "the Dagster instance /metrics and the review page's check results read"),
+    ("AUTOEDIT_STORAGE", "the store /review reads and records decisions in (a folder or s3://bucket/prefix, "
+     "with AWS_ENDPOINT_URL and the AWS_* credentials)"),
+    ("AUTOEDIT_WEBHOOK_URLS, AUTOEDIT_WEBHOOK_SECRET, AUTOEDIT_WEBHOOK_EVENTS",
+     "where an approval on /review queues render.approved (as the code location's)"),
+)  # fmt: skip
+
+
+def _default_limits() -> GraphQLLimits:
+    from .graphql_check import GraphQLLimits
+
+    return GraphQLLimits()
 
 
 @dataclass(frozen=True)
@@ -31,7 +61,7 @@ class GatewaySettings:
     key_prefix: str = "autoedit:ratelimit:"
     trusted_proxies: tuple[str, ...] = ()
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
-    graphql_limits: GraphQLLimits = field(default_factory=lambda: GraphQLLimits())
+    graphql_limits: GraphQLLimits = field(default_factory=_default_limits)
 
     def __post_init__(self) -> None:
         if self.jwt_secret is not None:

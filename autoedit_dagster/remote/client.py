@@ -1,10 +1,11 @@
 """A GraphQL client for a running AutoEditTATE deployment: dagster-webserver, or the gateway in front of it.
 
 What dagster-graphql's `DagsterGraphQLClient` offers is used through it: launching a job run for
-one video (`submit_job_execution`, i.e. `launchPipelineExecution`) and a run's status
-(`get_run_status`, i.e. `pipelineRunOrError`). Everything it lacks is plain GraphQL over httpx,
-against the schema of the installed dagster-graphql (1.13):
+one video (`submit_job_execution`, i.e. `launchPipelineExecution`). Everything else is plain
+GraphQL over httpx, against the schema of the installed dagster-graphql (1.13):
 
+- `runOrError(runId) { status stepStats }`: a run's status and its steps, one request a poll
+  (`submit --wait` prints each step as it finishes);
 - `runsOrError(filter: {tags}, limit)`: the runs of one video, or the run the upload sensor made
   for one upload (our `autoedit/video_id` + `autoedit/upload_etag` tags);
 - `assetNodes { partitionKeyConnection }` of `source_video`: the known video ids (the `videos`
@@ -16,13 +17,15 @@ against the schema of the installed dagster-graphql (1.13):
   the archive;
 - `assetCheckExecutions(assetKey, checkName, partition, limit)`: a video's check results, matched
   to the run that materialized the checked asset (executions recorded before the checks were
-  partitioned have none and are read newest first and matched by the run alone);
+  partitioned have none and are read newest first and matched by the run alone), and in the
+  same document, for a video whose latest run failed, that run's step failures (the reason);
 - `launchPartitionBackfill(backfillParams: {assetSelection, partitionNames | allPartitions})` and
   `partitionBackfillOrError(backfillId)`.
 
-Every failure becomes a `RemoteError` whose text is one line for people and whose `exit_code` is
-2 when the user can fix it (bad URL, missing or refused token, unknown video or backfill) and 1
-otherwise (server unreachable, rate limited, server or GraphQL error).
+A 429 with a Retry-After of a minute or less is waited out once, said on stderr, and the request
+sent once more. Every failure becomes a `RemoteError` whose text is one line for people and whose
+`exit_code` is 2 when the user can fix it (bad URL, missing or refused token, unknown video or
+backfill) and 1 otherwise (server unreachable, rate limited, server or GraphQL error).
 
 A token, when given, is sent on every request as ``Authorization: Bearer <token>`` (the gateway
 verifies it; a bare dagster-webserver ignores it). Reads no environment variables: `commands.py`
@@ -31,6 +34,7 @@ reads AUTOEDIT_URL and AUTOEDIT_TOKEN.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,16 +56,29 @@ from .errors import (
     http_detail,
     http_status_error,
     one_line,
+    retry_after_seconds,
     unwrap,
 )
-from .queries import ASSET_NODES, BACKFILL, LAUNCH_BACKFILL, PARTITION_TAG, PING, RUNS, SOURCE_ASSET, VIDEO_ID_PAGE
-from .records import BACKFILL_FINISHED, RUN_FINISHED, AssetNodeInfo, Endpoint, RunInfo, asset_name
+from .queries import (
+    ASSET_NODES,
+    BACKFILL,
+    LAUNCH_BACKFILL,
+    PARTITION_TAG,
+    PING,
+    RUN_STEPS,
+    RUNS,
+    SOURCE_ASSET,
+    VIDEO_ID_PAGE,
+)
+from .records import BACKFILL_FINISHED, RUN_FINISHED, STEP_FINISHED, AssetNodeInfo, Endpoint, RunInfo, asset_name
 from .status import ID_PAGE, STATUS_PAGE, VideoStatus
 
 if TYPE_CHECKING:
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 T = TypeVar("T")
+# The longest Retry-After the client waits out (once) before retrying; longer ones are the error.
+RETRY_AFTER_MAX = 60.0
 
 
 class AutoEditClient(VideoStatus):
@@ -117,15 +134,34 @@ class AutoEditClient(VideoStatus):
         return self.endpoint.base_url
 
     def execute(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Plain GraphQL: the `data` of the answer, or a RemoteError."""
+        """Plain GraphQL: the `data` of the answer, or a RemoteError.
+
+        Rate limited (429) with a Retry-After of at most RETRY_AFTER_MAX seconds, it says so on
+        stderr, waits that long and sends the request once more; a second 429 is the error.
+        """
+        payload = {"query": query, "variables": dict(variables or {})}
+        response = self._post(payload)
+        if response.status_code == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait is not None and wait <= RETRY_AFTER_MAX:
+                print(
+                    f"autoedit: {self.url} is rate limiting this client (429); retrying once in {wait:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                time.sleep(wait)
+                response = self._post(payload)
+        return self._graphql_data(response)
+
+    def _post(self, payload: Mapping[str, Any]) -> httpx.Response:
         try:
-            response = self._http.post(
-                self.endpoint.graphql_url, json={"query": query, "variables": dict(variables or {})}
-            )
+            return self._http.post(self.endpoint.graphql_url, json=payload)
         except httpx.TimeoutException:
             raise Unreachable(f"{self.url} did not answer in time") from None
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach {self.url}: {one_line(exc) or type(exc).__name__}") from None
+
+    def _graphql_data(self, response: httpx.Response) -> dict[str, Any]:
         try:
             body = response.json()
         except ValueError:
@@ -261,16 +297,38 @@ class AutoEditClient(VideoStatus):
         all_tags = {PARTITION_TAG: video_id, TAG_VIDEO_ID: video_id, **(tags or {})}
         return self._dagster_call(lambda: self._dagster.submit_job_execution(job_name, tags=all_tags))
 
-    def run_status(self, run_id: str) -> str:
-        """A run's status (through dagster-graphql's client), e.g. ``QUEUED``, ``SUCCESS``."""
-        return self._dagster_call(lambda: self._dagster.get_run_status(run_id)).value
+    def run_steps(self, run_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """A run's status (e.g. ``QUEUED``, ``SUCCESS``) and its steps so far (stepKey, status,
+        startTime, endTime), in one request."""
+        answer = unwrap(self.execute(RUN_STEPS, {"runId": run_id}), "runOrError", "Run")
+        return answer["status"], list(answer.get("stepStats") or ())
 
-    def wait_for_run(self, run_id: str, timeout: float, on_change: Callable[[str], None] | None = None) -> str:
-        """Poll until the run has finished; its final status. A RemoteError after `timeout` seconds."""
+    def run_status(self, run_id: str) -> str:
+        """A run's status, e.g. ``QUEUED``, ``SUCCESS``."""
+        return self.run_steps(run_id)[0]
+
+    def wait_for_run(
+        self,
+        run_id: str,
+        timeout: float,
+        on_change: Callable[[str], None] | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> str:
+        """Poll until the run has finished; its final status. A RemoteError after `timeout` seconds.
+
+        `on_change` hears each new run status, `on_step` each step once it has finished (in the
+        order they finished), one request a poll either way.
+        """
         deadline = time.monotonic() + timeout
         last = None
+        finished: set[str] = set()
         while True:
-            status = self.run_status(run_id)
+            status, steps = self.run_steps(run_id)
+            for step in sorted(steps, key=lambda s: s.get("endTime") or 0.0):
+                if step.get("status") in STEP_FINISHED and step["stepKey"] not in finished:
+                    finished.add(step["stepKey"])
+                    if on_step:
+                        on_step(step)
             if status != last and on_change:
                 on_change(status)
             last = status

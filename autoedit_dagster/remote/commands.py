@@ -8,12 +8,16 @@
 
 `submit` copies FILE into ``uploads/`` through the MediaStore (a hidden temporary name, then a
 rename or an S3 publish, so the upload sensor never sees half a file) and waits for the sensor's
-`video_job` run to appear, printing the video id and run id; `--wait` waits for the run to end.
-For another profile than `tate` it waits for `video_job` to succeed and then launches that
-profile's job for the video. `status` shows, per video, the latest runs, every asset's state,
-the render checks' results and the output URIs. `fetch` downloads a render (and with
-`--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through the MediaStore. `backfill`
-launches an asset backfill of a profile's assets over some or all videos and prints its id.
+`video_job` run to appear, printing the video id and run id; `--wait` waits for the run to end,
+printing one line on stderr per finished step, and ends with the render's location, its check
+results and the `fetch` command to run, or, when a run failed, the reason (the quarantine
+record's, else the failed step's error). For another profile than `tate` it waits for
+`video_job` to succeed and then launches that profile's job for the video. `status` shows, per
+video, the latest runs, every asset's state, the render checks' results, the output URIs and why
+its latest run failed (two GraphQL requests for one video, however many assets). `fetch`
+downloads a render (and with `--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through
+the MediaStore. `backfill` launches an asset backfill of a profile's assets over some or all
+videos and prints its id.
 
 Every command takes `--url` (default: AUTOEDIT_URL, else http://127.0.0.1:3000, the webserver or
 the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
@@ -21,6 +25,8 @@ the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
 names (a folder or s3://bucket/prefix, with AWS_ENDPOINT_URL and the AWS_* credentials): it must
 be the storage the server uses; or, given `--gateway URL` (default: AUTOEDIT_GATEWAY_URL), through
 the gateway's `POST /uploads` and `GET /media/...` with the token alone (`transfer.py`).
+
+A 429 from the gateway is waited out once (its Retry-After, up to a minute), said on stderr.
 
 Exit status: 0 success; 2 a user error (bad URL, token refused, unknown video or backfill, missing
 file, nothing rendered yet); 1 anything else (server unreachable, rate limited, server or GraphQL
@@ -30,7 +36,9 @@ error, a run or backfill that did not succeed, a timeout). Errors are one line o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import json
 import os
 import sys
 import time
@@ -49,8 +57,8 @@ from autoedit_dagster.names import (
 )
 
 from .client import AutoEditClient
-from .display import print_backfill, print_json, print_table, print_video
-from .errors import RemoteError, UsageError
+from .display import check_summary, print_backfill, print_json, print_table, print_video
+from .errors import RemoteError, UsageError, one_line
 from .records import BACKFILL_SUCCEEDED, EXPORT_LABELS, RENDER_LABEL
 from .transfer import GATEWAY_ENV, gateway_url, open_transfer, upload_key
 
@@ -82,6 +90,12 @@ def _progress(message: str) -> None:
     """Progress for people at a terminal; scripts see only the result on stdout."""
     if sys.stderr.isatty():
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    """One line on stderr per finished step, as `submit --wait` follows the run."""
+    took = (step.get("endTime") or 0.0) - (step.get("startTime") or step.get("endTime") or 0.0)
+    print(f"step   {step['stepKey']:<32} {step['status']:<8} {took:6.1f} s", file=sys.stderr, flush=True)
 
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -118,6 +132,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         except RemoteError as exc:  # the upload stays: say which video it became
             raise type(exc)(f"uploaded {source.name} as {video_id}, but {exc}") from None
         result = {"video_id": video_id, "upload_uri": uploaded.uri, "profile": args.profile, **result}
+        if args.wait or failed:
+            result.update(_outcome(client, getattr(transfer, "store", None), video_id, args.profile, result))
     if args.json:
         print_json(result)
     else:
@@ -125,12 +141,45 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         print(f"run    {result['run_id']}  {result['job']}  {result['status']}")
         if "profile_run_id" in result:
             print(f"run    {result['profile_run_id']}  {result['profile_job']}  {result['profile_status']}")
+        for label in ("render", "checks", "fetch", "reason"):
+            value = result.get(label)
+            for i, line in enumerate(value if isinstance(value, list) else [value] if value else []):
+                print(f"{label if i == 0 else '':<7}{line}")
     if failed:
+        reason = f": {result['reason']}" if result.get("reason") else ""
         print(
-            f"autoedit: error: a run for {video_id} did not succeed; see `autoedit status {video_id}`", file=sys.stderr
+            f"autoedit: error: a run for {video_id} did not succeed{reason}; see `autoedit status {video_id}`",
+            file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _outcome(client: AutoEditClient, store: Any, video_id: str, profile: str, runs: dict[str, Any]) -> dict[str, Any]:
+    """After the wait: where the render is (`render`), its checks (`checks`, a line per asset) and
+    the `fetch` to run, or why a run failed (`reason`: the quarantine record's when the server has
+    written it for our run and `store` can read it (None through the gateway), else the failed
+    step's error the server reports). Two requests."""
+    from autoedit_dagster.names import quarantine_key
+
+    (video,) = client.video_status([video_id], known=True)
+    outcome: dict[str, Any] = {}
+    render = video["outputs"].get(profile, {}).get(RENDER_LABEL)
+    if render:
+        fetch = f"autoedit fetch {video_id}" + (f" --profile {profile}" if profile != DEFAULT_PROFILE else "")
+        checks = {name: info for name, info in video["checks"].items() if name.startswith(f"{profile}/render:")}
+        outcome.update(render=render, checks=check_summary(checks), fetch=f"{fetch} -o {video_id}-{profile}.mp4")
+    ours = {runs.get("run_id"), runs.get("profile_run_id")} - {None}
+    if {runs.get("status"), runs.get("profile_status")} & {"FAILURE", "CANCELED"}:
+        reason = None
+        if store is not None:
+            with contextlib.suppress(Exception):  # the record is a nicety: the server's answer follows
+                record = json.loads(store.read_bytes(quarantine_key(video_id)))
+                reason = record["reason"] if record.get("run_id") in ours else None
+        failure = video.get("failure") or {}
+        reason = reason or (failure.get("reason") if failure.get("run_id") in ours else None)
+        outcome["reason"] = one_line(reason or "the run was canceled or failed without a step error")
+    return outcome
 
 
 def _follow_upload(
@@ -141,9 +190,10 @@ def _follow_upload(
     run = client.wait_for_upload_run(video_id, etag, args.timeout)
     result.update(run_id=run.run_id, job=run.job_name, status=run.status)
     _progress(f"run {run.run_id} ({run.job_name}): {run.status}")
+    on_step = _print_step if args.wait else None
     if args.wait or args.profile != DEFAULT_PROFILE:
         result["status"] = client.wait_for_run(
-            run.run_id, args.timeout, lambda s: _progress(f"run {run.run_id} ({VIDEO_JOB}): {s}")
+            run.run_id, args.timeout, lambda s: _progress(f"run {run.run_id} ({VIDEO_JOB}): {s}"), on_step
         )
     failed = result["status"] in ("FAILURE", "CANCELED")
     if args.profile != DEFAULT_PROFILE and not failed:
@@ -153,7 +203,7 @@ def _follow_upload(
         _progress(f"launched {job}: run {profile_run}")
         if args.wait:
             result["profile_status"] = client.wait_for_run(
-                profile_run, args.timeout, lambda s: _progress(f"run {profile_run} ({job}): {s}")
+                profile_run, args.timeout, lambda s: _progress(f"run {profile_run} ({job}): {s}"), on_step
             )
         failed = result["profile_status"] in ("FAILURE", "CANCELED")
     return result, failed
@@ -286,7 +336,9 @@ def add_remote_commands(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     s.add_argument("file", metavar="FILE")
     s.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILE_NAMES)
-    s.add_argument("--wait", action="store_true", help="wait for the run(s) to finish; exit 1 unless they succeed")
+    s.add_argument("--wait", action="store_true",
+                   help="follow the run(s) step by step to the end, then say where the render is (exit 1 and "
+                   "the reason unless they succeed)")  # fmt: skip
     s.add_argument("--name", default=None, help="name under uploads/ (default: the file's name)")
     s.add_argument("--replace", action="store_true", help="upload again over an existing upload of that name")
     s.add_argument("--timeout", type=float, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS", help="give up waiting")

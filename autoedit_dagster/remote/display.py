@@ -8,6 +8,8 @@ from typing import Any
 
 from autoedit_dagster.names import ANALYSIS_GROUPS, PROFILE_NAMES
 
+from .errors import one_line
+
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=False))
@@ -65,10 +67,12 @@ def print_video(video: dict[str, Any]) -> None:
         "outputs",
         [f"{group}/{label}: {uri}" for group, items in video["outputs"].items() for label, uri in items.items()],
     )
+    if video.get("failure"):
+        block("reason", [f"{video['failure']['reason']} (run {video['failure']['run_id']})"])
 
 
 def print_table(videos: list[dict[str, Any]]) -> None:
-    rows = [("VIDEO", "LATEST RUN", "JOB", "STATUS", "RENDERED", "CHECKS")]
+    rows = [("VIDEO", "LATEST RUN", "JOB", "STATUS", "RENDERED", "CHECKS", "REASON")]
     for video in videos:
         run = video["latest_run"] or {}
         rendered = [p for p in PROFILE_NAMES if video["assets"].get(f"{p}/render", {}).get("state") == "MATERIALIZED"]
@@ -81,8 +85,11 @@ def print_table(videos: list[dict[str, Any]]) -> None:
                 run.get("status", "-"),
                 ",".join(rendered) or "-",
                 f"{sum(c['passed'] is True for c in checks)}/{len(checks)}" if checks else "-",
+                one_line(video["failure"]["reason"], 80) if video.get("failure") else "",
             )
         )
+    if not any(video.get("failure") for video in videos):
+        rows = [row[:-1] for row in rows]  # no REASON column when nothing failed
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -79,6 +79,15 @@ def graphql_problem(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header's seconds (the delay form; an HTTP date or garbage gives None)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
+
+
 def http_status_error(code: int | None, url: str, detail: str = "", retry_after: str | None = None) -> RemoteError:
     """The RemoteError for an HTTP error status (shared by the httpx and the dagster-graphql paths)."""
     reason = f": {detail}" if detail else ""
@@ -89,12 +98,7 @@ def http_status_error(code: int | None, url: str, detail: str = "", retry_after:
     if code == 403:
         return AuthError(f"{url} refused the request (403 Forbidden{reason}); the token's role may not do this")
     if code == 429:
-        seconds: float | None = None
-        if retry_after:
-            try:
-                seconds = float(retry_after)
-            except ValueError:
-                seconds = None
+        seconds = retry_after_seconds(retry_after)
         when = f"; retry after {retry_after} s" if retry_after else "; retry later"
         return RateLimited(f"{url} is rate limiting this client (429 Too Many Requests){when}", seconds)
     if code in (404, 405):

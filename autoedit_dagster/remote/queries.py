@@ -27,6 +27,26 @@ query AutoeditRuns($filter: RunsFilter, $limit: Int) {{
 }}
 """
 
+RUN_STEPS = f"""
+query AutoeditRunSteps($runId: ID!) {{
+  runOrError(runId: $runId) {{
+    {_ERROR_FIELDS}
+    ... on Run {{ runId status stepStats {{ stepKey status startTime endTime }} }}
+  }}
+}}
+"""
+
+# A failed run's reason: its step failures' errors (the user's exception inside Dagster's
+# wrappers, two causes deep) and the run failure's message; every other event is just its type.
+_PYTHON_ERROR = "className message"
+RUN_FAILURE_FIELDS = (
+    "__typename ... on Run { eventConnection(limit: 5000) { events { __typename "
+    "... on ExecutionStepFailureEvent { stepKey error { "
+    f"{_PYTHON_ERROR} cause {{ {_PYTHON_ERROR} cause {{ {_PYTHON_ERROR} cause {{ {_PYTHON_ERROR} }} }} }} }} }} "
+    "... on RunFailureEvent { message } } } }"
+)
+
+
 ASSET_NODES = """
 query AutoeditAssetNodes {
   assetNodes {

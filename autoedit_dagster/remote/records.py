@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from autoedit_dagster.names import EDITOR_EXPORTS, EXPORT_SUFFIXES
 
-from .errors import UsageError
+from .errors import UsageError, one_line
 from .queries import BACKFILL_TAG
 
 RUN_FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+STEP_FINISHED = frozenset({"SUCCESS", "FAILURE", "SKIPPED"})
 BACKFILL_FINISHED = frozenset({"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"})
 BACKFILL_SUCCEEDED = frozenset({"COMPLETED", "COMPLETED_SUCCESS"})
 # Path metadata the render-stage assets publish, by label: what `status` lists and `fetch` downloads.
@@ -111,3 +112,25 @@ class AssetNodeInfo:
 
 def asset_name(path: Iterable[str]) -> str:
     return "/".join(path)
+
+
+def failure_reason(run: Mapping[str, Any] | None) -> str | None:
+    """Why a run failed, from a `RUN_FAILURE_FIELDS` answer, worded as the quarantine record words it:
+    the first failed step's error (the user's exception inside Dagster's wrappers), else the run
+    failure's message; None when neither is there."""
+    events = ((run or {}).get("eventConnection") or {}).get("events") or ()
+    for event in events:
+        error = event.get("error") if event.get("__typename") == "ExecutionStepFailureEvent" else None
+        if not error:
+            continue
+        while (error.get("className") or "").startswith("Dagster") and error.get("cause"):
+            error = error["cause"]
+        kind, message = error.get("className") or "", (error.get("message") or "").strip()
+        head, sep, rest = message.partition(": ")  # traceback's "package.module.Class: text"
+        if sep and kind and head.rsplit(".", 1)[-1] == kind:
+            message = rest
+        return one_line(f"step {event.get('stepKey')}: {kind + ': ' if kind else ''}{message}")
+    for event in events:
+        if event.get("__typename") == "RunFailureEvent":
+            return one_line(event.get("message") or "the run failed")
+    return None

@@ -10,8 +10,8 @@ from typing import Any
 from autoedit_dagster.names import PROFILE_NAMES
 
 from .errors import unwrap
-from .queries import CHECK_EXECUTION_FIELDS, gql_string, latest_runs_fields, video_assets_query
-from .records import INTERNAL_LABELS, RunInfo, asset_name
+from .queries import CHECK_EXECUTION_FIELDS, RUN_FAILURE_FIELDS, gql_string, latest_runs_fields, video_assets_query
+from .records import INTERNAL_LABELS, RunInfo, asset_name, failure_reason
 
 CHECK_PAGE = 50
 CHECK_MAX_PAGES = 20
@@ -31,9 +31,11 @@ class VideoStatus:
     def video_status(
         self, video_ids: Sequence[str], runs_per_video: int = 5, *, known: bool = False
     ) -> list[dict[str, Any]]:
-        """Per video: latest runs, each partitioned asset's state, check results and output URIs.
+        """Per video: latest runs, each partitioned asset's state, check results, output URIs and,
+        when its latest run failed, why (`failure`: run id and reason).
 
-        Read `status_page` videos per request (two requests a page: assets and runs, then checks),
+        Read `status_page` videos per request (two requests a page: assets and runs, then checks
+        and failure reasons),
         so the cost follows the videos asked for, not the archive. Unless `known`, a video with no
         run and no materialization is looked up among the partitions (NotFound if absent).
         """
@@ -102,6 +104,7 @@ class VideoStatus:
                     "assets": assets,
                     "checks": {},
                     "outputs": outputs,
+                    "failure": None,
                     "_materialized_by": materialized_by,
                 }
             )
@@ -134,10 +137,12 @@ class VideoStatus:
     def _attach_checks(
         self, videos: list[dict[str, Any]], checks_by_asset: Mapping[tuple[str, ...], Sequence[str]]
     ) -> None:
-        """Per video, the check executions of the run that materialized each checked asset.
+        """Per video, the check executions of the run that materialized each checked asset, and
+        why its latest run failed, when it did.
 
         The checks are partitioned by video: one request asks each (video, asset, check) for its
-        few newest executions in that video's partition, however old the video. Executions from
+        few newest executions in that video's partition, however old the video, and each video
+        whose latest run failed for the reason (`failure`). Executions from
         before the checks were partitioned have no partition and are found by `_legacy_checks`.
         """
         wanted = [
@@ -146,7 +151,13 @@ class VideoStatus:
             for path, (run_id, _created) in video["_materialized_by"].items()
             for check in checks_by_asset.get(path, ())
         ]
-        if not wanted:
+        # In the same request: why each video whose latest run failed failed (its failed step's error).
+        failed = [
+            (video, video["latest_run"]["run_id"])
+            for video in videos
+            if video["latest_run"] and video["latest_run"]["status"] == "FAILURE"
+        ]
+        if not wanted and not failed:
             return
         fields = [
             f"c{i}: assetCheckExecutions(assetKey: {{path: {json.dumps(list(path))}}}, "
@@ -154,7 +165,14 @@ class VideoStatus:
             f"limit: {CHECK_RECENT}) {{ id {CHECK_EXECUTION_FIELDS} }}"
             for i, (video, path, check, _run_id) in enumerate(wanted)
         ]
+        fields += [
+            f"f{i}: runOrError(runId: {gql_string(run_id)}) {{ {RUN_FAILURE_FIELDS} }}"
+            for i, (_video, run_id) in enumerate(failed)
+        ]
         data = self.execute("query AutoeditChecks {\n" + "\n".join(fields) + "\n}")
+        for i, (video, run_id) in enumerate(failed):
+            reason = failure_reason(data.get(f"f{i}")) or "no step failed: see the run's logs"
+            video["failure"] = {"run_id": run_id, "reason": reason}
         missing = []
         for i, (video, path, check, run_id) in enumerate(wanted):
             execution = next((e for e in data.get(f"c{i}") or () if e["runId"] == run_id), None)

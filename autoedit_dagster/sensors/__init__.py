@@ -1,8 +1,10 @@
-"""Sensors: the upload sensor (uploads/ -> `videos` partitions + runs) and the quarantine sensor.
+"""Sensors: the upload sensor (uploads/ -> `videos` partitions + runs), the quarantine sensor, the
+catalog refresh after finished runs, and the webhook sensors.
 
 Reads no environment variables; storage comes from the `store` resource.
 """
 
+from autoedit_dagster.sensors.catalog_sensor import build_catalog_sensor
 from autoedit_dagster.sensors.upload_sensor import (
     UploadCursor,
     build_quarantine_sensor,
@@ -22,6 +24,7 @@ from autoedit_dagster.sensors.webhook_sensors import (
 __all__ = [
     "WEBHOOKS_KEY",
     "UploadCursor",
+    "build_catalog_sensor",
     "build_delivery_sensor",
     "build_quarantine_sensor",
     "build_render_succeeded_sensor",

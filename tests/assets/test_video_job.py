@@ -1,6 +1,7 @@
 """The per-video job end to end on a real instance and a real local store (no mocked Dagster)."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -8,13 +9,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from autoedit_dagster.checks.render_checks import check_render_file
+from autoedit_dagster.assets import links
+from autoedit_dagster.checks.render_checks import check_render_file, check_result
 from autoedit_dagster.definitions import build_definitions
 from autoedit_dagster.engine import pipeline
 from autoedit_dagster.engine.config import get_profile
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import NO_SPEECH_PROB
 from autoedit_dagster.engine.timeline import Timeline
+from autoedit_dagster.engine.verify import RenderQuality, evaluate_render
 from autoedit_dagster.models import RenderOutput
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
@@ -132,6 +135,77 @@ def test_render_checks_pass_on_a_good_render(finished) -> None:
         "size_matches_profile": True, "duration_matches_timeline": True, "audio_video_in_sync": True,
         "loudness_on_target": True, "first_frame_not_black": True,
     }  # fmt: skip
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return event.materialization.metadata
+
+
+def test_render_metadata_is_for_people(finished) -> None:
+    """Rounded numbers with units, pictures and links a browser opens (the gateway's media route,
+    relative without AUTOEDIT_PUBLIC_URL), the ffmpeg command folded away."""
+    video_id, result = finished
+    render = _metadata(result, "tate/render")
+    media = f"/review/media/{video_id}/tate/"
+    assert re.fullmatch(
+        r"\d+\.\d s kept of \d+\.\d s \(\d+%\), 1080x1920 at [\d.]+ fps, rendered in \d+\.\d s"
+        r"; audio measured -?\d+\.\d LUFS before normalising",
+        render["summary"].value,
+    ), render["summary"].value
+    assert render["thumbnail"].value == f"![thumbnail of {video_id}]({media}thumb.jpg?width=270)"
+    assert render["timeline"].value == f"![timeline of {video_id}]({media}timeline.png?width=800)"
+    assert render["open"].value == f"{media}final.mp4"
+    assert render["output_s"].value == round(render["output_s"].value, 2)
+    assert render["render_s"].value == round(render["render_s"].value, 1)
+    # Kept whole, one option a line, and long enough that the UI folds it ("[Show Markdown]").
+    command = render["ffmpeg_command"].value
+    assert command.startswith("```sh\nffmpeg \\\n  -hide_banner \\\n") and len(command) > 1000
+    assert render["video"].value.endswith(f"renders/{video_id}/tate/final.mp4")  # `status` and `fetch` read it
+    previews = _metadata(result, "tate/previews")
+    assert previews["thumbnail_image"].value == f"![thumbnail]({media}thumb.jpg?width=270)"
+    exports = _metadata(result, "tate/timeline_exports")
+    assert exports["open_fcpxml"].value == f"{media}edit.fcpxml"
+    # What the UI turns into links and pictures opens in a browser; the path entries (store URIs,
+    # shown as text to copy) are what `status` and `fetch` read.
+    for key in ("tate/render", "tate/previews", "tate/timeline_exports"):
+        opened = (dg.UrlMetadataValue, dg.MarkdownMetadataValue)
+        shown = {
+            k: v.value for k, v in _metadata(result, key).items() if isinstance(v, opened) and k != "ffmpeg_command"
+        }
+        assert shown and all(value.count(media) == 1 and len(value) < 1000 for value in shown.values()), shown
+        assert not any("file:" in value or "data:" in value for value in shown.values())
+
+
+def test_media_links_use_the_public_url(monkeypatch) -> None:
+    monkeypatch.setenv(links.PUBLIC_URL_ENV, "https://autoedit.example.com/")
+    assert (
+        links.media_url("a-0123", "tate", "thumb.jpg")
+        == "https://autoedit.example.com/review/media/a-0123/tate/thumb.jpg"
+    )
+    for bad in ("ftp://x", "https://user:pw@host", "https://host/?q=1", "host:8080"):
+        monkeypatch.setenv(links.PUBLIC_URL_ENV, bad)
+        with pytest.raises(ValueError, match="AUTOEDIT_PUBLIC_URL"):
+            build_definitions()
+
+
+def test_a_failed_loudness_check_names_its_video(setup: Setup, finished) -> None:
+    """The checks' history mixes every video's executions: a failure says whose, and what was measured."""
+    video_id, _ = finished
+    timeline = Timeline.model_validate_json(
+        (setup.root / "work" / video_id / "tate" / "edit_timeline.json").read_text()
+    )
+    quiet = RenderQuality(
+        width=timeline.output_width, height=timeline.output_height, video_codec="h264", pix_fmt="yuv420p",
+        video_duration=timeline.output_duration, audio_duration=timeline.output_duration,
+        integrated_lufs=-23.456, first_frame_luma=80.0,
+    )  # fmt: skip
+    (loudness,) = [o for o in evaluate_render(quiet, timeline, get_profile("tate")) if o.name == "loudness_on_target"]
+    result = check_result(dg.AssetKey(["tate", "render"]), video_id, loudness)
+    assert result.passed is False and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.description == f"{video_id}: -23.5 LUFS, target -14.0 ± 1 LU"
+    assert result.metadata["video_id"].value == video_id
+    assert result.metadata["integrated_lufs"].value == -23.46
 
 
 def test_source_video_is_versioned_by_content(setup: Setup, finished) -> None:

@@ -104,3 +104,24 @@ def test_media_is_served_by_range_or_a_presigned_redirect(review, client: httpx.
         assert fetched.status_code == 206 and fetched.content == RENDER[100:200]
     else:
         assert reply.status_code == 206 and reply.content == RENDER[100:200]
+
+
+def test_pictures_come_scaled_down_on_width(review, client: httpx.Client) -> None:
+    """What the Dagster UI's markdown shows (it cannot size an image): on both stores, never scaled up."""
+    import cv2
+    import numpy as np
+
+    url, store = review
+    thumb = render_prefix(VIDEO, "tate") + "thumb.jpg"
+    store.write_bytes(thumb, cv2.imencode(".jpg", np.full((640, 360, 3), 200, np.uint8))[1].tobytes())
+    viewer = bearer(token("viewer"))
+    reply = client.get(f"{url}/review/media/{VIDEO}/tate/thumb.jpg?width=90", headers=viewer)
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/jpeg"
+    picture = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+    assert picture.shape[:2] == (160, 90)
+    whole = client.get(f"{url}/review/media/{VIDEO}/tate/thumb.jpg?width=1000", headers=viewer)
+    assert cv2.imdecode(np.frombuffer(whole.content, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (640, 360)
+    for bad in ("abc", "0", "-5", "99999"):
+        refused = client.get(f"{url}/review/media/{VIDEO}/tate/thumb.jpg?width={bad}", headers=viewer)
+        assert refused.status_code == 400, bad
+    assert client.get(f"{url}/review/media/{VIDEO}/tate/thumb.jpg?width=90").status_code in (401, 303)

@@ -100,3 +100,23 @@ def test_short_secrets_are_refused_everywhere(monkeypatch, capsys) -> None:
     assert commands.main(["token", "--scope", "metrics"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "secrets.token_urlsafe(48)" in err
+
+
+def test_gateway_help_lists_every_variable_the_gateway_reads(capsys) -> None:
+    """`autoedit gateway --help` names every environment variable the gateway's code reads."""
+    import re
+    from pathlib import Path
+
+    from autoedit_dagster import gateway
+
+    read = set()
+    for module in Path(gateway.__file__).parent.glob("*.py"):
+        read |= set(re.findall(r"""env(?:iron)?\.get\(\s*["']([A-Z_]+)["']""", module.read_text()))
+    read |= {"AUTOEDIT_STORAGE", "AUTOEDIT_WEBHOOK_URLS", "AUTOEDIT_WEBHOOK_SECRET"}  # through the review site
+    assert {"AUTOEDIT_JWT_SECRET", "AUTOEDIT_RATE_LIMIT", "AUTOEDIT_TRUSTED_PROXIES", "AUTOEDIT_LOG_FORMAT"} <= read
+    with pytest.raises(SystemExit) as done:
+        commands.main(["gateway", "--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert "environment:" in shown and "example:" in shown
+    assert sorted(name for name in read if name not in shown) == []

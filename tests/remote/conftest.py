@@ -131,6 +131,15 @@ def _checks_answer(_variables: dict[str, Any], query: str) -> dict[str, Any]:
     return {f"c{i}": [] for i in range(query.count("assetCheckExecutions("))}
 
 
+def run_steps_answer(status: str, steps: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """An `AutoeditRunSteps` answer: the run's status and its (step key, status) in order, a second apart."""
+    stats = [
+        {"stepKey": key, "status": step_status, "startTime": 1001.0 + i, "endTime": 1001.5 + i}
+        for i, (key, step_status) in enumerate(steps)
+    ]
+    return {"runOrError": {"__typename": "Run", "runId": "run-1", "status": status, "stepStats": stats}}
+
+
 def default_answers() -> dict[str, Answer]:
     return {
         "AutoeditPing": {"version": "1.13.27"},
@@ -164,7 +173,7 @@ def default_answers() -> dict[str, Answer]:
         "GraphQLClientSubmitRun": {
             "launchPipelineExecution": {"__typename": "LaunchRunSuccess", "run": {"runId": "run-2"}}
         },
-        "GraphQLClientGetRunStatus": {"pipelineRunOrError": {"__typename": "Run", "status": "SUCCESS"}},
+        "AutoeditRunSteps": run_steps_answer("SUCCESS"),
     }
 
 
@@ -190,8 +199,12 @@ class FakeDagster:
     status: int | None = None
     reply_headers: dict[str, str] = field(default_factory=dict)
     reply_body: bytes | None = None
+    # Replies given first, one per request, before any of the above (e.g. a 429 then the answer).
+    replies_first: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
 
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if self.replies_first:
+            return self.replies_first.pop(0)
         if self.status is not None:
             return self.status, self.reply_headers, self.reply_body or b""
         query = body.get("query", "")

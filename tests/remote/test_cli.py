@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore
-from tests.remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, video_assets_answer
+from tests.remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, run_steps_answer, video_assets_answer
 
 YOKO_ASSETS = [["yoko", "edit_timeline"], ["yoko", "render"]]
 
@@ -61,7 +62,7 @@ def test_submit_other_profile_launches_its_job_after_video_job_succeeded(fake, c
     result = cli("submit", str(_clip(tmp_path)), "--profile", "yoko", "--wait", "--url", fake.url)
     assert result.code == 0, result.err
     video_id = video_id_for_upload("uploads/Talk 1.mp4")
-    assert result.out.splitlines() == [
+    assert result.out.splitlines()[:3] == [
         f"video  {video_id}",
         "run    run-1  video_job  SUCCESS",
         "run    run-2  yoko_job  SUCCESS",
@@ -72,15 +73,119 @@ def test_submit_other_profile_launches_its_job_after_video_job_succeeded(fake, c
     assert {"key": "dagster/partition", "value": video_id} in params["executionMetadata"]["tags"]
     # video_job's status was polled before the launch
     first_launch = fake.requests.index(launch)
-    assert any("pipelineRunOrError" in r.query for r in fake.requests[:first_launch])
+    assert any("AutoeditRunSteps" in r.query for r in fake.requests[:first_launch])
 
 
 def test_submit_does_not_launch_the_profile_job_when_video_job_failed(fake, cli, remote_store, tmp_path) -> None:
-    fake.answers["GraphQLClientGetRunStatus"] = {"pipelineRunOrError": {"__typename": "Run", "status": "FAILURE"}}
+    fake.answers["AutoeditRunSteps"] = run_steps_answer("FAILURE")
     result = cli("submit", str(_clip(tmp_path)), "--profile", "square", "--url", fake.url)
     assert result.code == 1
     assert "did not succeed" in _one_error_line(result.err)
     assert not fake.find("launchPipelineExecution")
+
+
+def _submitted(status: str, entries: dict[str, str] | None = None):
+    """`AutoeditVideoAssets` for the video `submit` made: its run-1 in `status`, tate/render made by it."""
+    nodes = (
+        [materialized_node(["tate", "render"], "tate", "run-1", entries, ("size_matches_profile",))] if entries else []
+    )
+
+    def answer(variables: dict, _query: str) -> dict:
+        run = {"runId": "run-1", "jobName": "video_job", "status": status, "creationTime": 1000.0,
+               "startTime": 1001.0, "endTime": 1010.0, "tags": []}  # fmt: skip
+        return {"assetNodes": nodes, "v0p": {"__typename": "Runs", "results": [run]},
+                "v0b": {"__typename": "Runs", "results": []}}  # fmt: skip
+
+    return answer
+
+
+def _second_request(passed: bool | None = None, failure: dict | None = None):
+    """`AutoeditChecks`: the render's check (run-1) and/or run-1's events with the step failure."""
+
+    def answer(_variables: dict, query: str) -> dict:
+        data: dict = {}
+        if "c0:" in query:
+            evaluation = {"success": passed, "severity": "ERROR", "description": "1080x1920", "partition": None}
+            data["c0"] = [{"id": "1", "runId": "run-1", "status": "SUCCEEDED", "timestamp": 1000.0,
+                           "partition": None, "evaluation": evaluation}]  # fmt: skip
+        if "f0:" in query:
+            data["f0"] = {
+                "__typename": "Run",
+                "eventConnection": {"events": [{"__typename": "RunStartEvent"}, failure]},
+            }
+        return data
+
+    return answer
+
+
+STEP_FAILURE = {
+    "__typename": "ExecutionStepFailureEvent",
+    "stepKey": "source_video",
+    "error": {
+        "className": "DagsterExecutionStepExecutionError",
+        "message": "Error occurred while executing op source_video",
+        "cause": {
+            "className": "UnsupportedMedia",
+            "message": "engine.UnsupportedMedia: no video stream\n",
+            "cause": None,
+        },
+    },
+}
+
+
+def test_submit_wait_follows_the_steps_and_ends_with_the_render(fake, cli, remote_store, tmp_path) -> None:
+    fake.answers["AutoeditRunSteps"] = run_steps_answer(
+        "SUCCESS", [("source_video", "SUCCESS"), ("media_analysis", "SUCCESS"), ("tate__render", "SUCCESS")]
+    )
+    final = "file:///srv/renders/talk/tate/final.mp4"
+    fake.answers["AutoeditVideoAssets"] = _submitted("SUCCESS", {"video": final})
+    fake.answers["AutoeditChecks"] = _second_request(passed=True)
+    result = cli("submit", str(_clip(tmp_path)), "--wait", "--url", fake.url)
+    assert result.code == 0, result.err
+    video_id = video_id_for_upload("uploads/Talk 1.mp4")
+    assert result.out.splitlines() == [
+        f"video  {video_id}",
+        "run    run-1  video_job  SUCCESS",
+        f"render {final}",
+        "checks tate/render: 1/1 passed",
+        f"fetch  autoedit fetch {video_id} -o {video_id}-tate.mp4",
+    ]
+    steps = [line.split()[:3] for line in result.err.splitlines()]
+    assert steps == [["step", "source_video", "SUCCESS"], ["step", "media_analysis", "SUCCESS"],
+                     ["step", "tate__render", "SUCCESS"]]  # fmt: skip
+    assert all(line.endswith("0.5 s") for line in result.err.splitlines())
+
+
+def test_a_failed_submit_and_status_say_why(fake, cli, remote_store, tmp_path) -> None:
+    fake.answers["AutoeditRunSteps"] = run_steps_answer("FAILURE", [("source_video", "FAILURE")])
+    fake.answers["AutoeditVideoAssets"] = _submitted("FAILURE")
+    fake.answers["AutoeditChecks"] = _second_request(failure=STEP_FAILURE)
+    result = cli("submit", str(_clip(tmp_path)), "--wait", "--url", fake.url)
+    video_id = video_id_for_upload("uploads/Talk 1.mp4")
+    reason = "step source_video: UnsupportedMedia: no video stream"
+    assert result.code == 1
+    assert result.out.splitlines()[-1] == f"reason {reason}"
+    assert result.err.splitlines()[-1] == (
+        f"autoedit: error: a run for {video_id} did not succeed: {reason}; see `autoedit status {video_id}`"
+    )
+    # `status` says the same, in one request more than the assets (checks and reasons share one).
+    fake.requests.clear()
+    status = cli("status", video_id, "--url", fake.url)
+    assert status.code == 0, status.err
+    assert f"reason   {reason} (run run-1)" in status.out.splitlines()
+    assert [r.query.split("{")[0].split("(")[0].strip() for r in fake.requests] == [
+        "query AutoeditVideoAssets", "query AutoeditChecks",
+    ]  # fmt: skip
+    assert cli("status", video_id, "--json", "--url", fake.url).json()["failure"] == {
+        "run_id": "run-1",
+        "reason": reason,
+    }
+
+    # Once the server has quarantined the upload, `submit` gives the record's reason.
+    record = {"video_id": video_id, "run_id": "run-1", "reason": "UnsupportedMedia: no video stream (recorded)"}
+    remote_store.write_bytes(f"quarantine/{video_id}.json", json.dumps(record).encode())
+    again = cli("submit", str(_clip(tmp_path)), "--wait", "--replace", "--url", fake.url)
+    assert again.code == 1 and again.out.splitlines()[-1] == f"reason {record['reason']}"
 
 
 def test_submit_refuses_to_overwrite_an_upload(fake, cli, remote_store, tmp_path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from autoedit_dagster.remote.client import AutoEditClient
@@ -37,7 +39,7 @@ def test_token_is_sent_on_plain_and_dagster_graphql_requests(fake: FakeDagster) 
     with AutoEditClient(fake.url, token="tok-123") as client:
         assert client.ping() == "1.13.27"  # plain GraphQL over httpx
         run_id = client.launch_run("yoko_job", VIDEO_ID, {"autoedit/profile": "yoko"})  # DagsterGraphQLClient
-        status = client.run_status(run_id)  # DagsterGraphQLClient
+        status = client.run_status(run_id)  # plain GraphQL: status and steps in one request
     assert (run_id, status) == ("run-2", "SUCCESS")
     # ping, then the client's job lookup + launch, then the status query
     assert len(fake.requests) == 4
@@ -62,7 +64,7 @@ def _plain(client: AutoEditClient) -> object:
 
 
 def _dagster(client: AutoEditClient) -> object:
-    return client.run_status("run-1")
+    return client.launch_run("video_job", VIDEO_ID)
 
 
 @pytest.mark.parametrize("call", [_plain, _dagster], ids=["plain", "dagster-graphql"])
@@ -71,7 +73,8 @@ def _dagster(client: AutoEditClient) -> object:
     [
         (401, {}, b'{"detail": "missing bearer token"}', AuthError, 2, "401 Unauthorized"),
         (403, {}, b'{"detail": "viewer tokens may not run mutations"}', AuthError, 2, "403 Forbidden"),
-        (429, {"Retry-After": "7"}, b'{"detail": "rate limit"}', RateLimited, 1, "429 Too Many Requests"),
+        # longer than the client waits out: the error at once
+        (429, {"Retry-After": "120"}, b'{"detail": "rate limit"}', RateLimited, 1, "429 Too Many Requests"),
         (502, {"Content-Type": "text/html"}, b"<html>Bad Gateway</html>", ServerError, 1, "502"),
         (404, {"Content-Type": "text/plain"}, b"not here", UsageError, 2, "404"),
     ],
@@ -89,10 +92,30 @@ def test_http_errors_become_one_line(
 
 
 def test_retry_after_is_reported_on_plain_requests(fake: FakeDagster) -> None:
-    fake.status, fake.reply_headers, fake.reply_body = 429, {"Retry-After": "7"}, b"{}"
-    with AutoEditClient(fake.url) as client, pytest.raises(RateLimited, match="retry after 7 s") as caught:
+    fake.status, fake.reply_headers, fake.reply_body = 429, {"Retry-After": "120"}, b"{}"
+    with AutoEditClient(fake.url) as client, pytest.raises(RateLimited, match="retry after 120 s") as caught:
         client.ping()
-    assert caught.value.retry_after == 7.0
+    assert caught.value.retry_after == 120.0
+    assert len(fake.requests) == 1  # not waited out: over RETRY_AFTER_MAX
+
+
+def test_a_429_is_waited_out_once_and_said(fake: FakeDagster, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real server answers 429 with Retry-After: 1, then the answer: one wait, said on stderr, one retry."""
+    limited = (429, {"Retry-After": "1"}, b'{"detail": "rate limit"}')
+    fake.replies_first = [limited]
+    with AutoEditClient(fake.url) as client:
+        started = time.monotonic()
+        assert client.ping() == "1.13.27"
+        waited = time.monotonic() - started
+    assert len(fake.requests) == 2 and 1.0 <= waited < 5.0
+    err = capsys.readouterr().err
+    assert err == f"autoedit: {fake.url} is rate limiting this client (429); retrying once in 1 s\n"
+
+    fake.requests.clear()
+    fake.replies_first = [limited, limited]  # still limited after the wait: the error, no third request
+    with AutoEditClient(fake.url) as client, pytest.raises(RateLimited, match="429"):
+        client.ping()
+    assert len(fake.requests) == 2
 
 
 @pytest.mark.parametrize("call", [_plain, _dagster], ids=["plain", "dagster-graphql"])
@@ -116,8 +139,8 @@ def test_typed_errors_in_answers(fake: FakeDagster) -> None:
     fake.answers["AutoeditBackfillStatus"] = {
         "partitionBackfillOrError": {"__typename": "BackfillNotFoundError", "message": "Backfill nope not found"}
     }
-    fake.answers["GraphQLClientGetRunStatus"] = {
-        "pipelineRunOrError": {"__typename": "RunNotFoundError", "message": "Run nope could not be found."}
+    fake.answers["AutoeditRunSteps"] = {
+        "runOrError": {"__typename": "RunNotFoundError", "message": "Run nope could not be found."}
     }
     with AutoEditClient(fake.url) as client:
         with pytest.raises(NotFound, match="Backfill nope not found"):

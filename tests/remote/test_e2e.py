@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from autoedit_dagster.engine.media_info import probe
@@ -36,6 +37,13 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     assert (result["video_id"], result["job"], result["status"]) == (video_id, "video_job", "SUCCESS")
     assert (deployment.storage / "uploads" / "interview.mp4").read_bytes() == clip.read_bytes()
     submitted_at = time.monotonic()
+    # --wait followed the run: one line per finished step (on stderr), then the render, its checks, the fetch.
+    steps = [line.split()[1] for line in submitted.err.splitlines() if line.startswith("step ")]
+    assert {"source_video", "media_analysis", "tate__render", "tate__edit_report"} <= set(steps), submitted.err
+    assert len(steps) == len(set(steps))
+    assert result["render"] == (deployment.storage / "renders" / video_id / "tate" / "final.mp4").as_uri()
+    assert result["checks"][0].startswith("tate/render: ") and result["checks"][0].split()[1].endswith("/5")
+    assert result["fetch"] == f"autoedit fetch {video_id} -o {video_id}-tate.mp4"
 
     status = cli("status", video_id, "--json", *url)
     assert status.code == 0, status.err
@@ -69,6 +77,7 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     backfill_at = time.monotonic()
     backfill = cli("backfill", "--videos", video_id, "--profile", "yoko", "--wait", "--json", "--timeout", WAIT, *url)
     assert backfill.code == 0, backfill.err + deployment.tail()
+    backfilled_at = time.monotonic()
     info = backfill.json()
     assert info["status"] == "COMPLETED_SUCCESS"
     assert info["partitions"] == [video_id]
@@ -86,10 +95,23 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
         backfill_run = instance.get_run_by_id(after["latest_run"]["run_id"])
     assert backfill_run is not None and backfill_run.tags.get("autoedit/kind") == "render"  # counted by the limit
     assert after["outputs"]["yoko"]["video"].endswith(f"/renders/{video_id}/yoko/final.mp4")
+
+    # catalog_sensor refreshed video_catalog after the runs finished (no waiting for the nightly schedule).
+    catalog = deployment.storage / "catalog" / "video_catalog.parquet"
+    deadline = time.monotonic() + float(WAIT)
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        rows = pl.read_parquet(catalog).filter(pl.col("video_id") == video_id).to_dicts() if catalog.exists() else []
+        if rows and sorted(rows[0]["profiles"]) == ["tate", "yoko"]:
+            break
+        time.sleep(1.0)
+    assert rows and rows[0]["status"] == "rendered" and sorted(rows[0]["profiles"]) == ["tate", "yoko"], rows
+    catalog_at = time.monotonic()
     print(
         f"\nsubmit {submitted_at - started:.1f} s, status+fetch {backfill_at - submitted_at:.1f} s, "
-        f"backfill {time.monotonic() - backfill_at:.1f} s (run queued after {run['created'] - info['created']:.1f} s, "
-        f"ran {run['ended'] - run['created']:.1f} s, backfill marked done {info['ended'] - run['ended']:.1f} s later)"
+        f"backfill {backfilled_at - backfill_at:.1f} s (run queued after {run['created'] - info['created']:.1f} s, "
+        f"ran {run['ended'] - run['created']:.1f} s, backfill marked done {info['ended'] - run['ended']:.1f} s later), "
+        f"video_catalog current {catalog_at - backfilled_at:.1f} s after the backfill"
     )
 
 
@@ -109,3 +131,19 @@ def test_errors_are_one_line_with_exit_status(deployment: Deployment, cli, monke
         assert (result.code, len(lines)) == (code, 1), (argv, result.err)
         assert lines[0].startswith("autoedit: error: ") and fragment in lines[0], (argv, lines)
         assert result.out == ""
+
+
+def test_a_failed_submit_and_status_say_why(deployment: Deployment, cli, monkeypatch, tmp_path: Path) -> None:
+    """A file that is no video fails its run: `submit --wait` and `status` give the reason, in the real schema."""
+    monkeypatch.setenv("AUTOEDIT_STORAGE", str(deployment.storage))
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("minutes of the meeting, not a video")
+    result = cli("submit", str(bad), "--wait", "--timeout", WAIT, "--url", deployment.url)
+    assert result.code == 1, result.err + deployment.tail()
+    video_id = video_id_for_upload("uploads/notes.mp4")
+    reason = result.out.splitlines()[-1]
+    # the quarantine record's reason, or the failed step's error if the sensor has not written it yet
+    assert reason.startswith("reason ") and "not a media file" in reason, result.out
+    assert "did not succeed: " in result.err.splitlines()[-1]
+    failure = cli("status", video_id, "--json", "--url", deployment.url).json()["failure"]
+    assert failure["reason"].startswith("step source_video: ") and "not a media file" in failure["reason"], failure

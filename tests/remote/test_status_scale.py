@@ -79,6 +79,7 @@ def test_one_video_costs_two_small_requests(webserver: Server, counted: Counting
     oldest = _status(capsys, DONE[0], "--url", webserver.url)
     assert counted.requests == ["query AutoeditVideoAssets($partitions: [String!])", "query AutoeditChecks"]
     assert len(counted.requests) == SINGLE_VIDEO_REQUESTS
+    assert len(oldest["assets"]) >= 20  # every asset of every profile, still two requests (was one per asset)
     assert counted.received < 40_000  # one video's assets, runs and checks; not the archive's ids
     assert oldest["assets"]["tate/render"]["state"] == "MATERIALIZED"
     assert oldest["assets"]["square/render"]["state"] == "MISSING"

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -115,14 +116,23 @@ def test_partition_page_shows_the_rendered_video(deployment, browser_context, tm
     page.close()
 
 
-def test_the_ui_through_the_gateway_with_a_login_cookie(deployment, browser_context, redis_url, tmp_path) -> None:
-    """A viewer signs in with `/login?token=`; the group graph then loads through the gateway on the cookie."""
-    from autoedit_dagster.gateway.tokens import mint_token
-
+@pytest.fixture(scope="module")
+def gateway(deployment, redis_url):
     servers = deployment.servers
     gateway = servers.start_gateway(deployment.webserver.url, redis_url, rate_limit=1000, name="ui-gateway")
     servers.wait_gateway(gateway)
-    viewer = mint_token(JWT_SECRET, "viewer", subject="ui-viewer", ttl=600)
+    return gateway
+
+
+def viewer_token(subject: str) -> str:
+    from autoedit_dagster.gateway.tokens import mint_token
+
+    return mint_token(JWT_SECRET, "viewer", subject=subject, ttl=600)
+
+
+def test_the_ui_through_the_gateway_with_a_login_cookie(deployment, browser_context, gateway, tmp_path) -> None:
+    """A viewer signs in with `/login?token=`; the group graph then loads through the gateway on the cookie."""
+    viewer = viewer_token("ui-viewer")
     page = browser_context.new_page()
 
     page.goto(f"{gateway.url}/asset-groups")  # no cookie yet: the sign-in page
@@ -139,4 +149,39 @@ def test_the_ui_through_the_gateway_with_a_login_cookie(deployment, browser_cont
     # One page load is this many requests against the viewer's per-minute rate limit.
     static = sum("/_next/" in url for url in requests)
     print(f"\nUI page load through the gateway: {len(requests)} requests ({static} static files)")
+    page.close()
+
+
+def test_the_render_page_shows_the_thumbnail_and_timeline(deployment, browser_context, gateway, tmp_path) -> None:
+    """The render's partition page, opened through the gateway: the thumbnail and the timeline picture
+    load (from the gateway's media route, on the login cookie), the links open it, the ffmpeg
+    command is folded away, and a person reads a summary with units."""
+    video_id = deployment.video_id
+    page = browser_context.new_page()
+    target = f"/assets/tate/render?view=partitions&partition={video_id}"
+    watch = visit(page, f"{gateway.url}/login?token={viewer_token('ui-render')}&next={quote(target, safe='')}",
+                  ["render", "Materialized"], tmp_path / "tate-render-via-gateway.png")  # fmt: skip
+    assert watch.problems() == []
+    media = f"/review/media/{video_id}/tate/"
+    pictures = {f"thumbnail of {video_id}": ("thumb.jpg", 270), f"timeline of {video_id}": ("timeline.png", 800)}
+    for alt, (name, width) in pictures.items():
+        picture = page.locator(f'img[alt="{alt}"]').first
+        expect(picture).to_be_visible()
+        assert picture.get_attribute("src") == f"{media}{name}?width={width}"
+        # loaded, and scaled down by the gateway (the stored thumbnail is 1080 wide, the timeline 1600)
+        assert picture.evaluate("img => img.complete && img.naturalWidth") == width, f"{name} did not load"
+    loaded = [r for r in watch.responses if media in r.url]
+    assert loaded and all(r.status == 200 for r in loaded)
+    expect(page.locator(f'a[href="{media}final.mp4"]').first).to_be_visible()
+    opened = page.request.get(f"{gateway.url}{media}final.mp4")  # what the link opens, on the page's cookie
+    assert opened.status == 200 and opened.headers["content-type"] == "video/mp4"
+    expect(page.get_by_text(re.compile(r"^\d+\.\d s kept of \d+\.\d s")).first).to_be_visible()
+    # The ffmpeg command is folded: the UI shows markdown over 1,000 characters behind a button.
+    command_row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="ffmpeg_command", exact=True))
+    expect(command_row.get_by_text("-hide_banner")).to_have_count(0)
+    command_row.get_by_text("[Show Markdown]").click()
+    expect(
+        page.get_by_role("dialog").locator("code").filter(has_text=re.compile(r"^ffmpeg \\\s+-hide_banner"))
+    ).to_be_visible()
+    page.screenshot(path=tmp_path / "tate-render-ffmpeg-command.png")
     page.close()
