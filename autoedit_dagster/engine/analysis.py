@@ -47,11 +47,19 @@ from .voice import VoiceActivity
 SIGNATURE_SIDE = 16
 CHROMA_SIDE = 8
 PIPE_BYTES = 1 << 20
-# Records read ahead of the pass's niced work (`_Records`): 4 s of 24 fps frames (~5 MB at 256
-# px), and enough face planes (~33 MB at 640 px) for every sample the frames ahead of the finder
-# and its queue can hold, so ffmpeg never waits on one pipe while a reader waits on the other.
-FRAMES_QUEUED = 96
-PLANES_QUEUED = 48
+# Records read ahead of the pass's niced work (`_Records`), at most this many and this many bytes:
+# 4 s of 24 fps frames (~5 MB at the default 256 px), and 24 s of samples' face planes (~33 MB at
+# the default 640 px). The finder takes planes in order, so even a short queue never deadlocks
+# (the plane it waits for was written with the frame the reader queued); longer ones ride out
+# longer bursts of searches.
+FRAMES_QUEUED, FRAME_QUEUE_BYTES = 96, 16 << 20
+PLANES_QUEUED, PLANE_QUEUE_BYTES = 48, 64 << 20
+
+
+def _queue_length(most: int, budget: int, record_bytes: int) -> int:
+    return max(2, min(most, budget // max(1, record_bytes)))
+
+
 # A content change this large (the cut detector's default threshold, ContentDetector's too) may be
 # a cut: the next subject sample searches the whole frame for faces again.
 NEW_SHOT_SCORE = ShotSettings().cut_threshold
@@ -515,8 +523,11 @@ def analyze(
         max(1, round(settings.subject_fps / settings.people_search_fps)),
     )
     plane_size = face_plane_size(info, settings)
-    plane_records = _Records(planes, plane_size[0] * plane_size[1] * 3, PLANES_QUEUED)
-    frame_records = _Records(cast(IO[bytes], proc.stdout), width * height * 3 // 2, FRAMES_QUEUED)
+    plane_bytes, frame_bytes = plane_size[0] * plane_size[1] * 3, width * height * 3 // 2
+    plane_records = _Records(planes, plane_bytes, _queue_length(PLANES_QUEUED, PLANE_QUEUE_BYTES, plane_bytes))
+    frame_records = _Records(
+        cast(IO[bytes], proc.stdout), frame_bytes, _queue_length(FRAMES_QUEUED, FRAME_QUEUE_BYTES, frame_bytes)
+    )
     plane_records.start()
     frame_records.start()
     finder = _SubjectFinder(tracker, plane_records, plane_size, settings.nice)
