@@ -31,10 +31,11 @@ ENVIRONMENT = (
      "and X-Forwarded-Proto are believed (default none)"),
     ("AUTOEDIT_COOKIE_SECURE", "1 to always set the login cookie's Secure flag (it is set over https anyway)"),
     ("AUTOEDIT_UPSTREAM_TIMEOUT", "seconds to wait for the webserver (default 120)"),
+    ("AUTOEDIT_MAX_UPLOAD_MB", f"the largest upload POST /uploads takes, in MB (default {DEFAULT_MAX_UPLOAD_MB})"),
     ("AUTOEDIT_LOG_FORMAT", "json (default) or text, unless --log-format says"),
     ("DAGSTER_HOME", "the Dagster instance /metrics and the review page's check results read"),
-    ("AUTOEDIT_STORAGE", "the store /review reads and records decisions in (a folder or s3://bucket/prefix, "
-     "with AWS_ENDPOINT_URL and the AWS_* credentials)"),
+    ("AUTOEDIT_STORAGE", "the store /review and /media read, /uploads writes and decisions are recorded in (a "
+     "folder or s3://bucket/prefix, with AWS_ENDPOINT_URL and the AWS_* credentials)"),
     ("AUTOEDIT_WEBHOOK_URLS, AUTOEDIT_WEBHOOK_SECRET, AUTOEDIT_WEBHOOK_EVENTS",
      "where an approval on /review queues render.approved (as the code location's)"),
 )  # fmt: skip
