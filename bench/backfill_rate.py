@@ -19,8 +19,8 @@ Variants (the choices issue 17 lists):
   BIG runs);
 - `job`: a job backfill of `video_job` (its partition set): one run per partition by construction,
   the job's tags (the render limit's) on every run;
-- `job-threads`: the same with the daemon's `backfills: num_submit_workers: 4` (runs created by 4
-  threads).
+- `job-threads`: the same with the instance's `backfills: num_submit_workers` (deploy/*.yaml: 4;
+  runs created by that many threads, as the daemon does); `job-threads-N`: with N threads.
 
 Measured from the run storage: runs created, their create timestamps (rate = runs after the first /
 seconds between the first and the last), the delay from adding the backfill to the first run, the
@@ -89,8 +89,11 @@ with WorkspaceProcessContext(instance, target) as context:
     added = time.time()
     instance.add_backfill(backfill)
     # As the daemon does with the instance's `backfills: num_submit_workers` (dagster/_daemon/daemon.py).
+    # `job-threads-N`: N threads instead of the instance's setting.
     workers = instance.get_settings("backfills").get("num_submit_workers") or 4
-    submit = ThreadPoolExecutor(workers) if variant.endswith("threads") else None
+    if variant.startswith("job-threads-"):
+        workers = int(variant.rsplit("-", 1)[1])
+    submit = ThreadPoolExecutor(workers) if "threads" in variant else None
     cpu = time.process_time()
     failure = []
     def daemon():
