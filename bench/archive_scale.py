@@ -1,6 +1,7 @@
 """Archive scale: `autoedit status`, the upload sensor's tick and its cursor, before and after.
 
     PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N]
+                                                  [--measure ui,status,all,sensor]
 
 For each backend (SQLite: deploy/dagster.local.yaml; PostgreSQL: deploy/dagster.yaml on a fresh
 database, as testsupport/services.py makes them) an instance is filled without rendering anything:
@@ -10,6 +11,8 @@ evaluations in the video's partition; a few more videos get a QUEUED run never e
 dagster-webserver serves it and, alternating the code of main at BASE (a `git archive` in a temp
 folder) and of this checkout, each measurement is repeated and its median reported:
 
+- the UI's asset graph (`AssetGraphLiveQuery` for every asset) and the oldest video's partition
+  page, as the installed UI writes them (bench/ui_queries.py), on this checkout's code location;
 - `autoedit status VIDEO` as a whole command (a fresh interpreter: imports included), for the
   oldest video;
 - its API part (the client's calls, timed inside the process) with the requests and bytes moved;
