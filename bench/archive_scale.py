@@ -1,6 +1,7 @@
 """Archive scale: `autoedit status`, the upload sensor's tick and its cursor, before and after.
 
     PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N]
+                                                  [--measure ui,status,all,sensor]
 
 For each backend (SQLite: deploy/dagster.local.yaml; PostgreSQL: deploy/dagster.yaml on a fresh
 database, as testsupport/services.py makes them) an instance is filled without rendering anything:
@@ -10,6 +11,8 @@ evaluations in the video's partition; a few more videos get a QUEUED run never e
 dagster-webserver serves it and, alternating the code of main at BASE (a `git archive` in a temp
 folder) and of this checkout, each measurement is repeated and its median reported:
 
+- the UI's asset graph (`AssetGraphLiveQuery` for every asset) and the oldest video's partition
+  page, as the installed UI writes them (bench/ui_queries.py), on this checkout's code location;
 - `autoedit status VIDEO` as a whole command (a fresh interpreter: imports included), for the
   oldest video;
 - its API part (the client's calls, timed inside the process) with the requests and bytes moved;
@@ -38,6 +41,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import ui_queries
 from bench.celery_throughput import PGHOST, PGPORT, PGUSER, postgres_databases
 from testsupport.archive import seed_archive, video_ids
 from testsupport.servers import Instance, Servers
@@ -173,6 +177,23 @@ def measure_sensor(store: Path, last_mtime: float, codes: dict[str, Path], home:
     return out
 
 
+def measure_ui(url: str, video: str) -> dict:
+    """The UI's own documents (bench/ui_queries.py), REPEATS times each: the asset graph and the
+    oldest video's partition page of the render (the asset its checks are on)."""
+    out: dict[str, list] = {"graph": [], "graph_bytes": [], "page": [], "page_bytes": [], "bare": [], "bare_bytes": []}
+    for _ in range(REPEATS):
+        bare = ui_queries.graph_query_without_check_partitions(url)
+        out["bare"].append(bare["seconds"])
+        out["bare_bytes"].append(bare["bytes"])
+        graph = ui_queries.graph_query(url)
+        page = ui_queries.partition_page(url, ["tate", "render"], video)
+        out["graph"].append(graph["seconds"])
+        out["graph_bytes"].append(graph["bytes"])
+        out["page"].append(page["seconds"])
+        out["page_bytes"].append(page["bytes"])
+    return out
+
+
 def make_burst(store: Path, count: int) -> float:
     folder = store / "uploads" / "burst"
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +202,8 @@ def make_burst(store: Path, count: int) -> float:
     return time.time()
 
 
-def run_backend(backend: str, count: int, burst: int, codes: dict[str, Path], work: Path) -> dict:
+def run_backend(backend: str, count: int, burst: int, codes: dict[str, Path], work: Path,
+                parts: set[str]) -> dict:  # fmt: skip
     root = work / backend
     extra: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
@@ -205,11 +227,17 @@ def run_backend(backend: str, count: int, burst: int, codes: dict[str, Path], wo
         servers = stack.enter_context(Servers(instance))
         webserver = servers.start_webserver()
         servers.wait_webserver(webserver)
-        result = {"videos": count, "queued": QUEUED, "seed_seconds": seeded}
-        result["status"] = measure_status(webserver.url, done[0], codes, instance.home, extra)
-        result["status_all"] = measure_all(webserver.url, codes, instance.home, extra)
-        last_mtime = make_burst(instance.storage, burst)
-        result["sensor"] = measure_sensor(instance.storage, last_mtime, codes, instance.home, extra, ticks=5)
+        result = {"videos": count, "queued": QUEUED, "seed_seconds": seeded, "seed_load": os.getloadavg()}
+        if "ui" in parts:
+            result["ui"] = measure_ui(webserver.url, done[0])
+            result["ui_load"] = os.getloadavg()
+        if "status" in parts:
+            result["status"] = measure_status(webserver.url, done[0], codes, instance.home, extra)
+        if "all" in parts:
+            result["status_all"] = measure_all(webserver.url, codes, instance.home, extra)
+        if "sensor" in parts:
+            last_mtime = make_burst(instance.storage, burst)
+            result["sensor"] = measure_sensor(instance.storage, last_mtime, codes, instance.home, extra, ticks=5)
         result["load"] = os.getloadavg()
         return result
 
@@ -246,11 +274,32 @@ def write_report(results: dict[str, dict], burst: int) -> str:
         "",
     ]
     for backend, r in results.items():
+        lines += [
+            f"## {backend}: {r['videos']:,} processed videos + {r['queued']} queued runs "
+            f"(seeded in {r['seed_seconds']:.0f} s at load {r['seed_load'][0]:.1f}; load at the end "
+            f"{', '.join(f'{x:.1f}' for x in r['load'])})",
+            "",
+        ]
+        if "ui" in r:
+            ui = r["ui"]
+            lines += [
+                f"UI documents as the installed UI writes them (bench/ui_queries.py), {REPEATS} times, this "
+                f"branch's code location (load {r['ui_load'][0]:.1f}):",
+                "",
+                "| measure | median s | worst s | bytes |",
+                "| --- | ---: | ---: | ---: |",
+                f"| `AssetGraphLiveQuery`, every asset | {_median(ui['graph']):.2f} | {max(ui['graph']):.2f} | "
+                f"{ui['graph_bytes'][0]:,} |",
+                f"| ... the same without the checks' `partitionStatuses` (a diagnostic) | {_median(ui['bare']):.2f} | "
+                f"{max(ui['bare']):.2f} | {ui['bare_bytes'][0]:,} |",
+                f"| oldest video's partition page of tate/render (3 documents, in a row) | {_median(ui['page']):.2f} "
+                f"| {max(ui['page']):.2f} | {ui['page_bytes'][0]:,} |",
+                "",
+            ]
+        if "status" not in r:
+            continue
         before, after = r["status"]["before"], r["status"]["after"]
         lines += [
-            f"## {backend}: {r['videos']} processed videos + {r['queued']} queued runs "
-            f"(seeded in {r['seed_seconds']:.0f} s; load {', '.join(f'{x:.1f}' for x in r['load'])})",
-            "",
             "| measure | before | after |",
             "| --- | --- | --- |",
             _row(
@@ -266,8 +315,12 @@ def write_report(results: dict[str, dict], burst: int) -> str:
                 f"{after['requests'][0]} / {after['bytes'][0]:,}",
             ),
         ]
-        lines.append(_row("`autoedit status --limit 0` (API part)", _fmt_all(r["status_all"]["before"]),
-                          _fmt_all(r["status_all"]["after"])))  # fmt: skip
+        if "status_all" in r:
+            lines.append(_row("`autoedit status --limit 0` (API part)", _fmt_all(r["status_all"]["before"]),
+                              _fmt_all(r["status_all"]["after"])))  # fmt: skip
+        if "sensor" not in r:
+            lines.append("")
+            continue
         sb, sa = r["sensor"]["before"], r["sensor"]["after"]
         lines.append(_row(f"upload-sensor evaluation, 20-run tick, {burst:,} files in uploads/", _fmt_tick(sb),
                           _fmt_tick(sa)))  # fmt: skip
@@ -285,6 +338,7 @@ def main() -> None:
     parser.add_argument("--sqlite-videos", type=int, default=None, help="on SQLite (default: --videos)")
     parser.add_argument("--burst", type=int, default=10_000, help="files in uploads/ for the sensor tick")
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--measure", default="ui,status,all,sensor", help="which parts (comma-separated)")
     args = parser.parse_args()
     results = {}
     # Instances on tmpfs when there is one: SQLite commits there cost no fsync, so seeding is ~10x faster.
@@ -294,7 +348,7 @@ def main() -> None:
         for backend in args.backends.split(","):
             count = args.sqlite_videos if backend == "sqlite" and args.sqlite_videos else args.videos
             print(f"{backend}: seeding {count} videos", file=sys.stderr, flush=True)
-            results[backend] = run_backend(backend, count, args.burst, codes, Path(work))
+            results[backend] = run_backend(backend, count, args.burst, codes, Path(work), set(args.measure.split(",")))
             print(json.dumps(results[backend])[:2000], file=sys.stderr, flush=True)
     (ROOT / "bench" / "ARCHIVE.md").write_text(write_report(results, args.burst))
     (ROOT / "bench" / "archive_scale.json").write_text(json.dumps(results, indent=1))

@@ -51,3 +51,18 @@ def test_dagster_cli_validates_the_workspace(tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_video_job_run_is_created_with_one_planned_event_per_asset_and_check(tmp_path: Path) -> None:
+    """What creating one run writes (a backfill of 10,000 videos writes it 10,000 times before any
+    run starts; bench/BACKFILL_RATE.md): a planned event per asset and per render check, no more."""
+    job = defs.resolve_job_def("video_job")
+    assets = job.asset_layer.selected_asset_keys
+    checks = job.asset_layer.asset_graph.asset_check_keys
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.add_dynamic_partitions("videos", ["clip-0000000000000000"])
+        run = instance.create_run_for_job(job, tags={"dagster/partition": "clip-0000000000000000"})
+        events = [e.dagster_event_type for e in instance.all_logs(run.run_id)]
+    assert events.count(dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED) == len(assets) == 10
+    assert events.count(dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED) == len(checks) == 5
+    assert len(events) == 15

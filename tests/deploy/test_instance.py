@@ -209,6 +209,9 @@ def test_local_and_production_instances_have_the_same_shape(tmp_path: Path, monk
     # Tick rows (the upload sensor's every 10 s) are purged on both, as the Helm chart does.
     assert local["retention"] == production["retention"]
     assert production["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
+    # Job backfills create their runs in threads on both (bench/BACKFILL_RATE.md).
+    assert local["backfills"] == production["backfills"]
+    assert production["backfills"]["num_submit_workers"] >= 2
     # The local file is a valid instance too (validated by loading it, on a throwaway home).
     shutil.copy(LOCAL_YAML, tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
@@ -217,3 +220,4 @@ def test_local_and_production_instances_have_the_same_shape(tmp_path: Path, monk
         skipped = next(days for status, days in instance.get_tick_retention_settings(InstigatorType.SENSOR).items()
                        if status.value == "SKIPPED")  # fmt: skip
         assert skipped == 7
+        assert instance.get_settings("backfills")["num_submit_workers"] == local["backfills"]["num_submit_workers"]
