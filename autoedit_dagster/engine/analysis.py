@@ -114,6 +114,10 @@ class _Worker(threading.Thread):
         super().__init__(daemon=True)
         self.nice = nice
         self.error: BaseException | None = None
+        # Set when `work` has returned. After a KeyboardInterrupt lands in `join()`, CPython 3.11
+        # marks the joined thread stopped while it still runs (`is_alive()` False, `join()` returns
+        # at once), so the interrupted pass waits on this instead.
+        self.finished = threading.Event()
 
     def run(self) -> None:
         _yield_to_decoder(self.nice)
@@ -121,6 +125,8 @@ class _Worker(threading.Thread):
             self.work()
         except BaseException as exc:
             self.error = exc
+        finally:
+            self.finished.set()
 
     def work(self) -> None:
         raise NotImplementedError
@@ -157,6 +163,11 @@ class _Records(_Worker):
             with contextlib.suppress(queue.Full):
                 self.records.put(record, timeout=0.1)
                 return
+        if record is None:  # stopped: what is still queued is dropped, and the end reaches the reader at once
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.records.get_nowait()
+            self.records.put_nowait(None)  # only this thread puts: there is room
 
     def get(self) -> bytes | None:
         return self.records.get()
@@ -310,6 +321,7 @@ class _SubjectFinder(_Worker):
         self.tracker, self.planes, self.plane_size = tracker, planes, plane_size
         self.jobs: queue.Queue[tuple[int, np.ndarray, np.ndarray | None, bool] | None] = queue.Queue(maxsize=32)
         self.found: dict[int, Subject] = {}
+        self.cancelled = threading.Event()  # the pass stopped early: drain the queue, search no more
 
     def work(self) -> None:
         # After a failure the queue is still drained, so the frame reader never blocks on it. Each
@@ -319,12 +331,19 @@ class _SubjectFinder(_Worker):
             plane = self._plane()
             if (job := self.jobs.get()) is None:
                 return
-            if self.error is None:
+            if self.error is None and not self.cancelled.is_set():
                 index, gray, previous, new_shot = job
                 try:
                     self.found[index] = self.tracker.locate(gray, previous, new_shot, plane)
                 except BaseException as exc:
                     self.error = exc
+
+    def offer(self, job: tuple[int, np.ndarray, np.ndarray | None, bool]) -> None:
+        """Queue a sample, waiting for room unless the pass is cancelled (then it is dropped)."""
+        while not self.cancelled.is_set():
+            with contextlib.suppress(queue.Full):
+                self.jobs.put(job, timeout=0.1)
+                return
 
     def _plane(self) -> np.ndarray | None:
         if self.planes is None:
@@ -366,7 +385,7 @@ class _FrameReader(_Worker):
         prev_hsv: np.ndarray | None = None
         prev_gray: np.ndarray | None = None
         changed = True  # a possible cut since the last subject sample
-        while (frame := self.pipe.get()) is not None:
+        while (frame := self.pipe.get()) is not None and not self.finder.cancelled.is_set():
             yuv = np.frombuffer(frame, dtype=np.uint8).reshape(height * 3 // 2, width)
             gray = cv2.LUT(yuv[:height], _FULL_RANGE)
             hsv = cv2.cvtColor(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), cv2.COLOR_RGB2HSV_FULL)
@@ -390,7 +409,7 @@ class _FrameReader(_Worker):
             )
             changed = changed or scene > NEW_SHOT_SCORE
             if self.count % self.sample_every == 0:
-                self.finder.jobs.put((self.count, gray, prev_gray, changed))
+                self.finder.offer((self.count, gray, prev_gray, changed))
                 changed = False
             prev_hsv, prev_gray = hsv, gray
             self.count += 1
@@ -536,13 +555,16 @@ def analyze(
         frame_records, (width, height), finder, sample_every, settings.nice, on_progress, info.frame_count
     )
     frames.start()
+    completed = False
     try:
         frames.join()
+        completed = True
     finally:
-        if frames.is_alive() or frames.error is not None:  # interrupted or failed: nothing more to read
+        if not completed or frames.error is not None:  # interrupted or failed: nothing more to read
+            finder.cancelled.set()
             proc.kill()
             frame_records.stop.set()
-            frames.join()
+            frames.finished.wait()
         proc.wait()
         frame_records.join()
         proc.stdout.close()

@@ -142,6 +142,42 @@ def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
     assert _ffmpeg_children_nice(bunny) == []  # ffmpeg is gone
 
 
+def test_an_interrupt_stops_the_pass_and_its_ffmpeg(tmp_path: Path) -> None:
+    """Ctrl-C while the face search lags and ffmpeg is mid-file: KeyboardInterrupt soon, no ffmpeg left.
+
+    Run in a child with a timeout, so a pass that hangs fails the test instead of the suite.
+    """
+    clip = tmp_path / "long.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=60", "-c:v", "libx264",
+         "-preset", "ultrafast", str(clip)], check=True,
+    )  # fmt: skip
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "from autoedit_dagster.engine.analysis import analyze\n"
+        "from autoedit_dagster.engine.media_info import probe\n"
+        "from autoedit_dagster.engine.subjects import SubjectTracker\n"
+        "locate = SubjectTracker.locate\n"
+        "SubjectTracker.locate = lambda self, *a, **k: (time.sleep(0.2), locate(self, *a, **k))[1]\n"
+        "info = probe(sys.argv[1])\n"
+        "signal.signal(signal.SIGALRM, signal.default_int_handler)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 2.0)\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    analyze(info)\n"
+        "    print(f'finished {time.monotonic() - started:.1f}')\n"
+        "except KeyboardInterrupt:\n"
+        "    print(f'interrupted {time.monotonic() - started:.1f}')\n"
+        "left = subprocess.run(['pgrep', '-P', str(__import__('os').getpid()), 'ffmpeg'], capture_output=True)\n"
+        "print('ffmpeg left' if left.stdout.strip() else 'no ffmpeg left')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(clip)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    outcome, seconds, *_ = done.stdout.split()
+    assert outcome == "interrupted" and float(seconds) < 10  # not after 120 slow searches
+    assert done.stdout.strip().endswith("no ffmpeg left")
+
+
 def test_the_decode_never_waits_on_a_slow_subject_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """ffmpeg decodes on while the niced face search lags: it ends seconds before the search does.
 
