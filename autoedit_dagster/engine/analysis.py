@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import cv2
 import numpy as np
@@ -132,6 +132,15 @@ class _Worker(threading.Thread):
         raise NotImplementedError
 
 
+def _put_unless(into: "queue.Queue[Any]", item: object, stop: threading.Event) -> bool:
+    """Put `item`, waiting for room, unless `stop` is set first; whether it was put."""
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            into.put(item, timeout=0.1)
+            return True
+    return False
+
+
 class _Records(_Worker):
     """Reads fixed-size records off one of ffmpeg's pipes into a bounded queue, at the caller's priority.
 
@@ -159,10 +168,8 @@ class _Records(_Worker):
 
     def _offer(self, record: bytes | None) -> None:
         """Queue `record`, waiting for room, unless `stop` is set first (then it is dropped)."""
-        while not self.stop.is_set():
-            with contextlib.suppress(queue.Full):
-                self.records.put(record, timeout=0.1)
-                return
+        if _put_unless(self.records, record, self.stop):
+            return
         if record is None:  # stopped: what is still queued is dropped, and the end reaches the reader at once
             with contextlib.suppress(queue.Empty):
                 while True:
@@ -340,10 +347,7 @@ class _SubjectFinder(_Worker):
 
     def offer(self, job: tuple[int, np.ndarray, np.ndarray | None, bool]) -> None:
         """Queue a sample, waiting for room unless the pass is cancelled (then it is dropped)."""
-        while not self.cancelled.is_set():
-            with contextlib.suppress(queue.Full):
-                self.jobs.put(job, timeout=0.1)
-                return
+        _put_unless(self.jobs, job, self.cancelled)
 
     def _plane(self) -> np.ndarray | None:
         if self.planes is None:

@@ -131,8 +131,9 @@ def video_id_for(store: MediaStore, key: str) -> str:
     return resolve_video_ids(store, [key], [legacy_video_id_for_upload(key)])[key]
 
 
-async def published_render_key(store: MediaStore, video_id: str, profile: str, name: str) -> str:
-    """The store key of one published render file, or a `Refusal` (never a link, never staging)."""
+async def published_render_key(store: MediaStore, video_id: str, profile: str, name: str) -> tuple[str, Path | None]:
+    """The store key of one published render file and, on a local store, its path; or a `Refusal`
+    (never a link, never staging)."""
     if not is_video_id(video_id):
         raise Refusal(404, "not found", "no such video")
     if profile not in PROFILE_NAMES:
@@ -148,15 +149,14 @@ async def published_render_key(store: MediaStore, video_id: str, profile: str, n
         if path.resolve() != path:  # the store follows links inside its root; a published render is never one
             log.warning("a render file goes through a symbolic link: not served", extra={"key": key})
             raise Refusal(404, "not found", "not rendered (yet)")
-    return key
+        return key, path
+    return key, None
 
 
 async def serve_render_file(store: MediaStore, video_id: str, profile: str, name: str) -> Response:
     """One published render file: the file with range requests locally, a presigned redirect on S3."""
-    key = await published_render_key(store, video_id, profile, name)
-    if isinstance(store, LocalMediaStore):
-        with store.local_copy(key) as path:
-            pass
+    key, path = await published_render_key(store, video_id, profile, name)
+    if path is not None:
         headers = dict(MEDIA_HEADERS)
         if name not in INLINE_FILES:
             headers["Content-Disposition"] = f'attachment; filename="{video_id}-{profile}-{name}"'

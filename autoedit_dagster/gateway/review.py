@@ -229,7 +229,7 @@ class ReviewSite:
 
     async def _media(self, request: Request, video_id: str, profile: str, name: str) -> Response:
         if "width" in request.query_params and name in PICTURES:
-            key = await published_render_key(self.store, video_id, profile, name)
+            key, _ = await published_render_key(self.store, video_id, profile, name)
             picture = await run_in_threadpool(self._picture, key, request.query_params["width"])
             return Response(picture, media_type=PICTURES[name],
                             headers={**SECURITY_HEADERS, "Cache-Control": "private, max-age=60"})  # fmt: skip
