@@ -548,17 +548,21 @@ def bench_render_speed(work: Path) -> dict:
     }
 
 
+def _film_under(work: Path, name: str, audio: np.ndarray, start_s: float, seconds: float) -> Path:
+    """`seconds` of the film's picture from `start_s` (1280x720 24 fps, copied) under `audio` (mono, RATE)."""
+    pcm = work / f"{name}.s16"
+    pcm.write_bytes((np.clip(np.resize(audio, int(seconds * RATE)), -1, 1) * 32767).astype("<i2").tobytes())
+    clip = work / f"{name}.mp4"
+    ffmpeg("-ss", str(start_s), "-t", str(seconds), "-i", str(BBB), "-f", "s16le", "-ar", str(RATE), "-ac", "1",
+           "-i", str(pcm), "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-shortest",
+           str(clip))  # fmt: skip
+    return clip
+
+
 def _talk_excerpt(work: Path, seconds: float = 30.0) -> Path:
     """30 s of the film's picture (1280x720 24 fps) under espeak-ng phrases with pauses: a talk to cut."""
     audio, _speech = speech_track(VOICE_PHRASES, VOICE_PAUSES, lead=1.0)
-    audio = np.resize(audio, int(seconds * RATE))
-    pcm = work / "talk.s16"
-    pcm.write_bytes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    clip = work / "talk30.mp4"
-    ffmpeg("-ss", "60", "-t", str(seconds), "-i", str(BBB), "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", str(pcm),
-           "-map", "0:v", "-map", "1:a",
-           "-c:v", "copy", "-c:a", "aac", "-shortest", str(clip))  # fmt: skip
-    return clip
+    return _film_under(work, "talk30", audio, 60.0, seconds)
 
 
 def bench_whole_edit(work: Path) -> dict:
@@ -615,13 +619,7 @@ def bench_whole_edit(work: Path) -> dict:
 def _half_talk(work: Path, seconds: float = 600.0) -> Path:
     """The whole film's picture under a talk that is silent half the time (10 s of phrases, 10 s of pause)."""
     talk, _speech = speech_track(VOICE_PHRASES[:4], [0.4, 0.4, 0.4], lead=0.0)
-    block = np.concatenate([talk, np.zeros(len(talk), dtype=np.float32)])
-    pcm = work / "half.s16"
-    pcm.write_bytes((np.clip(np.resize(block, int(seconds * RATE)), -1, 1) * 32767).astype("<i2").tobytes())
-    clip = work / "half_talk.mp4"
-    ffmpeg("-t", str(seconds), "-i", str(BBB), "-f", "s16le", "-ar", str(RATE), "-ac", "1", "-i", str(pcm),
-           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-shortest", str(clip))  # fmt: skip
-    return clip
+    return _film_under(work, "half_talk", np.concatenate([talk, np.zeros(len(talk), dtype=np.float32)]), 0.0, seconds)
 
 
 def bench_half_cut(work: Path) -> dict:
