@@ -14,9 +14,10 @@ decoder's own YUV (converting to RGB costs ffmpeg a tenth of the pass, more than
 small frame in Python), the per-frame work is a few OpenCV calls on a 256-px frame, the face plane
 leaves ffmpeg only for the sampled frames (`select`), and the one expensive thing, a whole-picture
 face search (~55 ms of CPU on the 640-px plane), runs for only a fraction of the subject samples
-(`SubjectTracker`). The decode alone keeps only about one and a half of two cores busy;
-Python's work runs on threads of lower priority (`AnalysisSettings.nice`) that fill that idle
-time instead of taking the CPU from the decode.
+(`SubjectTracker`). The pass is CPU-bound, so the decoder gets all cores but one
+(`decoder_threads`: on two, one thread, which decodes the same frames for a quarter less CPU than
+frame threads do) and Python's work, on threads of lower priority (`AnalysisSettings.nice`), the
+time the decode leaves.
 """
 
 import contextlib
@@ -67,6 +68,23 @@ NEW_SHOT_SCORE = ShotSettings().cut_threshold
 # frame is shrunk to analysis size; skipping it makes the one analysis pass as cheap as a plain
 # decode of the file. Other decoders ignore the option.
 ANALYSIS_DECODE_ARGS = ("-skip_loop_filter", "all")
+
+
+def decoder_threads() -> int:
+    """Threads for the pass's decoder: the cores this process may use, less one for the pass's Python.
+
+    The pass is CPU-bound: the decode and about a core of Python work (frames, subjects, voice)
+    share the machine. Frame-threaded H.264 decoding costs ~25 % more CPU than one thread for the
+    same frames (the 10-minute film's excerpt: 1.87 -> 1.44 CPU-s a minute), CPU the Python work
+    then lacks; so on two cores the decoder gets one, and on larger machines all but one.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 SILENT_DB = -100.0
 # Video-range luma (16-235) to the full-range gray (0-255) that the thresholds downstream use.
 _FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
@@ -483,7 +501,8 @@ def _command(
         outputs += ["-map", "[a]", "-f", "s16le", f"pipe:{audio_fd}"]
         if voice_fd is not None:
             outputs += ["-map", "[voice]", "-f", "s16le", f"pipe:{voice_fd}"]
-    return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path, ANALYSIS_DECODE_ARGS),
+    decoder = (*ANALYSIS_DECODE_ARGS, "-threads", str(decoder_threads()))
+    return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path, decoder),
             "-filter_complex", graph, *outputs]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from autoedit_dagster.engine import analysis
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA, analyze
 from autoedit_dagster.engine.config import AnalysisSettings
 from autoedit_dagster.engine.media_info import probe
@@ -129,6 +130,18 @@ def test_python_side_yields_to_the_decode(bunny: Path, nice: int) -> None:
     assert readers[0] == min(19, caller + nice)
     assert children == [[caller]]  # the ffmpeg decoding the file
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller  # the caller's thread
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 1), (8, 7)])
+def test_the_decoder_leaves_a_core_to_the_python_work(
+    bunny: Path, monkeypatch: pytest.MonkeyPatch, cores: int, threads: int
+) -> None:
+    """On two cores frame-threaded decoding only takes CPU the subject and voice work needs."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    command = analysis._command(probe(bunny), AnalysisSettings(), None, 3, 6)
+    given = command.index("-threads")
+    assert command[given + 1] == str(threads)
+    assert given < command.index("-i")  # an option of the decoder, not of an output
 
 
 def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
