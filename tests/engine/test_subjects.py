@@ -97,6 +97,31 @@ def test_a_face_that_moves_faster_than_its_reach_is_followed_there(film: np.ndar
     assert located.kind == "face" and abs(located.cx * W / 256 - box[0]) < 8
 
 
+def test_a_look_alike_where_the_face_was_heading_loses_to_the_face_just_beyond_reach(
+    film: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bench "people, varied" (seeds 777), face 1/10 cut #3: the CNN also boxed a patch of cartoon
+    (0.68) a few pixels from where the face was heading, as the face went a little beyond its reach;
+    the nearest won and the crop followed the cartoon for two seconds."""
+    tracker = SubjectTracker(search_every=4)
+    frame, _ = with_faces(film[0], (300, 180, H / 10))
+    first = tracker.locate(small_gray(frame), None, plane=frame)
+    assert first.kind == "face"
+    moved, [box] = with_faces(film[1], (300 + 100, 180, H / 10))
+    side = first.h * W / 256
+    look_alike = subjects.Subject(300 + 12, 175, side, side, "face", 0.68)
+    cartoon = subjects.face_look(moved, look_alike)
+    assert subjects.look_distance(cartoon, tracker._look) > subjects.LOOK_DISTANCE  # not a face's colours
+    find = subjects.find_faces
+
+    def with_look_alike(bgr: np.ndarray, *args, **kwargs) -> list[subjects.Subject]:
+        return find(bgr, *args, **kwargs) + ([look_alike] if bgr is moved else [])
+
+    monkeypatch.setattr(subjects, "find_faces", with_look_alike)
+    located = tracker.locate(small_gray(moved), None, plane=moved)
+    assert located.kind == "face" and abs(located.cx * W / 256 - box[0]) < 8
+
+
 def test_two_alike_faces_far_from_the_followed_one_do_not_take_it_over(film: np.ndarray) -> None:
     tracker = SubjectTracker(search_every=4)
     frame, [box] = with_faces(film[0], (320, 200, H / 10))
