@@ -9,9 +9,10 @@ It also fires on cartoon faces (Big Buck Bunny's), at lower confidence and witho
 which `FACE_MIN_SCORE` and `SKIN_SHARE` remove. People without a visible face: OpenCV's HOG people
 detector, then motion or local contrast (saliency).
 
-`SubjectTracker` keeps one subject: it looks for it near where it should be on every sample,
-holds it through a few seconds of misses (a turn, a hand in front) where it was heading, prefers
-it over any other candidate while it lives, and searches the whole picture afresh at a new shot.
+`SubjectTracker` keeps one subject: it looks for it near where it should be on every sample (a
+face by its place, size and colours, `face_look`), holds it through a few seconds of misses (a
+turn, a hand in front) where it was heading, prefers it over any other candidate while it lives,
+and searches the whole picture afresh at a new shot.
 """
 
 import ctypes
