@@ -131,6 +131,26 @@ def test_two_alike_faces_far_from_the_followed_one_do_not_take_it_over(film: np.
     assert located.kind == "held" and abs(located.cx * W / 256 - box[0]) < 8
 
 
+def test_in_a_two_shot_a_turn_to_profile_does_not_hand_the_crop_to_the_other_face(film: np.ndarray) -> None:
+    """The followed person turns to the other one: the detector misses the profile, the other face
+    is the only one of its size and has the same colours (here the very same face), but the
+    followed person's place still looks like them: held, not moved across."""
+    from testsupport.people_factory import face_at
+
+    held = 0
+    for k in range(4):
+        tracker = SubjectTracker(search_every=4)
+        frame, [box, _] = with_faces(film[2 * k], (250 + 10 * k, 180, H / 10), (500, 160 + 10 * k, H / 10))
+        first = tracker.locate(small_gray(frame), None, plane=frame)
+        assert first.kind == "face" and abs(first.cx * W / 256 - box[0]) < 8  # the more central one
+        turned = film[2 * k + 1].copy()
+        face_at(turned, 1, box[0], box[1], H / 10, squeeze=0.45)
+        face_at(turned, 10, 500, 160 + 10 * k, H / 10)
+        located = tracker.locate(small_gray(turned), None, plane=turned)
+        held += abs(located.cx * W / 256 - box[0]) < 8
+    assert held == 4
+
+
 def test_a_face_looks_like_itself_and_not_like_cartoon_look_alikes(film: np.ndarray) -> None:
     """`face_look` on one face over other backgrounds, places and sizes, against the boxes the CNN
     proposes on the cartoon (without the skin test that usually drops them)."""
