@@ -319,7 +319,9 @@ turned to profile (25 random frames, places and sizes). A turn is not a move: se
 def face_look(bgr: np.ndarray, face: Subject) -> np.ndarray:
     """A face's colours: the hue-saturation histogram of the middle half of its box's width (the
     face itself, little background; a head turned to profile still fills it), for `look_distance`."""
-    x0, y0 = max(0, int(face.cx - face.w / 4)), max(0, int(face.cy - face.h / 2))
+    height, width = bgr.shape[:2]
+    x0 = min(max(0, int(face.cx - face.w / 4)), width - 1)
+    y0 = min(max(0, int(face.cy - face.h / 2)), height - 1)
     patch = bgr[y0 : max(y0 + 1, int(face.cy + face.h / 2)), x0 : max(x0 + 1, int(face.cx + face.w / 4))]
     hsv = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, list(LOOK_BINS), [0, 180, 0, 256])
@@ -354,9 +356,9 @@ class SubjectTracker:
     A face elsewhere never replaces a followed subject that is still alive (seen, or missed for at
     most `HOLD_SAMPLES`), however large or bright: a distractor has to outlast the hold. The one
     exception is the followed face itself, moved faster than `reach` allows (a brisk walk turning
-    back crosses a third of the picture between two samples): when it is missed near its place and
-    the whole picture holds exactly one confident face of its size that has its look
-    (`face_look`), that face is followed there. While
+    back crosses a third of the picture between two samples): when it is missed near its place, that
+    place no longer looks like it (a turn to profile still does) and the whole picture holds exactly
+    one confident face of its size that has its look (`face_look`), that face is followed there. While
     missed, the subject is held where it was heading (its last velocity), so a walker behind a
     passer-by, or one the people detector sees only on some strides, stays in the crop. With nobody
     to follow and no face or body found, saliency answers.
