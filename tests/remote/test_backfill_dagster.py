@@ -11,24 +11,18 @@ versions still reads.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections.abc import Iterator
 
 import dagster as dg
-import httpx
 import pytest
-from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.backfill import execute_backfill_iteration
-from dagster_graphql.schema import create_schema
 
 from autoedit_dagster.remote.client import AutoEditClient
 from autoedit_dagster.remote.errors import NotFound
 from autoedit_dagster.remote.queries import LAUNCH_BACKFILL
-
-from .conftest import REPO
+from testsupport import graphql_inprocess as inprocess
 
 pytestmark = pytest.mark.timeout(300)
 VIDEOS = ["clip-00000000000000a1", "clip-00000000000000b2", "clip-00000000000000c3"]
@@ -43,26 +37,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AutoEditC
         overrides = {"run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}}
         with (
             dg.instance_for_test(temp_dir=str(root), overrides=overrides) as instance,
-            WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(REPO / "workspace.yaml")])) as process,
+            inprocess.served(instance) as process,
         ):
             instance.add_dynamic_partitions("videos", VIDEOS)
-            schema = create_schema()
-
-            def handle(request: httpx.Request) -> httpx.Response:
-                body = json.loads(request.content)
-                context = WorkspaceRequestContext(
-                    instance=instance, current_workspace=process.get_current_workspace(), process_context=process,
-                    version="", source=None, read_only=False,
-                )  # fmt: skip
-                result = asyncio.run(
-                    schema.execute_async(body["query"], context_value=context, variable_values=body["variables"])
-                )
-                payload = {"data": result.data}
-                if result.errors:
-                    payload["errors"] = [{"message": str(error)} for error in result.errors]
-                return httpx.Response(200, json=payload)
-
-            with AutoEditClient("http://dagster.test", transport=httpx.MockTransport(handle)) as client:
+            with AutoEditClient("http://dagster.test", transport=inprocess.transport(instance, process)) as client:
                 yield client, process
 
 
