@@ -134,14 +134,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=45.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="autoedit-backfill-cli-") as work:
+    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None  # as bench.backfill_rate: comparable figures
+    with tempfile.TemporaryDirectory(prefix="autoedit-backfill-cli-", dir=scratch) as work:
         rows = measure(args.videos, args.runs, args.seconds, Path(work))
     lines = [
         "# `autoedit backfill --all` at archive scale: the CLI's job backfill",
         "",
         f"Written by `bench/backfill_cli.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{platform.node() or 'host'}, {os.cpu_count()} cores shared with other sessions. {args.videos:,} `videos` "
-        "partitions on a SQLite instance (deploy/dagster.local.yaml); the CLI's client against Dagster's "
+        "partitions on a SQLite instance (deploy/dagster.local.yaml) in /dev/shm (as bench/backfill_rate.py); "
+        "the CLI's client against Dagster's "
         "GraphQL schema in-process "
         f"(no HTTP server); the daemon's iteration stops at {args.runs} runs or {args.seconds:g} s.",
         "",
