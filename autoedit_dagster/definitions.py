@@ -12,7 +12,7 @@ from .assets import ALL_ASSETS
 from .assets.links import public_base_url
 from .checks import build_render_checks
 from .engine.config import PROFILES
-from .jobs import EXECUTOR, catalog_job, profile_jobs, video_job
+from .jobs import EXECUTOR, analysis_profile_jobs, catalog_job, profile_jobs, video_job
 from .resources import MediaStore, build_resources
 from .schedules import catalog_schedule, retention_job, retention_schedule, sweep_job, temp_sweep_sensor
 from .sensors import (
@@ -40,7 +40,14 @@ def build_definitions(store: MediaStore | None = None, webhooks: WebhookResource
     return dg.Definitions(
         assets=[*ALL_ASSETS, deliveries_spec],
         asset_checks=[build_render_checks(profile) for profile in PROFILES.values()],
-        jobs=[video_job, *profile_jobs.values(), catalog_job, retention_job, sweep_job],
+        jobs=[
+            video_job,
+            *profile_jobs.values(),
+            *analysis_profile_jobs.values(),
+            catalog_job,
+            retention_job,
+            sweep_job,
+        ],
         sensors=[upload_sensor, quarantine_sensor, catalog_sensor, temp_sweep_sensor, *webhook_sensors],
         schedules=[catalog_schedule, retention_schedule],
         resources={**build_resources(store), WEBHOOKS_KEY: webhooks or WebhookResource.from_env()},

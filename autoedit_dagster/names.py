@@ -53,7 +53,20 @@ VIDEO_JOB = "video_job"  # the upload sensor's job: ingest + analysis + the defa
 
 def profile_job_name(profile: str) -> str:
     """The job that renders `profile`: the sensor's job for the default profile."""
-    return VIDEO_JOB if profile == DEFAULT_PROFILE else f"{profile}_job"
+    return VIDEO_JOB if profile == DEFAULT_PROFILE else render_job_name(profile)
+
+
+def render_job_name(profile: str) -> str:
+    """The job of `profile`'s group alone (analysis loaded, not re-run)."""
+    return f"{profile}_job"
+
+
+def backfill_job_name(profile: str, with_analysis: bool) -> str:
+    """The job `autoedit backfill` runs over videos: `profile`'s group, with ingest and analysis
+    before it when `with_analysis` (for the default profile that is the sensor's job)."""
+    if not with_analysis:
+        return render_job_name(profile)
+    return VIDEO_JOB if profile == DEFAULT_PROFILE else f"{profile}_video_job"
 
 
 # ------------------------------------------------------------------------------------- run tags

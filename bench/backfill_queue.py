@@ -21,8 +21,9 @@ applied (what the daemon does with a tick); its run requests are dropped, and th
 the sensor is stopped over GraphQL before the daemon starts, so the backfill is the only source of
 runs. Then ONE backfill of every partition of `video_job` is launched over GraphQL
 (`launchPartitionBackfill` with the job's partition set: a job backfill, whose runs carry the job's
-tags). BENCH_BACKFILL_MODE=asset launches `autoedit backfill --all --with-analysis` (an asset
-backfill over the same assets) instead.
+tags). BENCH_BACKFILL_MODE=cli launches it with `autoedit backfill --all --with-analysis` instead
+(the same job backfill of `video_job`, as an operator types it; it launched an asset backfill of
+the same assets before the CLI switched to job backfills).
 
 While it runs, every BENCH_BACKFILL_SAMPLE_S (0.5) s this process reads from the instance: every
 run (one query), counting the runs the queue counts as in flight (`ACTIVE_RUN_STATUSES`:
@@ -313,12 +314,12 @@ def launch_backfill(url: str, location: Location, partitions: Sequence[str], env
             graphql(url, LAUNCH_BACKFILL, {"params": params}), "launchPartitionBackfill", "LaunchBackfillSuccess"
         )
         return answer["backfillId"]
-    if MODE == "asset":
-        # The project's own command, as an operator types it: an asset backfill of tate + ingest + analysis.
+    if MODE == "cli":
+        # The project's own command, as an operator types it: a job backfill of video_job.
         done = subprocess.run([binary("autoedit"), "backfill", "--all", "--with-analysis", "--json", "--url", url],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
         return json.loads(done.stdout)["backfill_id"]
-    raise ValueError(f"BENCH_BACKFILL_MODE={MODE!r}: expected job or asset")
+    raise ValueError(f"BENCH_BACKFILL_MODE={MODE!r}: expected job or cli")
 
 
 # ----------------------------------------------------------------------------------- sampling
@@ -573,8 +574,8 @@ def write_report(o: Outcome) -> str:
         f"one job backfill of `{JOB}` over all {len(o.partitions)} `videos` partitions, launched with GraphQL "
         "`launchPartitionBackfill` (the job's partition set) on the webserver"
         if MODE == "job"
-        else f"`autoedit backfill --all --with-analysis` (an asset backfill of the `tate`, `ingest` and `analysis` "
-        f"groups over all {len(o.partitions)} partitions) against the webserver"
+        else f"`autoedit backfill --all --with-analysis` (a job backfill of `{JOB}` over all {len(o.partitions)} "
+        "partitions) against the webserver"
     )
     lines = [
         "# Run queue under a backfill",

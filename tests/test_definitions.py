@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from autoedit_dagster import names
 from autoedit_dagster.definitions import build_definitions, defs
 from autoedit_dagster.resources import LocalMediaStore
 
@@ -35,6 +36,21 @@ def test_video_job_targets_ingest_analysis_and_tate() -> None:
     selected = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert {"source_video", "media_analysis", "tate/render"} <= selected
     assert not any(k.startswith(("square/", "yoko/")) for k in selected)
+
+
+def test_each_backfill_choice_is_one_job_of_exactly_its_groups() -> None:
+    """`autoedit backfill --profile P [--with-analysis]` is a job backfill of one job: exactly P's group
+    (and ingest + analysis with it), each run tagged for the render limit; the sensor's job is one of them."""
+    graph = defs.resolve_asset_graph()
+    assert names.backfill_job_name(names.DEFAULT_PROFILE, with_analysis=True) == names.VIDEO_JOB
+    for profile in names.PROFILE_NAMES:
+        for with_analysis in (False, True):
+            job = defs.resolve_job_def(names.backfill_job_name(profile, with_analysis))
+            groups = {profile, *(names.ANALYSIS_GROUPS if with_analysis else ())}
+            wanted = {key for key in graph.materializable_asset_keys if graph.get(key).group_name in groups}
+            assert set(job.asset_layer.selected_asset_keys) == wanted, job.name
+            assert job.tags == names.RENDER_RUN_TAGS
+            assert job.partitions_def is not None and job.partitions_def.name == "videos"
 
 
 def test_backfills_run_one_video_per_run() -> None:

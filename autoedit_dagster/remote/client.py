@@ -19,8 +19,9 @@ GraphQL over httpx, against the schema of the installed dagster-graphql (1.13):
   to the run that materialized the checked asset (executions recorded before the checks were
   partitioned have none and are read newest first and matched by the run alone), and in the
   same document, for a video whose latest run failed, that run's step failures (the reason);
-- `launchPartitionBackfill(backfillParams: {assetSelection, partitionNames | allPartitions})` and
-  `partitionBackfillOrError(backfillId)`.
+- `repositoriesOrError { partitionSets }` (the code location and partition set of the job to
+  backfill), `launchPartitionBackfill(backfillParams: {selector, partitionNames | allPartitions})`
+  (a job backfill) and `partitionBackfillOrError(backfillId)` (job and asset backfills).
 
 A 429 with a Retry-After of a minute or less is waited out once, said on stderr, and the request
 sent once more. Every failure becomes a `RemoteError` whose text is one line for people and whose
@@ -62,6 +63,7 @@ from .errors import (
 from .queries import (
     ASSET_NODES,
     BACKFILL,
+    BACKFILL_TARGETS,
     LAUNCH_BACKFILL,
     PARTITION_TAG,
     PING,
@@ -354,34 +356,66 @@ class AutoEditClient(VideoStatus):
 
     # ---------------------------------------------------------------------------- backfill
 
+    def backfill_selector(self, job_name: str) -> dict[str, Any]:
+        """The partition set selector of `job_name` (its code location, repository and partition set),
+        in one small query; a RemoteError unless exactly one repository serves that job's partition set,
+        so a backfill never names another code location's job."""
+        answer = unwrap(self.execute(BACKFILL_TARGETS), "repositoriesOrError", "RepositoryConnection")
+        found = [
+            {
+                "partitionSetName": partition_set["name"],
+                "repositorySelector": {
+                    "repositoryLocationName": node["location"]["name"],
+                    "repositoryName": node["name"],
+                },
+            }
+            for node in answer.get("nodes") or ()
+            for partition_set in node.get("partitionSets") or ()
+            if partition_set.get("pipelineName") == job_name
+        ]
+        if not found:
+            raise ServerError(f"{self.url} serves no partitioned `{job_name}`: is this AutoEditTATE, and up to date?")
+        if len(found) > 1:
+            where = ", ".join(sorted(f["repositorySelector"]["repositoryLocationName"] for f in found))
+            raise ServerError(f"{self.url} serves `{job_name}` from several code locations ({where}): not backfilling")
+        return found[0]
+
     def launch_backfill(
         self,
-        asset_paths: Sequence[Sequence[str]],
+        job_name: str,
         video_ids: Sequence[str] | None,
         *,
         title: str | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        """An asset backfill of `asset_paths` over `video_ids` (None: every video); the backfill id."""
-        if not asset_paths:
-            raise UsageError("nothing to backfill: no assets selected")
+        """A job backfill of `job_name` over `video_ids` (None: every video): one run per video, the
+        job's own tags on each (plus `tags`); the backfill id."""
+        if video_ids is not None and not video_ids:
+            raise UsageError("nothing to backfill: no videos selected")
         params: dict[str, Any] = {
-            "assetSelection": [{"path": list(path)} for path in asset_paths],
+            "selector": self.backfill_selector(job_name),
             "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
         }
         if video_ids is None:
-            params["allPartitions"] = True
+            params["allPartitions"] = True  # the server lists the `videos` partitions when it launches
         else:
             params["partitionNames"] = list(video_ids)
         if title:
             params["title"] = title
-        answer = unwrap(
-            self.execute(LAUNCH_BACKFILL, {"params": params}), "launchPartitionBackfill", "LaunchBackfillSuccess"
-        )
-        return answer["backfillId"]
+        answer = self.execute(LAUNCH_BACKFILL, {"params": params})
+        result = answer.get("launchPartitionBackfill") or {}
+        if result.get("__typename") == "PartitionKeysNotFoundError":
+            unknown = sorted(result.get("partitionKeys") or ())
+            raise NotFound(f"unknown video{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}")
+        return unwrap(answer, "launchPartitionBackfill", "LaunchBackfillSuccess")["backfillId"]
 
-    def backfill(self, backfill_id: str) -> dict[str, Any]:
-        answer = unwrap(self.execute(BACKFILL, {"id": backfill_id}), "partitionBackfillOrError", "PartitionBackfill")
+    def backfill(self, backfill_id: str, *, full: bool = True) -> dict[str, Any]:
+        """A backfill's state: a job backfill's partitions counted by their run's status (`partitions_by_status`,
+        NOT_STARTED for those without a run yet), an asset backfill's counts per asset (`assets`); with
+        `full`, also its partition names and runs (at most 1,000), else those are None and []."""
+        answer = unwrap(
+            self.execute(BACKFILL, {"id": backfill_id, "full": full}), "partitionBackfillOrError", "PartitionBackfill"
+        )
         assets = {}
         for item in (answer.get("assetBackfillData") or {}).get("assetBackfillStatuses") or ():
             if item.get("__typename") == "AssetPartitionsStatusCounts":
@@ -391,13 +425,20 @@ class AutoEditClient(VideoStatus):
                     "materialized": item["numPartitionsMaterialized"],
                     "failed": item["numPartitionsFailed"],
                 }
-        runs = [RunInfo.from_graphql(node).to_json() for node in answer.get("runs") or ()]
+        counts = {c["runStatus"]: c["count"] for c in answer.get("partitionStatusCounts") or ()}
+        runs = []
+        for node in answer.get("runs") or ():
+            run = RunInfo.from_graphql(node)
+            runs.append({**run.to_json(), "video_id": run.tags.get(PARTITION_TAG)})
         return {
             "backfill_id": answer["id"],
             "status": answer["status"],
             "title": answer.get("title"),
+            "kind": "asset" if answer.get("isAssetBackfill") else "job",
+            "job": answer.get("jobName"),
             "partitions": answer.get("partitionNames"),
             "num_partitions": answer.get("numPartitions"),
+            "partitions_by_status": dict(sorted(counts.items(), key=lambda item: -item[1])),
             "created": answer.get("timestamp"),
             "ended": answer.get("endTimestamp"),
             "error": (answer.get("error") or {}).get("message"),
@@ -408,16 +449,21 @@ class AutoEditClient(VideoStatus):
     def wait_for_backfill(
         self, backfill_id: str, timeout: float, on_change: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
+        """Poll (counts only, one small request a poll) until the backfill has ended; then its full state."""
         deadline = time.monotonic() + timeout
         last = None
         while True:
-            info = self.backfill(backfill_id)
-            progress = (info["status"], tuple((r["run_id"], r["status"]) for r in info["runs"]))
+            info = self.backfill(backfill_id, full=False)
+            progress = (
+                info["status"],
+                tuple(info["partitions_by_status"].items()),
+                tuple(map(str, info["assets"].values())),
+            )
             if progress != last and on_change:
                 on_change(info)
             last = progress
             if info["status"] in BACKFILL_FINISHED:
-                return info
+                return self.backfill(backfill_id)
             if time.monotonic() >= deadline:
                 raise RemoteError(f"backfill {backfill_id} still {info['status']} after {timeout:.0f} s")
             time.sleep(self.poll_seconds)

@@ -16,8 +16,11 @@ record's, else the failed step's error). For another profile than `tate` it wait
 video, the latest runs, every asset's state, the render checks' results, the output URIs and why
 its latest run failed (two GraphQL requests for one video, however many assets). `fetch`
 downloads a render (and with `--exports` its FCPXML, FCP7 XML, EDL and OTIO beside it) through
-the MediaStore. `backfill` launches an asset backfill of a profile's assets over some or all
-videos and prints its id.
+the MediaStore. `backfill` launches a job backfill over some or all videos
+(`video_job` for `tate --with-analysis`, else the profile's job with or without ingest and
+analysis: one run per video, each with the render tag the run queue limits) and prints its id;
+`--status` shows a backfill's runs counted by status (or, for asset backfills launched by older
+versions, its counts per asset).
 
 Every command takes `--url` (default: AUTOEDIT_URL, else http://127.0.0.1:3000, the webserver or
 the gateway in front of it) and `--token` (default: AUTOEDIT_TOKEN; sent as
@@ -47,17 +50,17 @@ from pathlib import Path
 from typing import Any
 
 from autoedit_dagster.names import (
-    ANALYSIS_GROUPS,
     DEFAULT_PROFILE,
     PROFILE_NAMES,
     RENDER_RUN_TAGS,
     TAG_PROFILE,
     VIDEO_JOB,
+    backfill_job_name,
     profile_job_name,
 )
 
 from .client import AutoEditClient
-from .display import check_summary, print_backfill, print_json, print_table, print_video
+from .display import backfill_progress, check_summary, print_backfill, print_json, print_table, print_video
 from .errors import RemoteError, UsageError, one_line
 from .records import BACKFILL_SUCCEEDED, EXPORT_LABELS, RENDER_LABEL
 from .transfer import GATEWAY_ENV, gateway_url, open_transfer, upload_key
@@ -271,33 +274,30 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         if args.status:
             backfill_id = args.status
         else:
-            groups = [args.profile, *(ANALYSIS_GROUPS if args.with_analysis else ())]
-            assets = client.group_assets(groups)
-            if not assets:
-                raise RemoteError(f"{client.url} has no assets in group(s) {', '.join(groups)}")
+            job = backfill_job_name(args.profile, args.with_analysis)
             videos = None
             if not args.all:
                 videos = list(dict.fromkeys(v.strip() for v in args.videos.split(",") if v.strip()))
                 if not videos:
                     raise UsageError("--videos needs at least one video id")
-                client.require_videos(videos)
             scope = "all videos" if videos is None else f"{len(videos)} video(s)"
+            # A job backfill: one run per video (a bad video fails its own run only), created by the
+            # daemon's submit threads at once. Every run carries the render tag the queue limits (the
+            # job's own; the backfill's tags are copied onto each run too). The server refuses unknown
+            # videos (PartitionKeysNotFoundError) before creating anything.
             backfill_id = client.launch_backfill(
-                assets,
+                job,
                 videos,
                 title=f"autoedit {args.profile} backfill ({scope})",
-                # Dagster copies a backfill's tags onto each of its runs: the render limit counts them.
                 tags={TAG_PROFILE: args.profile, **RENDER_RUN_TAGS},
             )
             if not args.json:
                 print(backfill_id, flush=True)
-            _progress(f"backfill {backfill_id}: {len(assets)} assets over {scope}")
+            _progress(f"backfill {backfill_id}: {job} over {scope}")
         if not (args.status or args.wait or args.json):
             return 0
         if args.wait:
-            info = client.wait_for_backfill(
-                backfill_id, args.timeout, lambda i: _progress(f"backfill {backfill_id}: {i['status']}")
-            )
+            info = client.wait_for_backfill(backfill_id, args.timeout, lambda i: _progress(backfill_progress(i)))
         else:
             info = client.backfill(backfill_id)
     if args.json:
@@ -365,7 +365,8 @@ def add_remote_commands(subparsers: argparse._SubParsersAction) -> None:
 
     b = subparsers.add_parser(
         "backfill", parents=[common], help="render a profile over many videos (partition backfill)",
-        description="Launch an asset backfill of a profile's assets and print its id, or show one with --status.",
+        description="Launch a job backfill (one run per video) of a profile's job and print its id, "
+        "or show one with --status.",
     )  # fmt: skip
     which = b.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every video")

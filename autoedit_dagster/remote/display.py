@@ -95,14 +95,33 @@ def print_table(videos: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+def status_counts(counts: dict[str, int]) -> str:
+    """A job backfill's partitions by their run's status: `3 SUCCESS, 1 FAILURE, 9996 NOT_STARTED`."""
+    return ", ".join(f"{count} {status}" for status, count in counts.items()) or "-"
+
+
+def backfill_progress(info: dict[str, Any]) -> str:
+    """One line for a backfill's progress (what `backfill --wait` says on each change)."""
+    line = f"backfill {info['backfill_id']}: {info['status']}"
+    if info["partitions_by_status"]:
+        line += f"; videos: {status_counts(info['partitions_by_status'])}"
+    return line
+
+
 def print_backfill(info: dict[str, Any]) -> None:
-    print(f"{'backfill':<9}{info['backfill_id']}  {info['status']}" + (f"  ({info['title']})" if info["title"] else ""))
+    title = f"  ({info['title']})" if info["title"] else ""
+    print(f"{'backfill':<9}{info['backfill_id']}  {info['status']}{title}")
+    if info.get("job"):
+        print(f"{'job':<9}{info['job']}")
     partitions = info["partitions"]
     if partitions is not None:
         shown = ", ".join(partitions[:10]) + (f", ... ({len(partitions)} in all)" if len(partitions) > 10 else "")
         print(f"{'videos':<9}{shown or '-'}")
+    if info.get("partitions_by_status"):
+        print(f"{'progress':<9}{status_counts(info['partitions_by_status'])}")
     for i, run in enumerate(info["runs"]):
-        print(f"{'runs' if i == 0 else '':<9}{run['run_id']}  {run['job']}  {run['status']}")
+        video = f"  {run['video_id']}" if run.get("video_id") else ""
+        print(f"{'runs' if i == 0 else '':<9}{run['run_id']}  {run['job']}  {run['status']}{video}")
     for i, (asset, counts) in enumerate(info["assets"].items()):
         print(
             f"{'assets' if i == 0 else '':<9}{asset}: {counts['materialized']}/{counts['targeted']} materialized, "

@@ -104,6 +104,17 @@ def video_assets_query(video_ids: Sequence[str], runs_per_video: int = 5, planne
     )
 
 
+# Where a job's partition set lives: the repository selector a job backfill names (a few names per
+# code location, nothing that grows with the archive).
+BACKFILL_TARGETS = f"""
+query AutoeditBackfillTargets {{
+  repositoriesOrError {{
+    {_ERROR_FIELDS}
+    ... on RepositoryConnection {{ nodes {{ name location {{ name }} partitionSets {{ name pipelineName }} }} }}
+  }}
+}}
+"""
+
 LAUNCH_BACKFILL = f"""
 mutation AutoeditBackfill($params: LaunchBackfillParams!) {{
   launchPartitionBackfill(backfillParams: $params) {{
@@ -114,14 +125,21 @@ mutation AutoeditBackfill($params: LaunchBackfillParams!) {{
 }}
 """
 
+# A backfill's progress: a job backfill's runs counted by status (`partitionStatusCounts`, one entry
+# per status, NOT_STARTED for partitions without a run yet) or an asset backfill's counts per asset
+# (`assetBackfillData`, the backfills launched before `autoedit backfill` launched job backfills).
+# With $full false (the polls of `--wait`) neither the partition names nor the runs are asked: at
+# 10,000 videos those are the bulk of the answer.
 BACKFILL = f"""
-query AutoeditBackfillStatus($id: String!) {{
+query AutoeditBackfillStatus($id: String!, $full: Boolean! = true) {{
   partitionBackfillOrError(backfillId: $id) {{
     {_ERROR_FIELDS}
     ... on PartitionBackfill {{
-      id status title numPartitions partitionNames timestamp endTimestamp
+      id status title numPartitions timestamp endTimestamp isAssetBackfill partitionSetName jobName
+      partitionNames @include(if: $full)
       error {{ message }}
-      runs(limit: 1000) {{ {_RUN_FIELDS} }}
+      partitionStatusCounts {{ runStatus count }}
+      runs(limit: 1000) @include(if: $full) {{ {_RUN_FIELDS} }}
       assetBackfillData {{
         assetBackfillStatuses {{
           __typename

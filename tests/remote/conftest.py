@@ -140,6 +140,56 @@ def run_steps_answer(status: str, steps: list[tuple[str, str]] = ()) -> dict[str
     return {"runOrError": {"__typename": "Run", "runId": "run-1", "status": status, "stepStats": stats}}
 
 
+LOCATION = "autoedit_dagster.definitions:defs"
+# Our code location's partitioned jobs, and another location's (a backfill must never name it).
+BACKFILL_REPOSITORIES = [
+    {
+        "name": "__repository__",
+        "location": {"name": LOCATION},
+        "partitionSets": [
+            {"name": f"{job}_partition_set", "pipelineName": job}
+            for job in ("video_job", "tate_job", "square_job", "yoko_job", "square_video_job", "yoko_video_job")
+        ],
+    },
+    {
+        "name": "__repository__",
+        "location": {"name": "elsewhere"},
+        "partitionSets": [{"name": "elsewhere_job_partition_set", "pipelineName": "elsewhere_job"}],
+    },
+]
+
+
+def _launch_backfill_answer(variables: dict[str, Any], _query: str) -> dict[str, Any]:
+    """`launchPartitionBackfill` as the webserver answers a job backfill: unknown videos refused."""
+    unknown = sorted(set(variables["params"].get("partitionNames") or ()) - {VIDEO_ID})
+    if unknown:
+        message = f"Partition keys `{unknown}` could not be found."
+        return {"launchPartitionBackfill": {"__typename": "PartitionKeysNotFoundError", "message": message,
+                                            "partitionKeys": unknown}}  # fmt: skip
+    return {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": "bf1"}}
+
+
+def job_backfill_answer(counts: dict[str, int], status: str = "COMPLETED_SUCCESS") -> dict[str, Any]:
+    """An `AutoeditBackfillStatus` answer for a job backfill of `yoko_job` over VIDEO_ID (names and runs only
+    when the query asks for them, as `@include(if: $full)` does)."""
+
+    def answer(variables: dict[str, Any], _query: str) -> dict[str, Any]:
+        full = variables.get("full", True)
+        backfill = {
+            "__typename": "PartitionBackfill", "id": "bf1", "status": status, "title": "autoedit yoko backfill",
+            "numPartitions": sum(counts.values()), "timestamp": 1000.0, "endTimestamp": 1020.0,
+            "isAssetBackfill": False, "partitionSetName": "yoko_job_partition_set", "jobName": "yoko_job",
+            "error": None, "partitionStatusCounts": [{"runStatus": k, "count": v} for k, v in counts.items()],
+            "assetBackfillData": None,
+        }  # fmt: skip
+        if full:
+            backfill["partitionNames"] = [VIDEO_ID]
+            backfill["runs"] = [_run("run-9", "yoko_job", "SUCCESS", {"dagster/partition": VIDEO_ID})]
+        return {"partitionBackfillOrError": backfill}
+
+    return answer
+
+
 def default_answers() -> dict[str, Answer]:
     return {
         "AutoeditPing": {"version": "1.13.27"},
@@ -156,7 +206,11 @@ def default_answers() -> dict[str, Answer]:
         "AutoeditRuns": _runs_answer,
         "AutoeditChecks": _checks_answer,
         "AutoeditLegacyChecks": _checks_answer,
-        "AutoeditBackfill(": {"launchPartitionBackfill": {"__typename": "LaunchBackfillSuccess", "backfillId": "bf1"}},
+        "AutoeditBackfillTargets": {
+            "repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": BACKFILL_REPOSITORIES}
+        },
+        "AutoeditBackfill(": _launch_backfill_answer,
+        "AutoeditBackfillStatus": job_backfill_answer({"SUCCESS": 1}),
         # dagster-graphql's own documents (dagster_graphql/client/client_queries.py)
         "GraphQLClientGetJobNames": {
             "repositoriesOrError": {

@@ -12,9 +12,17 @@ import pytest
 
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import MediaStore
-from tests.remote.conftest import REPO, VIDEO_ID, free_port, materialized_node, run_steps_answer, video_assets_answer
-
-YOKO_ASSETS = [["yoko", "edit_timeline"], ["yoko", "render"]]
+from tests.remote.conftest import (
+    BACKFILL_REPOSITORIES,
+    LOCATION,
+    REPO,
+    VIDEO_ID,
+    free_port,
+    job_backfill_answer,
+    materialized_node,
+    run_steps_answer,
+    video_assets_answer,
+)
 
 
 def _clip(tmp_path: Path, name: str = "Talk 1.mp4") -> Path:
@@ -277,34 +285,119 @@ def test_fetch_downloads_render_and_exports_through_the_store(fake, cli, remote_
 # -------------------------------------------------------------------------------------- backfill
 
 
+def _selector(job: str) -> dict:
+    return {"partitionSetName": f"{job}_partition_set",
+            "repositorySelector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}}  # fmt: skip
+
+
 def test_backfill_selected_videos(fake, cli) -> None:
     result = cli("backfill", "--videos", f"{VIDEO_ID},{VIDEO_ID}", "--profile", "yoko", "--url", fake.url)
     assert result.code == 0, result.err
     assert result.out == "bf1\n"
+    # Two requests: where yoko_job's partition set lives, then the job backfill (no asset listing, no video paging).
+    assert [r.body["query"].split()[1] for r in fake.requests] == [
+        "AutoeditBackfillTargets",
+        "AutoeditBackfill($params:",
+    ]
     (launch,) = fake.find("launchPartitionBackfill")
     params = launch.body["variables"]["params"]
-    assert [a["path"] for a in params["assetSelection"]] == YOKO_ASSETS
+    assert params["selector"] == _selector("yoko_job")
+    assert "assetSelection" not in params
     assert params["partitionNames"] == [VIDEO_ID]
     assert "allPartitions" not in params
     assert {"key": "autoedit/profile", "value": "yoko"} in params["tags"]
-    # An asset backfill runs as Dagster's implicit job: without the tag its runs escape the render limit.
+    # The job carries it too; the backfill's tags are copied onto each run: the render limit counts them.
     assert {"key": "autoedit/kind", "value": "render"} in params["tags"]
 
 
-def test_backfill_all_with_analysis(fake, cli) -> None:
-    result = cli("backfill", "--all", "--profile", "yoko", "--with-analysis", "--url", fake.url)
+@pytest.mark.parametrize(
+    ("options", "job"),
+    [
+        (["--with-analysis"], "video_job"),
+        ([], "tate_job"),
+        (["--profile", "yoko", "--with-analysis"], "yoko_video_job"),
+        (["--profile", "yoko"], "yoko_job"),
+        (["--profile", "square", "--with-analysis"], "square_video_job"),
+        (["--profile", "square"], "square_job"),
+    ],
+)
+def test_backfill_all_names_the_job_of_each_profile_and_analysis_choice(fake, cli, options, job) -> None:
+    result = cli("backfill", "--all", *options, "--url", fake.url)
     assert result.code == 0, result.err
     params = fake.find("launchPartitionBackfill")[0].body["variables"]["params"]
     assert params["allPartitions"] is True
     assert "partitionNames" not in params
-    assert [a["path"] for a in params["assetSelection"]] == [["source_video"], ["media_analysis"], *YOKO_ASSETS]
+    assert params["selector"] == _selector(job)
 
 
-def test_backfill_unknown_video_launches_nothing(fake, cli) -> None:
+def test_backfill_unknown_video_is_refused_by_the_server(fake, cli) -> None:
     result = cli("backfill", "--videos", f"{VIDEO_ID},nope-00000000", "--url", fake.url)
     assert result.code == 2
     assert _one_error_line(result.err) == "autoedit: error: unknown video: nope-00000000"
+    assert result.out == ""
+
+
+def test_backfill_of_a_job_no_location_serves_launches_nothing(fake, cli) -> None:
+    fake.answers["AutoeditBackfillTargets"] = {
+        "repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": BACKFILL_REPOSITORIES[1:]}
+    }
+    result = cli("backfill", "--all", "--url", fake.url)
+    assert result.code == 1
+    assert "serves no partitioned `tate_job`" in _one_error_line(result.err)
     assert not fake.find("launchPartitionBackfill")
+
+
+def test_backfill_status_of_a_job_backfill(fake, cli) -> None:
+    shown = cli("backfill", "--status", "bf1", "--url", fake.url)
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0].startswith("backfill bf1  COMPLETED_SUCCESS")
+    assert "job      yoko_job" in lines and f"videos   {VIDEO_ID}" in lines and "progress 1 SUCCESS" in lines
+    assert "run-9  yoko_job  SUCCESS" in shown.out
+    info = cli("backfill", "--status", "bf1", "--json", "--url", fake.url).json()
+    assert (info["kind"], info["job"], info["partitions_by_status"]) == ("job", "yoko_job", {"SUCCESS": 1})
+
+
+def test_backfill_wait_polls_counts_then_reads_the_whole_backfill(fake, cli) -> None:
+    polls = iter(
+        [job_backfill_answer({"NOT_STARTED": 1}, "REQUESTED"), job_backfill_answer({"FAILURE": 1}, "COMPLETED_FAILED")]
+    )
+    current = next(polls)
+
+    def answer(variables, query):
+        nonlocal current
+        data = current(variables, query)
+        if variables["full"] is False:
+            current = next(polls, current)
+        return data
+
+    fake.answers["AutoeditBackfillStatus"] = answer
+    result = cli("backfill", "--videos", VIDEO_ID, "--profile", "yoko", "--wait", "--timeout", "30", "--url", fake.url)
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == "autoedit: error: backfill bf1 ended COMPLETED_FAILED"
+    assert "progress 1 FAILURE" in result.out
+    statuses = [r.body["variables"]["full"] for r in fake.find("AutoeditBackfillStatus")]
+    assert statuses == [False, False, True]  # polls without names and runs, the whole backfill once at the end
+
+
+def test_backfill_status_of_an_asset_backfill_launched_before(fake, cli) -> None:
+    fake.answers["AutoeditBackfillStatus"] = {
+        "partitionBackfillOrError": {
+            "__typename": "PartitionBackfill", "id": "old1", "status": "COMPLETED_SUCCESS", "title": None,
+            "numPartitions": 1, "timestamp": 1000.0, "endTimestamp": 1020.0, "isAssetBackfill": True,
+            "partitionSetName": None, "jobName": None, "partitionNames": [VIDEO_ID], "error": None,
+            "partitionStatusCounts": [], "runs": [],
+            "assetBackfillData": {"assetBackfillStatuses": [
+                {"__typename": "AssetPartitionsStatusCounts", "assetKey": {"path": ["yoko", "render"]},
+                 "numPartitionsTargeted": 1, "numPartitionsInProgress": 0, "numPartitionsMaterialized": 1,
+                 "numPartitionsFailed": 0},
+            ]},
+        }
+    }  # fmt: skip
+    shown = cli("backfill", "--status", "old1", "--url", fake.url)
+    assert shown.code == 0, shown.err
+    assert "yoko/render: 1/1 materialized, 0 failed, 0 in progress" in shown.out
+    assert not any(line.startswith(("progress", "job ")) for line in shown.out.splitlines())
 
 
 def test_backfill_needs_a_target(cli) -> None:

@@ -83,7 +83,9 @@ def test_submit_status_fetch_backfill(deployment: Deployment, cli, monkeypatch, 
     assert info["partitions"] == [video_id]
     assert [run["status"] for run in info["runs"]] == ["SUCCESS"]
     run = info["runs"][0]
-    assert info["assets"]["yoko/render"]["materialized"] == 1
+    # A job backfill of yoko_job: one run per video, counted by status.
+    assert (info["kind"], info["job"], info["partitions_by_status"]) == ("job", "yoko_job", {"SUCCESS": 1})
+    assert (run["job"], run["video_id"]) == ("yoko_job", video_id)
 
     again = cli("backfill", "--status", info["backfill_id"], *url)
     assert again.code == 0 and info["backfill_id"] in again.out and "COMPLETED_SUCCESS" in again.out
