@@ -340,7 +340,7 @@ class _SubjectFinder(_Worker):
     """
 
     def __init__(
-        self, tracker: SubjectTracker, planes: "_Records | None", plane_size: tuple[int, int], nice: int = 0
+        self, tracker: SubjectTracker | None, planes: "_Records | None", plane_size: tuple[int, int], nice: int = 0
     ) -> None:
         super().__init__(nice)
         self.tracker, self.planes, self.plane_size = tracker, planes, plane_size
@@ -356,7 +356,7 @@ class _SubjectFinder(_Worker):
             plane = self._plane()
             if (job := self.jobs.get()) is None:
                 return
-            if self.error is None and not self.cancelled.is_set():
+            if self.error is None and self.tracker is not None and not self.cancelled.is_set():
                 index, gray, previous, new_shot = job
                 try:
                     self.found[index] = self.tracker.locate(gray, previous, new_shot, plane)
@@ -560,9 +560,13 @@ def analyze(
     drain = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
     drain.start()
 
-    tracker = SubjectTracker(
-        max(1, round(settings.subject_fps / settings.face_search_fps)),
-        max(1, round(settings.subject_fps / settings.people_search_fps)),
+    tracker = (
+        SubjectTracker(
+            max(1, round(settings.subject_fps / settings.face_search_fps)),
+            max(1, round(settings.subject_fps / settings.people_search_fps)),
+        )
+        if settings.subjects
+        else None  # the finder still drains its queue and the planes, and finds nothing
     )
     plane_size = face_plane_size(info, settings)
     plane_bytes, frame_bytes = (w * h * 3 // 2 for w, h in (plane_size, (width, height)))

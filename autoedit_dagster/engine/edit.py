@@ -67,6 +67,8 @@ def plan_edit(
     from .previews import timeline_png
 
     settings = settings or EditSettings()
+    if not profile.reframes:  # the crop is the only reader of the subject columns
+        settings = settings.model_copy(update={"analysis": settings.analysis.model_copy(update={"subjects": False})})
     source = analyze_source(source_path, settings, on_progress, info)
     crop_path = plan_crop(source.frames, source.info, source.shots, profile, settings.reframe)
     timeline = build_timeline(
@@ -241,7 +243,8 @@ def _loudness_warnings(result: RenderResult, output: Path, profile: EditProfile,
     """Say when the output is not at its loudness target: silent audio, or peaks the limiter held down.
 
     A measured gain without a limiter is exact (the same signal, made louder or softer), so the
-    output is measured only when the limiter ran.
+    output is measured only when the limiter ran, and not even then when the render's make-up
+    already measured the chain it rendered (`RenderResult.delivered_lufs`: short edits).
     """
     from .verify import LOUDNESS_TOLERANCE_LU, integrated_loudness
 
@@ -250,7 +253,11 @@ def _loudness_warnings(result: RenderResult, output: Path, profile: EditProfile,
         return
     if result.loudness.is_silent:
         warn(f"the kept audio is silent or too short to measure: left as it is, not brought to {target:g} LUFS")
-    elif result.limited and abs((lufs := integrated_loudness(output)) - target) > LOUDNESS_TOLERANCE_LU:
+        return
+    if not result.limited:
+        return
+    lufs = result.delivered_lufs if result.delivered_lufs is not None else integrated_loudness(output)
+    if abs(lufs - target) > LOUDNESS_TOLERANCE_LU:
         warn(
             f"loudness {lufs:.1f} LUFS, not the {target:g} LUFS target: the true-peak limit "
             f"({profile.true_peak_dbtp:g} dBTP) holds its peaks down"

@@ -28,10 +28,8 @@ metadata under `autoedit` (timeline and clips), which the OTIO JSON keeps in ful
 """
 
 import functools
-import os
 import re
 import unicodedata
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ import opentimelineio as otio
 
 from autoedit_dagster.names import EXPORT_SUFFIXES
 
+from .tempfiles import write_atomic
 from .timeline import Timeline
 
 OTIO_ADAPTERS = {"fcpxml": "fcpx_xml", "fcp7": "fcp_xml", "edl": "cmx_3600", "otio": "otio_json"}
@@ -225,24 +224,6 @@ def export_text(timeline: Timeline, fmt: str) -> str:
         tree.name = _ascii(tree.name)
         return otio.adapters.write_to_string(tree, adapter_name=OTIO_ADAPTERS[fmt], rate=float(timeline.fps_exact))
     return otio.adapters.write_to_string(tree, adapter_name=OTIO_ADAPTERS[fmt])
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` via a temporary file in the same folder, so readers never see half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique hidden name opened with "x" (not mkstemp, which makes files 0600): the export gets
-    # the usual permissions, and a crash leaves a dot-file, never a half file at the final name.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_export(timeline: Timeline, fmt: str, path: Path) -> Path:

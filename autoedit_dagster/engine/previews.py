@@ -17,8 +17,8 @@ import polars as pl
 
 from . import ffmpeg_io
 from .errors import CorruptMedia, UnsupportedMedia
-from .exports import write_atomic
 from .media_info import probe
+from .tempfiles import write_atomic
 from .timeline import Timeline
 
 # Colours are BGR (OpenCV's order). The band colours are exact, so tests and people can find them.

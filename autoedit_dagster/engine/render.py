@@ -98,6 +98,12 @@ class RenderResult(BaseModel):
     makeup_db: float = Field(
         default=0.0, description="Gain added after the limiter, measured, to make up what it took (short edits)."
     )
+    delivered_lufs: float | None = Field(
+        default=None,
+        description="Integrated loudness of the delivered audio chain (gain, limiter, make-up) as the make-up "
+        "last measured it, when that measurement is of the chain rendered (a short, limited edit whose make-up "
+        "landed within its tolerance); None when nobody measured it.",
+    )
     wall_seconds: float
 
 
@@ -515,20 +521,25 @@ def _measure(
     return parse_ebur128_summary(stderr, profile.loudness_lufs)
 
 
-def make_up(timeline: Timeline, profile: EditProfile, loudness: LoudnessMeasurement | None) -> float:
-    """The gain (dB) after the limiter that brings a short, limited edit back to its target; 0 when
-    no limiter runs or the edit is longer than `MAKEUP_MAX_S` (see there)."""
+def make_up(
+    timeline: Timeline, profile: EditProfile, loudness: LoudnessMeasurement | None
+) -> tuple[float, float | None]:
+    """The gain (dB) after the limiter that brings a short, limited edit back to its target (0 when
+    no limiter runs or the edit is longer than `MAKEUP_MAX_S`, see there), and the loudness (LUFS)
+    it measured with that gain: None unless its last pass measured the gain it returns."""
     if loudness is None or not needs_limiter(profile, loudness) or timeline.output_duration > MAKEUP_MAX_S:
-        return 0.0
+        return 0.0, None
     makeup = 0.0
     for _ in range(MAKEUP_PASSES):
         after = _measure(timeline, profile, gain=_gain_chain(profile, loudness, makeup)).input_i
         miss = profile.loudness_lufs - after
-        if not math.isfinite(miss) or abs(miss) <= MAKEUP_TOLERANCE_LU:
-            break
+        if not math.isfinite(miss):
+            return makeup, None
+        if abs(miss) <= MAKEUP_TOLERANCE_LU:
+            return makeup, after
         # The limiter takes part of every step back, so the loudness comes up from below.
         makeup = max(0.0, makeup + miss)
-    return makeup
+    return makeup, None
 
 
 class _Monotonic:
@@ -570,7 +581,7 @@ def render(
         timeline.loudness if measured else measure_loudness(timeline, profile, progress.stage(0.0, MEASURE_SHARE))
     )
     encode_from = 0.0 if measured else MEASURE_SHARE
-    makeup_db = make_up(timeline, profile, loudness)
+    makeup_db, delivered_lufs = make_up(timeline, profile, loudness)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # What a killed render left here or in the temp dir (dead owners, over an hour old only).
@@ -601,5 +612,6 @@ def render(
         loudness=loudness,
         limited=needs_limiter(profile, loudness),
         makeup_db=makeup_db,
+        delivered_lufs=delivered_lufs,
         wall_seconds=time.monotonic() - started,
     )

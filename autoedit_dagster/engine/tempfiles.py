@@ -103,3 +103,21 @@ def sweep_temp_dirs(
 def sweep_partials(folder: str | Path, older_than: float = SAFE_AGE_SECONDS, now: float | None = None) -> list[Path]:
     """Delete `.<name>.<pid>-<id>.part` files in `folder` left by dead renders."""
     return _sweep(Path(folder), _PARTIAL_RE, False, older_than, now)
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder, so readers never see half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique hidden name opened with "x" (not mkstemp, which makes files 0600): the export gets
+    # the usual permissions, and a crash leaves a dot-file, never a half file at the final name.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "xb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -28,6 +28,22 @@ def test_one_row_per_frame_with_schema(bunny: Path) -> None:
     assert table["audio_db"].null_count() == 0
 
 
+def test_without_subjects_the_subject_columns_stay_empty_and_the_rest_is_the_same(
+    carphone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit that keeps the whole frame (yoko) searches no subject: nothing else in the table moves."""
+    info = probe(carphone)
+    full = analyze(info)
+    located: list[int] = []
+    monkeypatch.setattr(SubjectTracker, "locate", lambda *_a, **_k: located.append(1))
+    bare = analyze(info, AnalysisSettings(subjects=False))
+    assert located == []
+    subject_columns = [c for c in ANALYSIS_SCHEMA if c.startswith("subject_")]
+    assert full["subject_kind"].drop_nulls().len() > 0  # the man in the car is found when asked for
+    assert all(bare[c].null_count() == bare.height for c in subject_columns)
+    assert bare.drop(subject_columns).equals(full.drop(subject_columns))
+
+
 def test_scene_score_peaks_exactly_at_cuts(tmp_path: Path) -> None:
     cuts = shots_clip(tmp_path / "shots.mp4", [30, 40, 25, 50])
     table = analyze(probe(tmp_path / "shots.mp4"))

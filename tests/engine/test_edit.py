@@ -7,12 +7,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from autoedit_dagster.engine.edit import PlanningFailed, edit
+from autoedit_dagster.engine import verify
+from autoedit_dagster.engine.config import get_profile
+from autoedit_dagster.engine.edit import PlanningFailed, _loudness_warnings, edit, plan_edit
 from autoedit_dagster.engine.errors import CorruptMedia, FFmpegFailed
 from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.engine.render import RenderResult
+from autoedit_dagster.engine.subjects import SubjectTracker
+from autoedit_dagster.engine.timeline import LoudnessMeasurement
 from testsupport.media_factory import talk_clip
 
 
@@ -69,6 +75,8 @@ def test_ffmpeg_failure_survives_pickling() -> None:
     [
         # What the parent imports stays resident for the whole render (bench/RESULTS.md, memory).
         ("autoedit_dagster.cli, autoedit_dagster.engine.edit", ("cv2", "polars", "opentimelineio", "dagster")),
+        # Planning in this process (a short source) loads OpenTimelineIO only when an export is asked for.
+        ("autoedit_dagster.engine.pipeline", ("opentimelineio", "dagster")),
         # `autoedit` starts its ffprobe having imported only the standard library (`ffmpeg_io.ProbeRun`).
         ("autoedit_dagster.cli", ("pydantic", "numpy", "polars", "cv2", "dagster")),
     ],
@@ -84,3 +92,50 @@ def test_a_short_source_is_planned_in_this_process(talk, tmp_path: Path) -> None
     result = edit(talk.path, tmp_path / "out.mp4", "yoko")
     assert result.output_duration > 0 and result.render.loudness is not None
     assert set(multiprocessing.active_children()) <= before
+
+
+@pytest.mark.parametrize(("profile", "searches"), [("yoko", False), ("tate", True)])
+def test_only_a_reframing_edit_searches_for_subjects(
+    talk, profile: str, searches: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Yoko keeps the whole frame: the crop is the only reader of the subject columns."""
+    located: list[int] = []
+    real = SubjectTracker.locate
+
+    def locate(self: SubjectTracker, *args: Any, **kwargs: Any) -> Any:
+        located.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectTracker, "locate", locate)
+    plan = plan_edit(talk.path, get_profile(profile), info=probe(talk.path))
+    assert bool(located) is searches
+    assert plan.timeline.ranges and plan.shots >= 1  # shots are still found (the summary counts them)
+
+
+@pytest.mark.parametrize(
+    ("delivered", "measured_file", "warned"),
+    [(-14.2, False, False), (-16.0, False, True), (None, True, True)],
+)
+def test_a_limited_edit_is_measured_again_only_when_its_make_up_did_not_measure_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delivered: float | None, measured_file: bool, warned: bool
+) -> None:
+    files: list[Path] = []
+
+    def integrated_loudness(path: Path) -> float:
+        files.append(path)
+        return -17.0
+
+    monkeypatch.setattr(verify, "integrated_loudness", integrated_loudness)
+    result = RenderResult(
+        output=tmp_path / "out.mp4",
+        command=[],
+        output_duration=10.0,
+        loudness=LoudnessMeasurement(input_i=-20, input_tp=-2, input_lra=3, input_thresh=-30, target_offset=6),
+        limited=True,
+        delivered_lufs=delivered,
+        wall_seconds=1.0,
+    )
+    warnings: list[str] = []
+    _loudness_warnings(result, result.output, get_profile("yoko"), warnings.append)
+    assert bool(files) is measured_file
+    assert bool(warnings) is warned

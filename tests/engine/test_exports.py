@@ -9,7 +9,7 @@ import numpy as np
 import opentimelineio as otio
 import pytest
 
-from autoedit_dagster.engine import exports
+from autoedit_dagster.engine import exports, tempfiles
 from autoedit_dagster.engine.timeline import CropKey, FrameRange, Timeline
 from autoedit_dagster.names import EXPORT_SUFFIXES
 
@@ -227,7 +227,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def crash(*_args: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(exports.os, "replace", crash)
+    monkeypatch.setattr(tempfiles.os, "replace", crash)  # the writer `write_export` uses
     longer = make_timeline(make_ranges(9))
     with pytest.raises(OSError, match="disk gone"):
         exports.write_export(longer, "edl", written["edl"])

@@ -152,4 +152,6 @@ def test_a_short_edit_the_limiter_holds_down_is_made_up(bunny: Path, tmp_path: P
     lufs, peak = ebur128(out)
     assert result.limited and result.makeup_db > 2.0, result
     assert abs(lufs - profile.loudness_lufs) <= 1.0, (lufs, result.makeup_db)
+    # What the make-up measured is what was delivered: the edit need not measure the file again.
+    assert result.delivered_lufs is not None and abs(result.delivered_lufs - lufs) <= 0.3, (result, lufs)
     assert peak <= profile.true_peak_dbtp + 0.5, peak

@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from autoedit_dagster.engine import exports, ffmpeg_io, previews
+from autoedit_dagster.engine import ffmpeg_io, previews, tempfiles
 from autoedit_dagster.engine.analysis import ANALYSIS_SCHEMA
 from autoedit_dagster.engine.errors import FFmpegFailed, UnsupportedMedia
 from autoedit_dagster.engine.timeline import CropKey, FrameRange, Timeline
@@ -167,7 +167,7 @@ def test_png_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     def crash(*_args: object) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(exports.os, "replace", crash)
+    monkeypatch.setattr(tempfiles.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         previews.timeline_png(make_analysis(), make_timeline(RANGES), [], path)
     assert path.read_bytes() == b"previous"
