@@ -462,22 +462,24 @@ def _command(
     info: MediaInfo,
     settings: AnalysisSettings,
     audio_fd: int | None,
-    plane_fd: int,
+    plane_fd: int | None,
     sample_every: int,
     voice_fd: int | None = None,
     loudness_fd: int | None = None,
 ) -> list[str]:
     width, height = analysis_size(info, settings)
     plane_w, plane_h = face_plane_size(info, settings)
-    graph = (
-        f"[0:v:0]fps={info.fps_fraction},split=2[all][faces];"
-        f"[all]scale={width}:{height}:flags=fast_bilinear,format=yuv420p[v];"
-        # Only the sampled frames, in YUV like the small ones (`FacePlane` makes BGR of those a search
-        # uses); passthrough keeps ffmpeg from duplicating frames to fill the gaps `select` leaves.
-        f"[faces]select='not(mod(n,{sample_every}))',scale={plane_w}:{plane_h}:flags=bilinear,format=yuv420p[p]"
-    )
-    outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1",
-               "-map", "[p]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{plane_fd}"]  # fmt: skip
+    small = f"scale={width}:{height}:flags=fast_bilinear,format=yuv420p[v]"
+    graph = f"[0:v:0]fps={info.fps_fraction},{small}"
+    outputs = ["-map", "[v]", "-f", "rawvideo", "pipe:1"]
+    if plane_fd is not None:  # no face plane when no subject is looked for (`AnalysisSettings.subjects`)
+        graph = (
+            f"[0:v:0]fps={info.fps_fraction},split=2[all][faces];[all]{small};"
+            # Only the sampled frames, in YUV like the small ones (`FacePlane` makes BGR of those a
+            # search uses); passthrough keeps ffmpeg from duplicating frames to fill the gaps `select` leaves.
+            f"[faces]select='not(mod(n,{sample_every}))',scale={plane_w}:{plane_h}:flags=bilinear,format=yuv420p[p]"
+        )
+        outputs += ["-map", "[p]", "-fps_mode", "passthrough", "-f", "rawvideo", f"pipe:{plane_fd}"]
     if audio_fd is not None:
         mono = "aformat=sample_fmts=s16:channel_layouts=mono"
         source = "[0:a:0]"
@@ -521,7 +523,7 @@ def analyze(
 
     sample_every = max(1, round(float(fps) / settings.subject_fps))
     audio_read, audio_write = os.pipe() if info.has_audio else (None, None)
-    plane_read, plane_write = os.pipe()
+    plane_read, plane_write = os.pipe() if settings.subjects else (None, None)
     voice_read, voice_write = os.pipe() if info.has_audio and settings.voice else (None, None)
     loud_read, loud_write = os.pipe() if info.has_audio and settings.loudness else (None, None)
     for wide_pipe in (voice_write, loud_write):
@@ -534,10 +536,12 @@ def analyze(
         pass_fds=tuple(fd for fd in (plane_write, audio_write, voice_write, loud_write) if fd is not None),
         **ffmpeg_io.CHILD,
     )  # fmt: skip
-    os.close(plane_write)
-    planes = os.fdopen(plane_read, "rb")
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(plane_read, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    planes: IO[bytes] | None = None
+    if plane_write is not None and plane_read is not None:
+        os.close(plane_write)
+        planes = os.fdopen(plane_read, "rb")
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(plane_read, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     assert proc.stdout is not None
     with contextlib.suppress(OSError):  # fewer wake-ups per frame; the default is 64 KiB
         fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
@@ -566,15 +570,17 @@ def analyze(
             max(1, round(settings.subject_fps / settings.people_search_fps)),
         )
         if settings.subjects
-        else None  # the finder still drains its queue and the planes, and finds nothing
+        else None  # the finder still drains its queue, and finds nothing
     )
     plane_size = face_plane_size(info, settings)
     plane_bytes, frame_bytes = (w * h * 3 // 2 for w, h in (plane_size, (width, height)))
-    plane_records = _Records(planes, plane_bytes, _queue_length(PLANES_QUEUED, PLANE_QUEUE_BYTES, plane_bytes))
+    plane_records = None
+    if planes is not None:
+        plane_records = _Records(planes, plane_bytes, _queue_length(PLANES_QUEUED, PLANE_QUEUE_BYTES, plane_bytes))
+        plane_records.start()
     frame_records = _Records(
         cast(IO[bytes], proc.stdout), frame_bytes, _queue_length(FRAMES_QUEUED, FRAME_QUEUE_BYTES, frame_bytes)
     )
-    plane_records.start()
     frame_records.start()
     finder = _SubjectFinder(tracker, plane_records, plane_size, settings.nice)
     finder.start()
@@ -598,9 +604,10 @@ def analyze(
         drain.join()
         finder.jobs.put(None)
         finder.join()
-        plane_records.stop.set()
-        plane_records.join()
-        planes.close()
+        if plane_records is not None and planes is not None:
+            plane_records.stop.set()
+            plane_records.join()
+            planes.close()
         for pcm_reader in (audio, voice, loud):
             if pcm_reader is not None:
                 pcm_reader.join()

@@ -42,6 +42,8 @@ def test_without_subjects_the_subject_columns_stay_empty_and_the_rest_is_the_sam
     assert full["subject_kind"].drop_nulls().len() > 0  # the man in the car is found when asked for
     assert all(bare[c].null_count() == bare.height for c in subject_columns)
     assert bare.drop(subject_columns).equals(full.drop(subject_columns))
+    # Nor does ffmpeg make the face-search picture nobody would read.
+    assert "select=" not in " ".join(analysis._command(info, AnalysisSettings(subjects=False), None, None, 6))
 
 
 def test_scene_score_peaks_exactly_at_cuts(tmp_path: Path) -> None:
