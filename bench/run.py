@@ -45,7 +45,7 @@ from testsupport.media_factory import (
     voiced_rms_db,
     write_clip,
 )
-from testsupport.people_factory import CASES, Case, crop_scores, person_clip
+from testsupport.people_factory import CASES, HARD_CASES, Case, crop_scores, person_clip
 
 HERE = Path(__file__).resolve().parent
 MEDIA = HERE / "media"
@@ -374,16 +374,21 @@ def bench_people_varied(work: Path, seeds: int = 3, seconds: float = 8.0) -> dic
     makes the subject cross the distractors' side and the frame's edges. 960x540 for time; the
     scores are shares of frames and motion is scaled to a 1080-line picture, so they compare.
     """
-    rng = np.random.default_rng(12)
-    cases = {}
-    for name, case in CASES.items():
-        for seed in range(seeds):
-            path = tuple((float(rng.uniform(0.12, 0.88)), float(rng.uniform(0.3, 0.65))) for _ in range(3))
-            cases[f"{name} #{seed}"] = dataclasses.replace(case, path=path)
     return {
         "clip": f"960x540, 25 fps, {seconds:.0f} s each, {seeds} random paths per case; tate (9:16)",
-        **_people_scores(work, cases, (960, 540), seconds),
+        **_people_scores(work, varied_cases(CASES | HARD_CASES, seeds), (960, 540), seconds),
     }
+
+
+def varied_cases(base: dict[str, Case], seeds: int, rng_seed: int = 12) -> dict[str, Case]:
+    """Each case on `seeds` random paths of three waypoints, drawn in the case's `x_range`, `y_range`."""
+    rng = np.random.default_rng(rng_seed)
+    cases = {}
+    for name, case in base.items():
+        for seed in range(seeds):
+            path = tuple((float(rng.uniform(*case.x_range)), float(rng.uniform(*case.y_range))) for _ in range(3))
+            cases[f"{name} #{seed}"] = dataclasses.replace(case, path=path)
+    return cases
 
 
 def bench_detectors() -> dict:

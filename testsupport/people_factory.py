@@ -28,9 +28,15 @@ class Case:
     """One scene: who, how big, where it goes, and what gets in the way.
 
     `path` gives the subject's centre as fractions of the frame at a phase 0..1 of the shot;
-    `events` are (start_s, end_s, kind) with kind "cover" (a board hides most of the face) or
-    "profile" (the head turns: squeezed to 45 % of its width); distractors are "face" (a second,
-    smaller face, still) and "blob" (a large bright disc drifting across).
+    `events` are (start_s, end_s, kind) with kind "cover" (a board hides most of the face),
+    "profile" (the head turns: squeezed to 45 % of its width) or "absent" (nobody in the picture: no
+    box, those frames are not scored); distractors are "face" (a second, smaller face, still),
+    "blob" (a large bright disc drifting across), "twin" (the same face at 0.85 of the subject's size,
+    still, on the side away from its path: a two-shot), "poster" (the same face 1.6x larger, frozen: a
+    picture on the wall, on the side away from the path) and "blob front" (the bright disc passes in
+    front of the face halfway through the shot). `tone` (brightness, contrast) is applied to the
+    subject's head only, as ffmpeg's eq does: a face in shadow, or washed out. `x_range`, `y_range`:
+    where random paths (bench "people, varied") draw their waypoints; below 0 or above 1 is partly out.
     """
 
     name: str
@@ -41,6 +47,9 @@ class Case:
     distractors: tuple[str, ...] = ()
     cut_at: float | None = None  # seconds: the background and the subject's place change here
     after_cut: tuple[tuple[float, float], ...] = ((0.78, 0.4), (0.65, 0.45))
+    tone: tuple[float, float] = (0.0, 1.0)
+    x_range: tuple[float, float] = (0.12, 0.88)
+    y_range: tuple[float, float] = (0.3, 0.65)
 
 
 @dataclass
@@ -114,8 +123,20 @@ def _paste(frame: np.ndarray, patch: np.ndarray, alpha: np.ndarray, x0: int, y0:
     frame[ay0:ay1, ax0:ax1] = (p * a + region * (1 - a)).astype(np.uint8)
 
 
-def face_at(frame: np.ndarray, index: int, cx: float, cy: float, face_h: float, squeeze: float = 1.0) -> tuple:
-    """Paste carphone's head (frame `index`, ping-pong) with its face centred at (cx, cy), face_h tall."""
+def face_at(
+    frame: np.ndarray,
+    index: int,
+    cx: float,
+    cy: float,
+    face_h: float,
+    squeeze: float = 1.0,
+    tone: tuple[float, float] = (0.0, 1.0),
+) -> tuple:
+    """Paste carphone's head (frame `index`, ping-pong) with its face centred at (cx, cy), face_h tall.
+
+    `tone`: (brightness, contrast) as ffmpeg's eq filter applies them (out = (in - 0.5) * contrast +
+    0.5 + brightness, on 0..1), to the head only.
+    """
     faces, boxes = carphone_faces()
     n = len(faces)
     i = index % (2 * n - 2)
@@ -125,6 +146,10 @@ def face_at(frame: np.ndarray, index: int, cx: float, cy: float, face_h: float, 
     sw, sh = max(2, round(176 * scale * squeeze)), max(2, round(144 * scale))
     patch = cv2.resize(src, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     fbox = np.array([box[0] * scale * squeeze, box[1] * scale, box[2] * scale * squeeze, box[3] * scale])
+    if tone != (0.0, 1.0):
+        brightness, contrast = tone
+        patch = np.clip((patch.astype(np.float32) - 127.5) * contrast + 127.5 + 255 * brightness, 0, 255)
+        patch = patch.astype(np.uint8)
     alpha = _head_mask(sw, sh, fbox)
     fcx, fcy = fbox[0] + fbox[2] / 2, fbox[1] + fbox[3] / 2
     x0, y0 = round(cx - fcx), round(cy - fcy)
@@ -206,15 +231,31 @@ def person_clip(
             cv2.circle(frame, (int(bx), int(0.55 * h)), int(h / 6), (120, 235, 255), -1, cv2.LINE_AA)
         if "face" in case.distractors:  # a second face, half the subject's size, still
             face_at(frame, i + 40, w * (0.12 if fx > 0.3 else 0.88), h * 0.3, case.height * h / 2)
+        away = 0.1 if np.mean([x for x, _ in case.path]) > 0.5 else 0.9  # the side away from the path
+        if "twin" in case.distractors:  # a second person of about the subject's size (here its very face)
+            face_at(frame, i + 60, w * (away + 0.08 if away < 0.5 else away - 0.08), h * 0.45, 0.85 * case.height * h)
+        if "poster" in case.distractors:  # the same face, larger and frozen: a picture on the wall
+            face_at(frame, 30, w * (away - 0.02 if away < 0.5 else away + 0.02), h * 0.4, 1.6 * case.height * h)
         events = {kind for a, b, kind in case.events if a <= t < b}
-        if case.figure == "walker":
+        if "absent" in events:
+            box: tuple = (np.nan,) * 4
+        elif case.figure == "walker":
             box = _walker(frame, t, fx * w, fy * h, case.height * h)
         else:
-            box = face_at(frame, i, fx * w, fy * h, case.height * h, 0.45 if "profile" in events else 1.0)
+            box = face_at(frame, i, fx * w, fy * h, case.height * h, 0.45 if "profile" in events else 1.0, case.tone)
             if "cover" in events:  # a board in front of the face: three quarters of it hidden
                 bx, by, bw, bh = box
                 cv2.rectangle(frame, (int(bx - 0.8 * bw), int(by - 0.7 * bh)), (int(bx + 0.8 * bw), int(by + 0.3 * bh)),
                               (70, 110, 150), -1)  # fmt: skip
+        if "blob front" in case.distractors:  # a bright disc crossing in front of the face halfway through
+            mx, my = _along(case.path, 0.5)
+            bx = w * (mx + 0.6 * (0.5 - i / max(1, n - 1)))
+            cv2.circle(frame, (int(bx), int(my * h)), int(h / 6), (120, 235, 255), -1, cv2.LINE_AA)
+        if np.isfinite(box[0]):  # partly out of the picture: the part in it is what can be kept in view
+            x0, x1 = max(0.0, box[0] - box[2] / 2), min(float(w), box[0] + box[2] / 2)
+            y0, y1 = max(0.0, box[1] - box[3] / 2), min(float(h), box[1] + box[3] / 2)
+            if (x1 - x0, y1 - y0) != (box[2], box[3]):
+                box = ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
         boxes.append(box)
         enc.stdin.write(frame.tobytes())
     enc.stdin.close()
@@ -238,6 +279,28 @@ CASES: dict[str, Case] = {
 }
 
 
+TWO_SHOT: dict = {"path": ((0.45, 0.45), (0.6, 0.5)), "x_range": (0.35, 0.65), "y_range": (0.4, 0.55),
+                  "distractors": ("twin",)}  # fmt: skip
+"""The followed face near the middle, the other person at the side: the followed one is the main subject."""
+HARD_CASES: dict[str, Case] = {
+    case.name: case
+    for case in (
+        Case("two-shot, covered 1.5 s", events=((2.0, 3.5, "cover"),), **TWO_SHOT),
+        Case("two-shot, turns 2 s", events=((2.0, 4.0, "profile"),), **TWO_SHOT),
+        Case("enters at 3 s", path=((0.3, 0.45), (0.6, 0.5)), events=((0.0, 3.0, "absent"),)),
+        Case("face at the edge", height=1 / 6, path=((0.01, 0.45), (0.05, 0.5)), x_range=(-0.01, 0.06)),
+        Case("face in shadow", tone=(-0.3, 1.0)),
+        Case("face washed out", tone=(0.0, 0.4)),
+        Case("face beside its poster", path=((0.35, 0.45), (0.6, 0.5)), distractors=("poster",)),
+        Case("face behind a bright disc", path=((0.3, 0.45), (0.6, 0.5)), distractors=("blob front",)),
+    )
+}
+"""Cases found by a sceptic's look at what the benches did not cover: a two-shot whose followed face
+is covered (or turns), a person entering an empty picture, a face cut by the frame's edge, one in
+shadow or washed out, the same face as a larger still poster beside it, and a bright disc passing in
+front of the face."""
+
+
 def crop_scores(plan: pl.DataFrame, boxes: np.ndarray) -> dict[str, float]:
     """How well a crop plan keeps the true boxes: the issue's three measures.
 
@@ -250,8 +313,9 @@ def crop_scores(plan: pl.DataFrame, boxes: np.ndarray) -> dict[str, float]:
     n = min(len(x), len(boxes))
     x, y, w, h, b = x[:n], y[:n], w[:n], h[:n], boxes[:n]
     cx, cy, bw, bh = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    centre = (cx >= x) & (cx <= x + w) & (cy >= y) & (cy <= y + h)
-    whole = (cx - bw / 2 >= x) & (cx + bw / 2 <= x + w) & (cy - bh / 2 >= y) & (cy + bh / 2 <= y + h)
+    seen = np.isfinite(cx)  # frames without the subject in the picture are not scored
+    centre = ((cx >= x) & (cx <= x + w) & (cy >= y) & (cy <= y + h))[seen]
+    whole = ((cx - bw / 2 >= x) & (cx + bw / 2 <= x + w) & (cy - bh / 2 >= y) & (cy + bh / 2 <= y + h))[seen]
     shot = plan["shot"].to_numpy()[:n]
     steps = np.hypot(np.diff(plan["cx"].to_numpy()[:n]), np.diff(plan["cy"].to_numpy()[:n]))[shot[1:] == shot[:-1]]
     frame_h = float(plan["h"][0])  # a 9:16 window on 16:9 footage is the frame's full height

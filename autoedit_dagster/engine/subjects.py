@@ -401,6 +401,7 @@ class SubjectTracker:
         self._since_people = self.people_every
         self._look_again = False  # a search at a new shot found nobody: search the next sample too
         self._look: np.ndarray | None = None  # the followed face's colours when last seen
+        self._others: list[Subject] = []  # other faces seen beside the followed one in this shot
 
     def locate(
         self,
@@ -424,6 +425,7 @@ class SubjectTracker:
         before_cut = expected if new_shot else None
         if new_shot:
             self._track, self._misses, expected = None, 0, None
+            self._others = []
         found: Subject | None = None
         unlike: Subject | None = None  # found near its place without its look: taken if nothing better
         if expected is not None:
@@ -453,7 +455,7 @@ class SubjectTracker:
         if expected is not None and self._misses < HOLD_SAMPLES:
             self._misses += 1
             return _scaled(replace(expected, kind="held"), to_gray)
-        self._track, self._misses = None, 0
+        self._track, self._misses, self._others = None, 0, []
         return salient_subject(gray, previous)
 
     def _expected(self, width: int, height: int) -> Subject | None:
@@ -478,12 +480,52 @@ class SubjectTracker:
         if not candidates and people and (expected is None or expected.kind == "person"):
             candidates = find_people(plane)
         if expected is None:
-            return main_subject(candidates, plane.shape[1], plane.shape[0]) if candidates else None
+            if not candidates:
+                return None
+            chosen = main_subject(candidates, plane.shape[1], plane.shape[0])
+            # Faces within the chosen one's reach are not taken for others: one of them may be the
+            # chosen person's better box (a second box the CNN put beside a face, 50 px off, was
+            # chosen once, and the real face then shut out as "the other person").
+            r = reach(chosen, 0, plane.shape[1])
+            self._others = [
+                c for c in candidates if c.kind == "face" and max(abs(c.cx - chosen.cx), abs(c.cy - chosen.cy)) > r
+            ]
+            return chosen
+        candidates = self._not_others(candidates, expected, plane.shape[1])
         near = [c for c in candidates if same_subject(c, expected, self._misses, plane.shape[1])]
         alike = self._alike(plane, near)
         if alike:
             return nearest(alike, expected)
         return self._moved_fast(plane, candidates, expected) or (nearest(near, expected) if near else None)
+
+    def _not_others(self, candidates: list[Subject], expected: Subject, width: int) -> list[Subject]:
+        """The candidates that are not one of the other faces seen beside the followed one (`_others`).
+
+        Two faces seen at once are two people: in a two-shot, the other person, still where they
+        were, is not the followed face moved there when that face is covered or turns away (the
+        detector misses it, and the other one, of its size and here of its colours, is in reach).
+        A candidate is the other person when it can be them (`same_subject`, as far as the followed
+        face may move) and is nearer their last place than where the followed face should be. Each
+        such sighting moves the other face's place along.
+        """
+        if not self._others:
+            return candidates
+        kept = []
+        for c in candidates:
+            d_expected = max(abs(c.cx - expected.cx), abs(c.cy - expected.cy))
+            match = next(
+                (
+                    i
+                    for i, o in enumerate(self._others)
+                    if same_subject(c, o, HOLD_SAMPLES, width) and max(abs(c.cx - o.cx), abs(c.cy - o.cy)) < d_expected
+                ),
+                None,
+            )
+            if match is None:
+                kept.append(c)
+            else:
+                self._others[match] = c
+        return kept
 
     def _alike(self, plane: np.ndarray, candidates: list[Subject]) -> list[Subject]:
         """The candidates with the followed face's look (all of them when it has none: a body).
@@ -534,7 +576,7 @@ class SubjectTracker:
             # A face is searched for at ~40 px tall, whatever its size: small windows stay sharp,
             # the large windows around large faces shrink (a few ms either way instead of ~55).
             found = find_faces(plane, region, min(1.0, NEAR_FACE_PX / max(1.0, expected.h)))
-        found = [f for f in found if same_subject(f, expected, self._misses, w)]
+        found = [f for f in self._not_others(found, expected, w) if same_subject(f, expected, self._misses, w)]
         alike = self._alike(plane, found)
         if alike:
             return nearest(alike, expected), None

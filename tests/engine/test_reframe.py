@@ -26,7 +26,7 @@ from autoedit_dagster.engine.reframe import (
 from autoedit_dagster.engine.subjects import salient_subject
 from autoedit_dagster.engine.timeline import FrameRange
 from testsupport.media_factory import moving_subject_clip
-from testsupport.people_factory import CASES, crop_scores, person_clip
+from testsupport.people_factory import CASES, HARD_CASES, crop_scores, person_clip
 
 FPS = 25
 SETTINGS = ReframeSettings()
@@ -404,3 +404,16 @@ def test_person_over_cartoon_footage_stays_in_the_crop(tmp_path: Path, name: str
     assert scores["motion_px_1080"] <= 8.0, scores
     kinds = source.frames["subject_kind"].drop_nulls()
     assert (kinds == "saliency").sum() == 0  # followed throughout: found, or held while hidden
+
+
+def test_hard_cases_have_their_truth_where_the_subject_is_in_the_picture(tmp_path: Path) -> None:
+    """`HARD_CASES` truth: no box while nobody is there (and those frames are not scored), and a face
+    cut by the frame's edge boxed by its part inside the picture."""
+    entering = person_clip(tmp_path / "enter.mp4", HARD_CASES["enters at 3 s"], (320, 180), seconds=4.0)
+    assert np.isnan(entering.boxes[:75]).all() and np.isfinite(entering.boxes[75:]).all()
+    plan = pl.DataFrame({"x": [0] * 100, "y": [0] * 100, "w": [100] * 100, "h": [180] * 100, "shot": [0] * 100,
+                         "cx": [50.0] * 100, "cy": [90.0] * 100})  # fmt: skip
+    assert crop_scores(plan, entering.boxes)["centre_inside"] == float(np.mean(entering.boxes[75:, 0] <= 100))
+    edge = person_clip(tmp_path / "edge.mp4", HARD_CASES["face at the edge"], (320, 180), seconds=1.0)
+    left = edge.boxes[:, 0] - edge.boxes[:, 2] / 2
+    assert left.min() >= 0 and np.isclose(left, 0).any()
