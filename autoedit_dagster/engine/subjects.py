@@ -17,9 +17,8 @@ and searches the whole picture afresh at a new shot.
 
 import ctypes
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -41,32 +40,6 @@ class Subject:
     h: float
     kind: str
     score: float = 0.0
-
-
-class FacePlane:
-    """One sample's face-search picture, made BGR only when a search or a look near the subject uses it.
-
-    The analysis pass receives it as ffmpeg's YUV 4:2:0 (half the bytes of BGR through the pipe,
-    and no conversion in ffmpeg): on footage where nobody is followed most samples are never
-    searched (the 10-minute film: ~400 of ~2,400), so converting each one was paid for nothing.
-    """
-
-    def __init__(self, width: int, height: int, make_bgr: Callable[[], np.ndarray]) -> None:
-        self.width, self.height = width, height
-        self._make_bgr = make_bgr
-
-    @classmethod
-    def from_i420(cls, data: bytes, width: int, height: int) -> "FacePlane":
-        yuv = np.frombuffer(data, dtype=np.uint8).reshape(height * 3 // 2, width)
-        return cls(width, height, lambda: cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420))
-
-    @classmethod
-    def from_bgr(cls, bgr: np.ndarray) -> "FacePlane":
-        return cls(bgr.shape[1], bgr.shape[0], lambda: bgr)
-
-    @cached_property
-    def bgr(self) -> np.ndarray:
-        return self._make_bgr()
 
 
 FACE_MIN_SCORE = 0.6
@@ -408,20 +381,19 @@ class SubjectTracker:
         gray: np.ndarray,
         previous: np.ndarray | None,
         new_shot: bool = False,
-        plane: "np.ndarray | FacePlane | None" = None,
+        plane: np.ndarray | None = None,
     ) -> Subject:
         """The subject of the next sample, in `gray`'s coordinates.
 
-        `plane` is the same frame larger and in colour (BGR, or a `FacePlane`) for the face search;
-        without it the search runs on `gray`. `new_shot`: the picture may have cut since the last sample.
+        `plane` is the same frame larger and in colour (BGR) for the face search; without it the
+        search runs on `gray`. `new_shot`: the picture may have cut since the last sample.
         """
         if plane is None:
             plane = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-        picture = plane if isinstance(plane, FacePlane) else FacePlane.from_bgr(plane)
-        to_gray = gray.shape[1] / picture.width
+        to_gray = gray.shape[1] / plane.shape[1]
         self._since_search += 1
         self._since_people += 1
-        expected = self._expected(picture.width, picture.height)
+        expected = self._expected(plane.shape[1], plane.shape[0])
         before_cut = expected if new_shot else None
         if new_shot:
             self._track, self._misses, expected = None, 0, None
@@ -429,7 +401,7 @@ class SubjectTracker:
         found: Subject | None = None
         unlike: Subject | None = None  # found near its place without its look: taken if nothing better
         if expected is not None:
-            found, unlike = self._near(picture.bgr, expected)
+            found, unlike = self._near(plane, expected)
         # While the followed subject is seen there is nothing to search for: nobody else may replace it.
         look_again, self._look_again = self._look_again, False
         if found is None and (
@@ -439,7 +411,7 @@ class SubjectTracker:
             self._since_search = 0
             if people:
                 self._since_people = 0
-            found = self._search(picture.bgr, expected, people, before_cut)
+            found = self._search(plane, expected, people, before_cut)
             self._look_again = new_shot and found is None
         found = found or unlike
         if found is not None:
@@ -450,7 +422,7 @@ class SubjectTracker:
             else:
                 self._velocity = (0.0, 0.0)
             self._track, self._misses = found, 0
-            self._look = face_look(picture.bgr, found) if found.kind == "face" else None
+            self._look = face_look(plane, found) if found.kind == "face" else None
             return _scaled(found, to_gray)
         if expected is not None and self._misses < HOLD_SAMPLES:
             self._misses += 1
