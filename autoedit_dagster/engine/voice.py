@@ -13,6 +13,7 @@ false alarms on music and far more of a quiet voice than `ten-vad`, whose licenc
 use (bench/vad_candidates.py).
 """
 
+from collections import deque
 from fractions import Fraction
 
 import numpy as np
@@ -54,6 +55,14 @@ MIN_RUN_S = 0.1
 OPENING_SPEECH_S = 1.0
 SPEECH_PROB = 0.5  # the model's own decision point (Silero's default threshold)
 OPENING_MAX_S = 30.0
+# After a long stretch without a voice the state has forgotten it again: in 10 minutes of sparse
+# speech over a piano bed 12 dB under, each sentence after 15-60 s of piano alone began 0.1-0.5 s
+# late (5 % of the speech lost; over room tone 0.1-0.4 s). So speech after at least `REOPEN_S`
+# without any is a new opening: from `REOPEN_LOOKBACK_S` before its first voiced window, up to
+# `OPENING_SPEECH_S` of speech and at most `REOPEN_MAX_S`, scored again the same way.
+REOPEN_S = 5.0
+REOPEN_LOOKBACK_S = 1.0
+REOPEN_MAX_S = 5.0
 
 
 class VoiceActivity:
@@ -64,7 +73,12 @@ class VoiceActivity:
         self.probs: list[float] = []
         self._carry = np.zeros(0, dtype=np.float32)
         self._opening: list[np.ndarray] | None = []  # the opening's windows, until scored again
+        self._opening_at = 0  # the index of the opening's first window
+        self._opening_max = OPENING_MAX_S
         self._voiced_windows = 0  # windows of the opening at `SPEECH_PROB` or above
+        self._recent: deque[np.ndarray] = deque(maxlen=round(REOPEN_LOOKBACK_S * RATE / WINDOW))
+        self._quiet = 0  # windows under `SPEECH_PROB` since the last at or above it
+        self._primed: SileroVAD | None = None
 
     def feed(self, pcm: np.ndarray) -> None:
         """Append int16 samples; every whole window among them (and the carry) is scored."""
@@ -74,29 +88,44 @@ class VoiceActivity:
         windows = np.ascontiguousarray(samples[:whole]).reshape(-1, WINDOW)
         process = self.model.process
         scored = [process(memoryview(row.data)) for row in windows]
-        self.probs.extend(scored)
         self._carry = samples[whole:].copy()
-        if self._opening is not None:
-            self._opening.append(windows)
-            self._voiced_windows += sum(p >= SPEECH_PROB for p in scored)
-            if (
-                self._voiced_windows * WINDOW >= OPENING_SPEECH_S * RATE
-                or len(self.probs) * WINDOW >= OPENING_MAX_S * RATE
-            ):
-                self._score_opening_again()
+        reopen = round(REOPEN_S * RATE / WINDOW)
+        for row, p in zip(windows, scored, strict=True):
+            voiced = p >= SPEECH_PROB
+            if self._opening is None and voiced and self._quiet >= reopen:
+                self._opening = list(self._recent)
+                self._opening_at = len(self.probs) - len(self._opening)
+                self._opening_max = REOPEN_MAX_S + REOPEN_LOOKBACK_S
+                self._voiced_windows = 0
+            self.probs.append(p)
+            self._recent.append(row)
+            self._quiet = 0 if voiced else self._quiet + 1
+            if self._opening is not None:
+                self._opening.append(row)
+                self._voiced_windows += voiced
+                if (
+                    self._voiced_windows * WINDOW >= OPENING_SPEECH_S * RATE
+                    or len(self._opening) * WINDOW >= self._opening_max * RATE
+                ):
+                    self._score_opening_again()
 
     def _score_opening_again(self) -> None:
         """The opening's windows scored by a model that has heard them once (see `OPENING_SPEECH_S`)."""
         if not self._opening:
             self._opening = None
             return
-        windows = np.concatenate(self._opening)
+        windows = np.stack(self._opening)
         self._opening = None
-        primed = SileroVAD(RATE)
+        # One spare model, its state cleared for each opening: a new one costs ~66 ms of CPU to load.
+        if self._primed is None:
+            self._primed = SileroVAD(RATE)
+        primed = self._primed
+        primed.reset()
         for row in windows:
             primed.process(memoryview(row.data))
         again = [primed.process(memoryview(row.data)) for row in windows]
-        self.probs[: len(again)] = np.maximum(self.probs[: len(again)], again).tolist()
+        at = self._opening_at
+        self.probs[at : at + len(again)] = np.maximum(self.probs[at : at + len(again)], again).tolist()
 
     def per_frame(self, frames: int, fps: Fraction) -> np.ndarray:
         """The largest probability among the windows that overlap each video frame (0 past the audio).

@@ -1,0 +1,295 @@
+"""Where the voice detector's cut goes wrong: realistic cases the `voice` bench does not cover.
+
+    python -m bench.voice_sceptic          # writes its section of bench/RESULTS.md
+
+Each case is generated with known truth (espeak-ng voices, synthesised beds, the shared film's
+score) and analysed by the real one-pass analysis, then cut with the default settings. Per case:
+the share of the main voice's speech kept and of everything else removed; per family the worst of
+each (not the mean). Families:
+
+- a bed that itself holds a voice: another espeak voice talking low, or "singing" (slow, high,
+  over a pad), 15 or 20 dB under the main voice; the truth is the main voice only;
+- applause (dense claps) or laughter (voiced "ha-ha" pulses) between sentences, as loud as the
+  voice or 6 dB under; also how much of the bursts is kept;
+- a phone call (300-3400 Hz band) over a little line noise;
+- whispering (espeak-ng's `+whisper` / `+female_whisper`) over room tone;
+- two speakers alternating with short gaps (0.15-0.5 s) and one overlap;
+- strong reverb (ffmpeg `aecho`, and a 1.2 s diffuse tail); the truth is the dry voice;
+- a long file (10.5 minutes of sparse speech over room tone or a music bed);
+- a very short file (1-2 s, one word).
+
+`SCEPTIC_CACHE=dir` keeps each case's analysis table, so the cut can be re-judged without
+analysing again; `SCEPTIC_ONLY=word` runs only the cases whose name holds it.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from autoedit_dagster.engine import analysis
+from autoedit_dagster.engine.config import SilenceSettings
+from autoedit_dagster.engine.media_info import probe
+from autoedit_dagster.engine.speech import find_speech
+from bench.run import VOICE_PAUSES, VOICE_PHRASES, overlap, write_results
+from testsupport.media_factory import (
+    RATE,
+    _read_wav,
+    at_level,
+    espeak,
+    music,
+    noise,
+    speech_track,
+    voiced_rms_db,
+    write_clip,
+)
+
+OTHER_TEXT = (
+    "And so the committee met again on Tuesday to discuss the budget for the coming year, "
+    "which nobody had read, and which everybody had an opinion about, as usual."
+)
+TEST_PHRASES = ["We will now look at the numbers.", "Editing by hand takes a long time.", "Thank you for watching."]
+SPEECH = [(-20.0, "en", 170), (-20.0, "en-us+f3", 150), (-20.0, "en+m7", 210)]
+
+
+def band(audio: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`audio` with everything outside [low, high] Hz removed (FFT mask)."""
+    spectrum = np.fft.rfft(audio)
+    f = np.fft.rfftfreq(len(audio), 1 / RATE)
+    spectrum[(f < low) | (f > high)] = 0
+    return np.fft.irfft(spectrum, len(audio)).astype(np.float32)
+
+
+def ffmpeg_filter(audio: np.ndarray, graph: str) -> np.ndarray:
+    """`audio` through an ffmpeg audio filter graph (same length: the tail past the end is cut)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        import wave
+
+        with wave.open(str(src), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-af", graph, "-ar", str(RATE), str(dst)],
+                       check=True)  # fmt: skip
+        out, _ = _read_wav(dst)
+    return np.resize(out, len(audio)) if len(out) < len(audio) else out[: len(audio)]
+
+
+def hall(audio: np.ndarray, rt60: float, seed: int = 1, wet_db: float = 0.0) -> np.ndarray:
+    """`audio` in a diffuse room: exponentially decaying noise as the impulse response (RT60 s)."""
+    rng = np.random.default_rng(seed)
+    n = int(rt60 * RATE)
+    t = np.arange(n) / RATE
+    ir = rng.normal(0, 1, n) * 10 ** (-3 * t / rt60)
+    ir[:400] *= np.linspace(0, 1, 400)  # the early gap before the diffuse tail
+    wet = np.fft.irfft(np.fft.rfft(audio, len(audio) + n) * np.fft.rfft(ir, len(audio) + n))[: len(audio)]
+    wet = wet * np.sqrt(np.mean(audio**2) / max(np.mean(wet**2), 1e-20)) * 10 ** (wet_db / 20)
+    return (audio + wet).astype(np.float32)
+
+
+def applause(seconds: float, seed: int) -> np.ndarray:
+    """Unit-RMS clapping: many short bandpassed noise clicks, swelling in and dying away."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    out = np.zeros(n)
+    for at in rng.uniform(0, seconds - 0.01, int(40 * seconds)):
+        i = int(at * RATE)
+        out[i : i + 160] += rng.normal(0, 1, min(160, n - i)) * np.exp(-np.arange(min(160, n - i)) / 30)
+    t = np.arange(n) / RATE
+    out = band(out.astype(np.float32), 600, 6000) * np.clip(t / 0.3, 0, 1) * np.clip((seconds - t) / 0.8, 0, 1)
+    return at_level(out.astype(np.float32), 0.0)
+
+
+def laughter(seconds: float, seed: int) -> np.ndarray:
+    """Unit-RMS laughter: breathy voiced "ha" pulses at ~5 Hz, falling in pitch."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    f0 = 260 * (1 - 0.25 * t / seconds)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    voiced = sum(np.sin(h * phase) / h for h in range(1, 20)) + rng.normal(0, 0.6, n)
+    voiced = band(voiced.astype(np.float32), 300, 3500)
+    pulses = np.clip(np.sin(2 * np.pi * 4.7 * t), 0, 1) ** 2
+    return at_level((voiced * pulses * np.clip((seconds - t) / seconds, 0.2, 1)).astype(np.float32), 0.0)
+
+
+def place(length: float, parts: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    out = np.zeros(int(length * RATE), dtype=np.float32)
+    for at, audio in parts:
+        i = int(at * RATE)
+        out[i : i + len(audio)] += audio[: len(out) - i]
+    return out
+
+
+Case = tuple[np.ndarray, list[tuple[float, float]], list[tuple[float, float]]]  # audio, speech, bursts
+
+
+def main_voice(voice: str, speed: int, level: float = -20.0) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    talk, speech = speech_track(VOICE_PHRASES, VOICE_PAUSES, lead=1.0, voices=[(voice, speed)])
+    return at_level(talk, level, voiced_rms_db(talk, speech)), speech
+
+
+def cases() -> dict[str, Case]:
+    out: dict[str, Case] = {}
+    for k, (level, voice, speed) in enumerate(SPEECH):
+        talk, speech = main_voice(voice, speed, level)
+        seconds = len(talk) / RATE
+        other = ["en-gb+m2", "en+f4", "en-us+m1"][k]
+        background = np.resize(espeak(OTHER_TEXT, other, 150), len(talk))
+        singing = np.resize(espeak(OTHER_TEXT.replace(",", ""), other, 80), len(talk))
+        singing = ffmpeg_filter(singing, "asetrate=16000*1.25,aresample=16000,atempo=0.8")
+        for under in (15, 20):
+            bed = at_level(background, level - under)
+            out[f"voice bed: {voice}@{speed} over {other} talking {under} dB under"] = (talk + bed, speech, [])
+            sung = at_level(singing, level - under - 3) + at_level(music("pad", seconds, k), level - under - 3)
+            name = f"voice bed: {voice}@{speed} over {other} 'singing' on a pad {under} dB under"
+            out[name] = (talk + sung, speech, [])
+        room = at_level(noise("pink", seconds, k), level - 35)
+        # Bursts in the 1.6 s, 2.5 s and 3.0 s pauses (the only ones long enough for a 1 s burst).
+        gaps = [(speech[i][1], speech[i + 1][0]) for i in range(len(speech) - 1)]
+        spots = [(a + 0.25, b - a - 0.5) for a, b in gaps if b - a >= 1.5]
+        for kind, make in (("applause", applause), ("laughter", laughter)):
+            for under in (0, 6):
+                made = [(a, at_level(make(d, 7 * k + j), level - under)) for j, (a, d) in enumerate(spots)]
+                bursts = place(seconds, made)
+                name = f"bursts: {voice}@{speed}, {kind} between sentences {under} dB under the voice"
+                out[name] = (talk + bursts + room, speech, [(a, a + d) for a, d in spots])
+        phone = band(talk, 300, 3400) + at_level(noise("white", seconds, k), level - 30)
+        out[f"phone: {voice}@{speed}, 300-3400 Hz, line noise 30 dB under"] = (phone, speech, [])
+        out[f"reverb: {voice}@{speed}, aecho (60-370 ms echoes)"] = (
+            ffmpeg_filter(talk, "aecho=0.8:0.9:60|130|230|370:0.6|0.5|0.4|0.3") + room, speech, [])  # fmt: skip
+        out[f"reverb: {voice}@{speed}, hall RT60 1.2 s, wet = dry"] = (hall(talk, 1.2, k) + room, speech, [])
+        out[f"reverb: {voice}@{speed}, hall RT60 2 s, wet 6 dB over dry"] = (hall(talk, 2.0, k, 6.0) + room, speech, [])
+    for voice in ("en+whisper", "en-us+female_whisper", "en-gb+whisper"):
+        talk, speech = main_voice(voice, 150)
+        seconds = len(talk) / RATE
+        for room in (-45.0, -55.0):
+            name = f"whisper: {voice}@150 at -20 dBFS over pink room {room:.0f} dBFS"
+            out[name] = (talk + at_level(noise("pink", seconds, 9), room), speech, [])
+        quiet = at_level(talk, -32.0, voiced_rms_db(talk, speech)) + at_level(noise("pink", seconds, 9), -50.0)
+        out[f"whisper: {voice}@150 at -32 dBFS over pink room -50 dBFS"] = (quiet, speech, [])
+    for voice in ("en+whisper", "en-us+whisper"):  # the tests' three phrases
+        talk, speech = speech_track(TEST_PHRASES, [1.5, 2.0], lead=1.0, voices=[(voice, 150)])
+        talk = at_level(talk, -20.0, voiced_rms_db(talk, speech))
+        noisy = talk + at_level(noise("pink", len(talk) / RATE, 9), -55.0)
+        out[f"whisper: {voice}@150, three short phrases, at -20 dBFS over pink room -55 dBFS"] = (noisy, speech, [])
+    # Two speakers: A and B alternate with short gaps; B's fourth line starts under A's last words.
+    lines = ["So where were you last night?", "At the office, why?", "Nobody answered the phone.",
+             "It was switched off.", "That is not like you at all.", "I know, I know, I am sorry.",
+             "Well, call me next time.", "I will, I promise."]  # fmt: skip
+    for k, (a, b) in enumerate([(("en", 170), ("en-us+f3", 180)), (("en+m7", 200), ("en-gb-scotland+f4", 150))]):
+        gaps = [0.3, 0.15, 0.5, 0.25, -0.6, 0.2, 0.4]  # negative: overlap
+        parts, speech, t = [], [], 1.0
+        for i, text in enumerate(lines):
+            said = at_level(espeak(text, *(a if i % 2 == 0 else b)), -20.0 - 4 * (i % 2))
+            parts.append((t, said))
+            speech.append((t, t + len(said) / RATE))
+            t += len(said) / RATE + (gaps[i] if i < len(gaps) else 0)
+        seconds = t + 1.0
+        audio = place(seconds, parts) + at_level(noise("pink", seconds, k), -55.0)
+        merged = []
+        for s, e in sorted(speech):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        out[f"two speakers: {a[0]} and {b[0]} (4 dB quieter), gaps 0.15-0.5 s, one 0.6 s overlap"] = (audio, merged, [])
+    # Long: 630 s, a sentence every 15-60 s.
+    rng = np.random.default_rng(4)
+    parts, speech, t = [], [], 2.0
+    while t < 615:
+        said = at_level(espeak(VOICE_PHRASES[len(parts) % len(VOICE_PHRASES)], "en-us+f3", 160), -22.0)
+        parts.append((t, said))
+        speech.append((t, t + len(said) / RATE))
+        t += len(said) / RATE + float(rng.uniform(15, 60))
+    talk = place(630.0, parts)
+    out["long: 630 s, a sentence every 15-60 s, pink room -50 dBFS"] = (
+        talk + at_level(noise("pink", 630.0, 5), -50.0), speech, [])  # fmt: skip
+    out["long: 630 s, a sentence every 15-60 s, piano bed 12 dB under"] = (
+        talk + at_level(np.resize(music("piano", 32.0, 5), len(talk)), -34.0), speech, [])  # fmt: skip
+    # Very short: one word.
+    for word, voice, at, length in (("Yes.", "en", 0.4, 1.2), ("Hello.", "en-us+f3", 0.3, 1.5),
+                                    ("Okay.", "en+m7", 0.8, 2.0), ("No.", "en-gb-scotland+f4", 0.1, 1.0)):  # fmt: skip
+        said = at_level(espeak(word, voice, 170), -20.0)
+        audio = place(length, [(at, said)]) + at_level(noise("pink", length, 2), -50.0)
+        out[f"short: '{word}' by {voice} at {at} s in a {length} s file"] = (audio, [(at, at + len(said) / RATE)], [])
+    return out
+
+
+def judge(frames: pl.DataFrame, speech, bursts, duration: float, settings: SilenceSettings) -> dict:
+    fps = Fraction(25)
+    result = find_speech(frames, fps, settings)
+    kept = [r.seconds(fps) for r in result.ranges]
+    voiced = sum(e - s for s, e in speech)
+    voiced_kept = sum(overlap(kept, s, e) for s, e in speech)
+    kept_s = sum(e - s for s, e in kept)
+    row = {
+        "speech_kept": voiced_kept / voiced,
+        "non_speech_removed": 1 - (kept_s - voiced_kept) / (duration - voiced) if duration > voiced else 1.0,
+        "kept_s": round(kept_s, 2),
+        "duration_s": round(duration, 2),
+    }
+    if bursts:
+        row["bursts_kept"] = sum(overlap(kept, s, e) for s, e in bursts) / sum(e - s for s, e in bursts)
+    lost = [round(s, 2) for s, e in speech if (e - s) - overlap(kept, s, e) > 0.04]
+    if lost:
+        row["phrases_losing_over_0.04_s_start_at"] = lost
+    if result.notes:
+        row["notes"] = result.notes
+    return row
+
+
+def analysed(name: str, audio: np.ndarray, work: Path) -> pl.DataFrame:
+    cache = os.environ.get("SCEPTIC_CACHE")
+    stored = Path(cache) / f"{hashlib.sha1(name.encode()).hexdigest()[:12]}.parquet" if cache else None
+    if stored and stored.exists():
+        return pl.read_parquet(stored)
+    path = work / "case.mp4"
+    write_clip(path, audio)
+    frames = analysis.analyze(probe(path))
+    if stored:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        frames.write_parquet(stored)
+    return frames
+
+
+def main(settings: SilenceSettings | None = None) -> dict:
+    settings = settings or SilenceSettings()
+    only = os.environ.get("SCEPTIC_ONLY", "")
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, (audio, speech, bursts)) in enumerate(cases().items()):
+            if only not in name:
+                continue
+            frames = analysed(name, audio, Path(tmp))
+            # The table's own length (the picture can run a frame past the audio).
+            results[name] = judge(frames, speech, bursts, frames.height / 25, settings)
+            print(i, name, {k: v for k, v in results[name].items() if k != "phrases_losing_over_0.04_s_start_at"},
+                  flush=True)  # fmt: skip
+    worst: dict[str, dict] = {}
+    for family in sorted({n.split(":")[0] for n in results}):
+        rows = {n: r for n, r in results.items() if n.split(":")[0] == family}
+        entry = {}
+        for key in ("speech_kept", "non_speech_removed", "bursts_kept"):
+            have = {n: r[key] for n, r in rows.items() if key in r}
+            if have:
+                pick = (max if key == "bursts_kept" else min)(have, key=have.__getitem__)
+                entry[f"{'most' if key == 'bursts_kept' else 'worst'} {key}"] = {"value": have[pick], "case": pick}
+        entry["cases"] = len(rows)
+        worst[family] = entry
+    return {"worst per family (default settings)": worst, "cases": results}
+
+
+if __name__ == "__main__":
+    section = main()
+    if os.environ.get("BENCH_WRITE", "1") == "1" and not os.environ.get("SCEPTIC_ONLY"):
+        write_results({"voice detector, sceptic's cases (bench/voice_sceptic.py, default settings)": section})
+    print(json.dumps(section["worst per family (default settings)"], indent=2))
