@@ -70,7 +70,7 @@ def build_render_checks(profile: EditProfile) -> dg.AssetChecksDefinition:
         """Measure the render to be published and compare it with the timeline and the profile."""
         # A video's run carries its partition, a backfill's run a one-video range: both name the video.
         if not (context.has_partition_key or context.has_partition_key_range):
-            raise dg.Failure(f"{profile.name}_render_checks check one video: run them with a video partition")
+            raise dg.Failure(f"{profile.name}_render_checks check one video each: run them with a video partition")
         video_id = context.partition_key
         stored = PydanticJsonIOManager(store=store)
         render = stored.load_partition(render_key, video_id, RenderOutput)
