@@ -1,13 +1,13 @@
 """Archive scale: `autoedit status`, the upload sensor's tick and its cursor, before and after.
 
     PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N]
-                                                  [--measure ui,status,all,sensor]
+                                                  [--measure ui,status,all,sensor] [--report PATH] [--figures PATH]
 
 For each backend (SQLite: deploy/dagster.local.yaml; PostgreSQL: deploy/dagster.yaml on a fresh
 database, as testsupport/services.py makes them) an instance is filled without rendering anything:
 `testsupport.archive.seed_archive` writes, per processed video, the `videos` partition, a SUCCESS run,
 planned and stored materializations of video_job's 10 assets and 5 passed render-check
-evaluations in the video's partition; a few more videos get a QUEUED run never executed. Then
+evaluations (unpartitioned, as the checks record them); a few more videos get a QUEUED run never executed. Then
 dagster-webserver serves it and, alternating the code of main at BASE (a `git archive` in a temp
 folder) and of this checkout, each measurement is repeated and its median reported:
 
@@ -339,6 +339,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000, help="files in uploads/ for the sensor tick")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--measure", default="ui,status,all,sensor", help="which parts (comma-separated)")
+    parser.add_argument("--report", type=Path, default=ROOT / "bench" / "ARCHIVE.md", help="the report to write")
+    parser.add_argument("--figures", type=Path, default=ROOT / "bench" / "archive_scale.json", help="its figures")
     args = parser.parse_args()
     results = {}
     # Instances on tmpfs when there is one: SQLite commits there cost no fsync, so seeding is ~10x faster.
@@ -350,8 +352,8 @@ def main() -> None:
             print(f"{backend}: seeding {count} videos", file=sys.stderr, flush=True)
             results[backend] = run_backend(backend, count, args.burst, codes, Path(work), set(args.measure.split(",")))
             print(json.dumps(results[backend])[:2000], file=sys.stderr, flush=True)
-    (ROOT / "bench" / "ARCHIVE.md").write_text(write_report(results, args.burst))
-    (ROOT / "bench" / "archive_scale.json").write_text(json.dumps(results, indent=1))
+    args.report.write_text(write_report(results, args.burst))
+    args.figures.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 For the status tests and `bench/archive_scale.py`. Per video it writes what a successful
 `video_job` run leaves in the instance: the `videos` partition, a SUCCESS run tagged with it, and
 for each of the job's assets a planned and a stored materialization (with the path metadata the
-real assets publish), for each render check a planned and a passed evaluation in the video's
-partition. `queued` more videos get a QUEUED run with its planned events only (never executed),
-like the upload sensor's runs waiting for the coordinator. Event rows are the real event types,
-so every Dagster query (partition statuses, latest run per partition, check executions) reads
-them as it reads real runs.
+real assets publish), for each render check a planned and a passed evaluation targeting that
+materialization (unpartitioned, as the checks record them since the archive change: see
+autoedit_dagster/checks/render_checks.py). `queued` more videos get a QUEUED run with its
+planned events only (never executed), like the upload sensor's runs waiting for the coordinator.
+Event rows are the real event types, so every Dagster query (partition statuses, latest run per
+partition, check executions) reads them as it reads real runs.
 
 Seeding writes through the storages' own code (`add_run`, `store_event`: the same rows, indexes,
 asset and check summaries), only batched: `batched_writes` hands every write one open transaction
@@ -41,7 +42,6 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
 from autoedit_dagster.names import TAG_VIDEO_ID
-from autoedit_dagster.partitions import videos as videos_partitions
 
 JOB = "video_job"
 LOCATION = "autoedit_dagster.definitions"
@@ -80,7 +80,6 @@ def _entry(run_id: str, event_type: DagsterEventType, data: object, when: float)
 
 
 def _planned(run_id: str, video_id: str, when: float) -> list[EventLogEntry]:
-    subset = videos_partitions.empty_subset().with_partition_keys([video_id])
     events = [
         _entry(
             run_id,
@@ -94,9 +93,7 @@ def _planned(run_id: str, video_id: str, when: float) -> list[EventLogEntry]:
         _entry(
             run_id,
             DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
-            AssetCheckEvaluationPlanned(
-                asset_key=dg.AssetKey(list(RENDER)), check_name=check, partitions_subset=subset
-            ),
+            AssetCheckEvaluationPlanned(asset_key=dg.AssetKey(list(RENDER)), check_name=check),
             when,
         )
         for check in CHECKS
@@ -247,7 +244,7 @@ def _seed_done(instance: dg.DagsterInstance, done: Sequence[str], storage: str) 
         for check in CHECKS:
             evaluation = dg.AssetCheckEvaluation(
                 asset_key=dg.AssetKey(list(RENDER)), check_name=check, passed=True, description=f"{check} ok",
-                target_materialization_data=target, partition=video_id,
+                target_materialization_data=target, metadata={"video_id": video_id},
             )  # fmt: skip
             storage_.store_event(_entry(run_id, DagsterEventType.ASSET_CHECK_EVALUATION, evaluation, when))
 

@@ -15,10 +15,10 @@ GraphQL over httpx, against the schema of the installed dagster-graphql (1.13):
   `runsOrError`); for a video with a run not succeeded (or one alone), `latestRunForPartition`
   per asset too (with the materialization, the partition's state); nothing asked grows with
   the archive;
-- `assetCheckExecutions(assetKey, checkName, partition, limit)`: a video's check results, matched
-  to the run that materialized the checked asset (executions recorded before the checks were
-  partitioned have none and are read newest first and matched by the run alone), and in the
-  same document, for a video whose latest run failed, that run's step failures (the reason);
+- `logsForRun(runId)`, its check events only: a video's check results, read from the run that
+  materialized the checked asset (one aliased field per run, whatever the video's age and however
+  the checks were recorded: unpartitioned, per video, or before either), and in the same
+  document, for a video whose latest run failed, that run's step failures (the reason);
 - `repositoriesOrError { partitionSets }` (the code location and partition set of the job to
   backfill), `launchPartitionBackfill(backfillParams: {selector, partitionNames | allPartitions})`
   (a job backfill) and `partitionBackfillOrError(backfillId)` (job and asset backfills).

@@ -154,10 +154,11 @@ query AutoeditBackfillStatus($id: String!, $full: Boolean! = true) {{
 }}
 """
 
-CHECK_EXECUTION_FIELDS = """
-  runId status timestamp partition
-  evaluation { success severity description partition targetMaterialization { runId } }
-"""
+# A run's check events, the only ones asked of its log (every other event comes back as `{}`).
+CHECK_EVENT_FIELDS = (
+    "... on AssetCheckEvaluationPlannedEvent { assetKey { path } checkName } "
+    "... on AssetCheckEvaluationEvent { evaluation { assetKey { path } checkName success severity description } }"
+)
 
 
 def gql_string(value: str) -> str:

@@ -3,26 +3,18 @@ files it published, read a page of videos per request so the cost follows the vi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from autoedit_dagster.names import PROFILE_NAMES
 
 from .errors import unwrap
-from .queries import CHECK_EXECUTION_FIELDS, RUN_FAILURE_FIELDS, gql_string, latest_runs_fields, video_assets_query
+from .queries import CHECK_EVENT_FIELDS, RUN_FAILURE_FIELDS, gql_string, latest_runs_fields, video_assets_query
 from .records import INTERNAL_LABELS, RunInfo, asset_name, failure_reason
 
-CHECK_PAGE = 50
-CHECK_MAX_PAGES = 20
-# A video's newest executions of one check read to find the one of the run that made the asset
-# (later runs that planned it and did not materialize it come first).
-CHECK_RECENT = 10
 # Videos per status request, and partition keys per id page: bounded documents and answers.
 STATUS_PAGE = 25
 ID_PAGE = 1000
-# Seconds between a run's creation and its check executions' timestamps (whole seconds, planned at launch).
-CHECK_CLOCK_SLACK = 60.0
 
 
 class VideoStatus:
@@ -71,12 +63,9 @@ class VideoStatus:
         unseen = []
         for index, video_id in enumerate(video_ids):
             runs = self._page_runs(data, index, video_id, runs_per_video)
-            # When the run was created, for matching unpartitioned (legacy) check executions; an
-            # older run than those listed leaves 0: that search then reads its pages to the end.
-            created = {run.run_id: run.creation_time or 0.0 for run in runs}
             assets: dict[str, dict[str, Any]] = {}
             outputs: dict[str, dict[str, str]] = {}
-            materialized_by: dict[tuple[str, ...], tuple[str, float]] = {}
+            materialized_by: dict[tuple[str, ...], str] = {}
             for node in nodes:
                 path = tuple(node["assetKey"]["path"])
                 event = (node.get("latestMaterializationByPartition") or [None] * len(video_ids))[index]
@@ -89,7 +78,7 @@ class VideoStatus:
                 }
                 if not event:
                     continue
-                materialized_by[path] = (event["runId"], created.get(event["runId"], 0.0))
+                materialized_by[path] = event["runId"]
                 for entry in event.get("metadataEntries") or ():
                     if entry.get("__typename") == "PathMetadataEntry" and entry["label"] not in INTERNAL_LABELS:
                         group = node["groupName"] if node["groupName"] in PROFILE_NAMES else "source"
@@ -137,20 +126,22 @@ class VideoStatus:
     def _attach_checks(
         self, videos: list[dict[str, Any]], checks_by_asset: Mapping[tuple[str, ...], Sequence[str]]
     ) -> None:
-        """Per video, the check executions of the run that materialized each checked asset, and
-        why its latest run failed, when it did.
+        """Per video, the check results of the run that materialized each checked asset, and why
+        its latest run failed, when it did.
 
-        The checks are partitioned by video: one request asks each (video, asset, check) for its
-        few newest executions in that video's partition, however old the video, and each video
-        whose latest run failed for the reason (`failure`). Executions from
-        before the checks were partitioned have no partition and are found by `_legacy_checks`.
+        The checks' results are read from that run's own events (its check evaluations, the only
+        events asked for), one aliased `logsForRun` per run: however old the video, and whether its
+        checks were recorded unpartitioned (today), in the video's partition (before the archive
+        change) or without one (before that). In the same request: each video whose latest run
+        failed, the reason (`failure`).
         """
         wanted = [
             (video, path, check, run_id)
             for video in videos
-            for path, (run_id, _created) in video["_materialized_by"].items()
+            for path, run_id in video["_materialized_by"].items()
             for check in checks_by_asset.get(path, ())
         ]
+        run_ids = list(dict.fromkeys(run_id for *_, run_id in wanted))
         # In the same request: why each video whose latest run failed failed (its failed step's error).
         failed = [
             (video, video["latest_run"]["run_id"])
@@ -160,10 +151,9 @@ class VideoStatus:
         if not wanted and not failed:
             return
         fields = [
-            f"c{i}: assetCheckExecutions(assetKey: {{path: {json.dumps(list(path))}}}, "
-            f"checkName: {gql_string(check)}, partition: {gql_string(video['video_id'])}, "
-            f"limit: {CHECK_RECENT}) {{ id {CHECK_EXECUTION_FIELDS} }}"
-            for i, (video, path, check, _run_id) in enumerate(wanted)
+            f"l{i}: logsForRun(runId: {gql_string(run_id)}) {{ ... on EventConnection {{ events {{ "
+            f"{CHECK_EVENT_FIELDS} }} }} }}"
+            for i, run_id in enumerate(run_ids)
         ]
         fields += [
             f"f{i}: runOrError(runId: {gql_string(run_id)}) {{ {RUN_FAILURE_FIELDS} }}"
@@ -173,55 +163,29 @@ class VideoStatus:
         for i, (video, run_id) in enumerate(failed):
             reason = failure_reason(data.get(f"f{i}")) or "no step failed: see the run's logs"
             video["failure"] = {"run_id": run_id, "reason": reason}
-        missing = []
-        for i, (video, path, check, run_id) in enumerate(wanted):
-            execution = next((e for e in data.get(f"c{i}") or () if e["runId"] == run_id), None)
-            if execution is None:
-                missing.append((video, path, check, run_id))
-            else:
-                _put_check(video, path, check, run_id, execution)
-        if missing:
-            self._legacy_checks(missing)
-
-    def _legacy_checks(self, wanted: Sequence[tuple[dict[str, Any], tuple[str, ...], str, str]]) -> None:
-        """Unpartitioned executions (recorded before the checks were partitioned), matched by run.
-
-        Read newest first, one page per (asset, check) per round, until the pages reach back
-        before the oldest wanted run was created (an execution's timestamp is when its run planned it).
-        """
-        oldest: dict[tuple[tuple[str, ...], str], float] = {}
-        for video, path, check, _run_id in wanted:
-            created = video["_materialized_by"][path][1]
-            oldest[(path, check)] = min(created, oldest.get((path, check), created))
-        found: dict[tuple[tuple[str, ...], str, str], dict[str, Any]] = {}
-        cursors: dict[tuple[tuple[str, ...], str], str | None] = dict.fromkeys(oldest)
-        open_pairs = list(oldest)
-        for _ in range(CHECK_MAX_PAGES):
-            if not open_pairs:
-                break
-            fields = []
-            for i, (path, check) in enumerate(open_pairs):
-                cursor = cursors[(path, check)]
-                args = (
-                    f"assetKey: {{path: {json.dumps(list(path))}}}, checkName: {gql_string(check)}, "
-                    f'partition: "", limit: {CHECK_PAGE}' + (f", cursor: {gql_string(cursor)}" if cursor else "")
-                )
-                fields.append(f"c{i}: assetCheckExecutions({args}) {{ id {CHECK_EXECUTION_FIELDS} }}")
-            data = self.execute("query AutoeditLegacyChecks {\n" + "\n".join(fields) + "\n}")
-            still_open = []
-            for i, pair in enumerate(open_pairs):
-                page = data.get(f"c{i}") or []
-                for execution in page:
-                    found.setdefault((*pair, execution["runId"]), execution)
-                reached_back = bool(page) and float(page[-1]["timestamp"]) < oldest[pair] - CHECK_CLOCK_SLACK
-                if len(page) == CHECK_PAGE and not reached_back:
-                    cursors[pair] = page[-1]["id"]
-                    still_open.append(pair)
-            open_pairs = still_open
+        by_run = {
+            run_id: _run_checks((data.get(f"l{i}") or {}).get("events") or ()) for i, run_id in enumerate(run_ids)
+        }
         for video, path, check, run_id in wanted:
-            execution = found.get((path, check, run_id))
-            if execution is not None:
-                _put_check(video, path, check, run_id, execution)
+            found = by_run[run_id].get((path, check))
+            if found is not None:
+                _put_check(video, path, check, run_id, found, _run_status(video, run_id))
+
+
+def _run_checks(events: Sequence[Mapping[str, Any]]) -> dict[tuple[tuple[str, ...], str], dict[str, Any]]:
+    """A run's check events by (asset path, check name): the evaluation, else the plan alone ({})."""
+    found: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+    for event in events:
+        if "evaluation" in event:
+            evaluation = event["evaluation"]
+            found[(tuple(evaluation["assetKey"]["path"]), evaluation["checkName"])] = evaluation
+        elif "checkName" in event:
+            found.setdefault((tuple(event["assetKey"]["path"]), event["checkName"]), {})
+    return found
+
+
+def _run_status(video: Mapping[str, Any], run_id: str) -> str | None:
+    return next((run["status"] for run in video["runs"] if run["run_id"] == run_id), None)
 
 
 # Run statuses in which a run may still materialize what it planned (Dagster's "materializing").
@@ -242,11 +206,23 @@ def _partition_state(planned: Mapping[str, Any] | None, event: Mapping[str, Any]
 
 
 def _put_check(
-    video: dict[str, Any], path: tuple[str, ...], check: str, run_id: str, execution: Mapping[str, Any]
+    video: dict[str, Any],
+    path: tuple[str, ...],
+    check: str,
+    run_id: str,
+    evaluation: Mapping[str, Any],
+    run_status: str | None,
 ) -> None:
-    evaluation = execution.get("evaluation") or {}
+    """One check's result in `video`; a check its run planned and never evaluated gets Dagster's
+    word for it: in progress while the run is, execution failed if the run failed, else skipped."""
+    if evaluation:
+        status = "SUCCEEDED" if evaluation["success"] else "FAILED"
+    elif run_status in RUN_IN_PROGRESS:
+        status = "IN_PROGRESS"
+    else:
+        status = "EXECUTION_FAILED" if run_status == "FAILURE" else "SKIPPED"
     video["checks"][f"{asset_name(path)}:{check}"] = {
-        "status": execution["status"],
+        "status": status,
         "passed": evaluation.get("success"),
         "severity": evaluation.get("severity"),
         "description": evaluation.get("description"),

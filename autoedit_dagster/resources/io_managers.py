@@ -211,7 +211,14 @@ class PydanticJsonIOManager(_StoreIOManager):
         return {"model": model} if model else {}
 
     def _read(self, context: dg.InputContext, key: str, annotation: Any) -> Any:
-        data = self.store.read_bytes(key)
+        return self._decode(self.store.read_bytes(key), annotation)
+
+    def load_partition(self, asset_key: dg.AssetKey, partition_key: str, annotation: Any) -> Any:
+        """One partition's stored value outside an input (the render checks read their run's video so)."""
+        return self._decode(self.store.read_bytes(self.storage_key(asset_key, partition_key)), annotation)
+
+    @staticmethod
+    def _decode(data: bytes, annotation: Any) -> Any:
         if annotation is Any:
             return json.loads(data)
         return pydantic.TypeAdapter(annotation).validate_json(data)

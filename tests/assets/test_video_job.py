@@ -268,14 +268,27 @@ def test_checks_fail_on_a_wrong_render(setup: Setup, finished, tmp_path: Path) -
 
 
 def test_a_second_video_runs_and_is_checked_on_its_own(setup: Setup, finished, tmp_path: Path) -> None:
-    """The render checks are partitioned: each run checks its own video's timeline, so a second video passes too."""
+    """Each run checks its own video's render and timeline, so a second video passes too. The check
+    specs carry no partitions (the asset graph's cost, render_checks.py), yet every evaluation names
+    its video and targets that video's render of this run."""
     clip = tmp_path / "second.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=2", "-f", "lavfi", "-i", "sine=d=2", "-c:v", "libx264",
            "-preset", "ultrafast", "-c:a", "aac", str(clip))  # fmt: skip
     video_id = setup.upload(clip, "second.mp4")
     result = setup.run("video_job", video_id)
     assert result.success
-    assert all(e.passed for e in result.get_asset_check_evaluations())
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 5 and all(e.passed for e in evaluations)
+    render = setup.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tate", "render"]), asset_partitions=[video_id]), limit=1
+    ).records[0]
+    for evaluation in evaluations:
+        assert evaluation.partition is None
+        assert evaluation.metadata["video_id"].value == video_id
+        assert evaluation.target_materialization_data.storage_id == render.storage_id
+        assert evaluation.target_materialization_data.run_id == result.run_id
+    graph = setup.defs.resolve_asset_graph()
+    assert all(graph.get(key).partitions_def is None for key in graph.asset_check_keys)
     assert (setup.root / "renders" / video_id / "tate" / "final.mp4").exists()
 
 
@@ -389,3 +402,18 @@ def test_a_render_materialized_alone_is_published_once_verified(
     assert b"re-render alone" in after["final.mp4"]
     assert {k: v for k, v in after.items() if k != "final.mp4"} == {k: v for k, v in before.items() if k != "final.mp4"}
     assert not (setup.root / "staging" / result.run_id).exists()
+
+
+def test_a_backfill_run_checks_its_one_video(setup: Setup, old_set, tmp_path: Path, monkeypatch) -> None:
+    """A backfill's run names its video by a one-key range, not a partition tag: the (unpartitioned)
+    checks read that video's render all the same, and the verified render is published."""
+    video_id, _ = old_set
+    replace_render(monkeypatch, tmp_path, comment="backfill")
+    tags = {"dagster/asset_partition_range_start": video_id, "dagster/asset_partition_range_end": video_id}
+    result = setup.defs.resolve_job_def("video_job").execute_in_process(
+        instance=setup.instance, raise_on_error=False, asset_selection=[dg.AssetKey(["tate", "render"])], tags=tags
+    )
+    evaluations = result.get_asset_check_evaluations()
+    assert result.success and len(evaluations) == 5 and all(e.passed for e in evaluations)
+    assert {e.metadata["video_id"].value for e in evaluations} == {video_id}
+    assert b"re-render backfill" in published(setup, video_id)["final.mp4"]

@@ -128,7 +128,8 @@ def video_assets_answer(nodes: list[dict[str, Any]]) -> Callable[[dict[str, Any]
 
 
 def _checks_answer(_variables: dict[str, Any], query: str) -> dict[str, Any]:
-    return {f"c{i}": [] for i in range(query.count("assetCheckExecutions("))}
+    """Runs whose logs hold no check event."""
+    return {f"l{i}": {"events": []} for i in range(query.count("logsForRun("))}
 
 
 def run_steps_answer(status: str, steps: list[tuple[str, str]] = ()) -> dict[str, Any]:
@@ -205,7 +206,6 @@ def default_answers() -> dict[str, Answer]:
         "AutoeditVideoAssets": video_assets_answer([]),
         "AutoeditRuns": _runs_answer,
         "AutoeditChecks": _checks_answer,
-        "AutoeditLegacyChecks": _checks_answer,
         "AutoeditBackfillTargets": {
             "repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": BACKFILL_REPOSITORIES}
         },

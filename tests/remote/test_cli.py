@@ -108,14 +108,14 @@ def _submitted(status: str, entries: dict[str, str] | None = None):
 
 
 def _second_request(passed: bool | None = None, failure: dict | None = None):
-    """`AutoeditChecks`: the render's check (run-1) and/or run-1's events with the step failure."""
+    """`AutoeditChecks`: the render's check in run-1's log and/or run-1's events with the step failure."""
 
     def answer(_variables: dict, query: str) -> dict:
         data: dict = {}
-        if "c0:" in query:
-            evaluation = {"success": passed, "severity": "ERROR", "description": "1080x1920", "partition": None}
-            data["c0"] = [{"id": "1", "runId": "run-1", "status": "SUCCEEDED", "timestamp": 1000.0,
-                           "partition": None, "evaluation": evaluation}]  # fmt: skip
+        if "l0:" in query:
+            evaluation = {"assetKey": {"path": ["tate", "render"]}, "checkName": "size_matches_profile",
+                          "success": passed, "severity": "ERROR", "description": "1080x1920"}  # fmt: skip
+            data["l0"] = {"events": [{}, {"evaluation": evaluation}, {}]}
         if "f0:" in query:
             data["f0"] = {
                 "__typename": "Run",

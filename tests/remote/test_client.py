@@ -157,31 +157,41 @@ def test_unreachable_server(call) -> None:
     assert "cannot reach http://127.0.0.1:" in str(caught.value)
 
 
-def test_check_results_are_matched_to_the_video_by_run(fake: FakeDagster) -> None:
-    """A video's newest executions in its partition: the one of the run that made the render is shown."""
+def test_check_results_are_read_from_the_run_that_made_the_render(fake: FakeDagster) -> None:
+    """The checks are unpartitioned: a video's results are the evaluations in the log of the run
+    that materialized its render (whatever its age); a check that run planned and never evaluated
+    is said to be skipped (the run succeeded)."""
     entries = {"video": "file:///s/renders/v/tate/final.mp4", "uri": "file:///s/work/v/tate/render.json"}
+    checks = ("size_matches_profile", "loudness_on_target")
     fake.answers["AutoeditVideoAssets"] = video_assets_answer(
-        [materialized_node(["tate", "render"], "tate", "run-1", entries, ("size_matches_profile",))]
+        [materialized_node(["tate", "render"], "tate", "run-1", entries, checks)]
     )
+    asked: list[str] = []
 
     def executions(variables: dict, query: str) -> dict:
-        def execution(id_: str, run_id: str, passed: bool, description: str) -> dict:
-            evaluation = {"success": passed, "severity": "ERROR", "description": description, "partition": None}
-            status = "SUCCEEDED" if passed else "FAILED"
-            return {"id": id_, "runId": run_id, "status": status, "timestamp": 1000.0, "partition": None,
-                    "evaluation": evaluation}  # fmt: skip
+        asked.append(query)
 
-        # newest first: a later run that planned the check and failed, before the run that made the render
-        return {"c0": [execution("9", "run-9", False, "other video"), execution("8", "run-1", True, "1080x1920")]}
+        def evaluation(path: list[str], check: str, passed: bool, description: str) -> dict:
+            return {"evaluation": {"assetKey": {"path": path}, "checkName": check, "success": passed,
+                                   "severity": "ERROR", "description": description}}  # fmt: skip
+
+        planned = {"assetKey": {"path": ["tate", "render"]}, "checkName": "loudness_on_target"}
+        events = [{}, planned, evaluation(["square", "render"], "size_matches_profile", False, "other asset"),
+                  evaluation(["tate", "render"], "size_matches_profile", True, "1080x1920"), {}]  # fmt: skip
+        return {"l0": {"events": events}}
 
     fake.answers["AutoeditChecks"] = executions
     with AutoEditClient(fake.url) as client:
         (video,) = client.video_status([VIDEO_ID])
     assert video["assets"]["tate/render"]["state"] == "MATERIALIZED"
+    assert 'logsForRun(runId: "run-1")' in asked[0] and "assetCheckExecutions" not in asked[0]
     assert video["checks"] == {
         "tate/render:size_matches_profile": {
             "status": "SUCCEEDED", "passed": True, "severity": "ERROR", "description": "1080x1920", "run_id": "run-1",
-        }
+        },
+        "tate/render:loudness_on_target": {
+            "status": "SKIPPED", "passed": None, "severity": None, "description": None, "run_id": "run-1",
+        },
     }  # fmt: skip
     assert video["outputs"] == {"tate": {"video": "file:///s/renders/v/tate/final.mp4"}}  # IO manager `uri` left out
     assert video["latest_run"]["run_id"] == "run-1"

@@ -83,7 +83,7 @@ def test_one_video_costs_two_small_requests(webserver: Server, counted: Counting
     assert counted.received < 40_000  # one video's assets, runs and checks; not the archive's ids
     assert oldest["assets"]["tate/render"]["state"] == "MATERIALIZED"
     assert oldest["assets"]["square/render"]["state"] == "MISSING"
-    # The oldest video's check results, read in its own partition however many came after it.
+    # The oldest video's check results, read from the log of the run that rendered it, however many came after.
     assert sorted(oldest["checks"]) == sorted(f"tate/render:{check}" for check in CHECKS)
     assert all(check["passed"] is True for check in oldest["checks"].values())
     assert oldest["outputs"]["tate"]["video"].endswith(f"/renders/{DONE[0]}/tate/final.mp4")
