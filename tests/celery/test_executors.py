@@ -70,14 +70,20 @@ def test_every_job_switches_to_celery_from_the_environment() -> None:
     # A fresh interpreter: the executor is fixed when the code location loads.
     script = (
         "import json; from autoedit_dagster import jobs; from autoedit_dagster.definitions import defs; "
-        "names = [jobs.video_job.name, *(j.name for j in jobs.profile_jobs.values()), jobs.catalog_job.name]; "
+        "names = [jobs.video_job.name, *(j.name for j in jobs.profile_jobs.values()), "
+        "*(j.name for j in jobs.analysis_profile_jobs.values()), jobs.catalog_job.name]; "
         "print(json.dumps({n: defs.resolve_job_def(n).executor_def.name for n in names}))"
     )
     env = {**os.environ, "AUTOEDIT_EXECUTOR": "celery"}
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     executors = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(executors) == {"video_job", "catalog_job", *(f"{p}_job" for p in PROFILES if p != "tate")}
+    assert set(executors) == {
+        "video_job",
+        "catalog_job",
+        *(f"{p}_job" for p in PROFILES),
+        *(f"{p}_video_job" for p in PROFILES if p != "tate"),
+    }
     assert set(executors.values()) == {"autoedit_celery"}
 
 
