@@ -292,6 +292,11 @@ def reach(track: Subject, misses: int, width: int) -> float:
     return min(max(2 * max(track.w, track.h), width / 8) * (1 + misses), width / 4)
 
 
+def apart(a: Subject, b: Subject) -> float:
+    """How far apart two boxes' centres are, along whichever axis is farther (the reach's measure)."""
+    return max(abs(a.cx - b.cx), abs(a.cy - b.cy))
+
+
 def same_subject(candidate: Subject, track: Subject, misses: int, width: int) -> bool:
     """Whether `candidate` can be the followed subject `misses` samples after it was last seen."""
     r = reach(track, misses, width)
@@ -459,16 +464,21 @@ class SubjectTracker:
             # chosen person's better box (a second box the CNN put beside a face, 50 px off, was
             # chosen once, and the real face then shut out as "the other person").
             r = reach(chosen, 0, plane.shape[1])
-            self._others = [
-                c for c in candidates if c.kind == "face" and max(abs(c.cx - chosen.cx), abs(c.cy - chosen.cy)) > r
-            ]
+            self._others = [c for c in candidates if c.kind == "face" and apart(c, chosen) > r]
             return chosen
         candidates = self._not_others(candidates, expected, plane.shape[1])
+        alike, unlike = self._followed_among(plane, candidates, expected)
+        return alike or self._moved_fast(plane, candidates, expected) or unlike
+
+    def _followed_among(
+        self, plane: np.ndarray, candidates: list[Subject], expected: Subject
+    ) -> tuple[Subject | None, Subject | None]:
+        """The nearest candidate within the followed subject's reach that has its look, else (second
+        value) the nearest within reach without it, to be taken only if nothing better turns up."""
         near = [c for c in candidates if same_subject(c, expected, self._misses, plane.shape[1])]
-        alike = self._alike(plane, near)
-        if alike:
-            return nearest(alike, expected)
-        return self._moved_fast(plane, candidates, expected) or (nearest(near, expected) if near else None)
+        if alike := self._alike(plane, near):
+            return nearest(alike, expected), None
+        return None, nearest(near, expected) if near else None
 
     def _not_others(self, candidates: list[Subject], expected: Subject, width: int) -> list[Subject]:
         """The candidates that are not one of the other faces seen beside the followed one (`_others`).
@@ -484,12 +494,12 @@ class SubjectTracker:
             return candidates
         kept = []
         for c in candidates:
-            d_expected = max(abs(c.cx - expected.cx), abs(c.cy - expected.cy))
+            d_expected = apart(c, expected)
             match = next(
                 (
                     i
                     for i, o in enumerate(self._others)
-                    if same_subject(c, o, HOLD_SAMPLES, width) and max(abs(c.cx - o.cx), abs(c.cy - o.cy)) < d_expected
+                    if same_subject(c, o, HOLD_SAMPLES, width) and apart(c, o) < d_expected
                 ),
                 None,
             )
@@ -548,8 +558,4 @@ class SubjectTracker:
             # A face is searched for at ~40 px tall, whatever its size: small windows stay sharp,
             # the large windows around large faces shrink (a few ms either way instead of ~55).
             found = find_faces(plane, region, min(1.0, NEAR_FACE_PX / max(1.0, expected.h)))
-        found = [f for f in self._not_others(found, expected, w) if same_subject(f, expected, self._misses, w)]
-        alike = self._alike(plane, found)
-        if alike:
-            return nearest(alike, expected), None
-        return None, nearest(found, expected) if found else None
+        return self._followed_among(plane, self._not_others(found, expected, w), expected)
