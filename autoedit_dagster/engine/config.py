@@ -42,8 +42,11 @@ class AnalysisSettings(BaseModel):
     subject_fps: float = Field(
         default=2.0, gt=0, description="How many frames per second get a subject (face, else saliency)."
     )
+    # At 0.25 a person walking into an empty picture, or a small face the first search missed, went
+    # unseen for up to 4 s (worst centre inside 0.77); at 1 the film's pass costs ~2.3 CPU-s more
+    # and no wall time: the searches run in the time the decode leaves idle (bench/RESULTS.md).
     face_search_fps: float = Field(
-        default=0.25,
+        default=1.0,
         gt=0,
         description="How often the whole picture is searched for faces while nobody is followed (and at "
         "every new shot); the subject already followed is looked for near its last place at `subject_fps`.",

@@ -346,6 +346,25 @@ HOLD_SAMPLES = 8
 while it cannot be seen (a turn to profile, a hand or a passer-by in front) before it is let go."""
 
 
+STILL_MAD = 1.5
+"""Mean absolute change (0-255 gray) under a face's box between two samples (0.5 s apart at the
+default rate) at or below which the face is a still picture: a poster, a photo, a frozen frame. A
+frozen face overlaid on moving footage changes by 0.0-0.25 there; live faces, even a two-shot's
+listener sitting still, by 9 and more (talking, blinking, breathing move them)."""
+
+
+def unchanged(gray: np.ndarray, before: np.ndarray | None, face: Subject) -> bool:
+    """Whether `face`'s box (in `gray`'s coordinates) shows the same picture as `before` did."""
+    if before is None or before.shape != gray.shape:
+        return False
+    h, w = gray.shape[:2]
+    x0, y0 = max(0, int(face.cx - face.w / 2)), max(0, int(face.cy - face.h / 2))
+    x1, y1 = min(w, int(face.cx + face.w / 2) + 1), min(h, int(face.cy + face.h / 2) + 1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return False
+    return cv2.norm(gray[y0:y1, x0:x1], before[y0:y1, x0:x1], cv2.NORM_L1) / ((x1 - x0) * (y1 - y0)) <= STILL_MAD
+
+
 class SubjectTracker:
     """The subject of successive sampled frames: one person followed, re-acquired, else saliency.
 
@@ -367,6 +386,11 @@ class SubjectTracker:
     missed, the subject is held where it was heading (its last velocity), so a walker behind a
     passer-by, or one the people detector sees only on some strides, stays in the crop. With nobody
     to follow and no face or body found, saliency answers.
+
+    A face whose box has not changed at all since the last sample (`unchanged`) is a picture: a
+    poster, a photo on the wall, a frozen frame. A search prefers a live face to it, and a followed
+    face found to be a picture gives way to a live face elsewhere in the picture, if there is one
+    (checked once a `search_every`); pictures given up are not taken again within the shot.
     """
 
     def __init__(self, search_every: int = 1, people_every: int | None = None) -> None:
@@ -380,6 +404,10 @@ class SubjectTracker:
         self._look_again = False  # a search at a new shot found nobody: search the next sample too
         self._look: np.ndarray | None = None  # the followed face's colours when last seen
         self._others: list[Subject] = []  # other faces seen beside the followed one in this shot
+        self._pictures: list[Subject] = []  # still faces given up for a live one in this shot
+        self._still_checked = False  # the followed face was found still, and searched around, already
+        self._before: np.ndarray | None = None  # the last sample's gray picture
+        self._now: tuple[np.ndarray, np.ndarray | None, float] | None = None  # gray, before, plane -> gray
 
     def locate(
         self,
@@ -396,13 +424,14 @@ class SubjectTracker:
         if plane is None:
             plane = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
         to_gray = gray.shape[1] / plane.shape[1]
+        self._now, self._before = (gray, self._before, to_gray), gray
         self._since_search += 1
         self._since_people += 1
         expected = self._expected(plane.shape[1], plane.shape[0])
         before_cut = expected if new_shot else None
         if new_shot:
             self._track, self._misses, expected = None, 0, None
-            self._others = []
+            self._others, self._pictures = [], []
         found: Subject | None = None
         unlike: Subject | None = None  # found near its place without its look: taken if nothing better
         if expected is not None:
@@ -419,6 +448,10 @@ class SubjectTracker:
             found = self._search(plane, expected, people, before_cut)
             self._look_again = new_shot and found is None
         found = found or unlike
+        still = found is not None and expected is not None and self._still(found)
+        if still and found and (live := self._live_instead(plane, found)):
+            self._pictures.append(found)
+            self._track, self._others, found = None, [], live
         if found is not None:
             if self._track is not None and expected is not None:
                 step = 1 + self._misses
@@ -453,13 +486,15 @@ class SubjectTracker:
         `people`: ask the people detector too when no face is found (not for a followed face).
         `before_cut`: who was followed before a new shot, looked for again where they were.
         """
-        candidates = search_faces(plane, FACE_MIN_SCORE if expected else ACQUIRE_SCORE, before_cut)
+        candidates = self._not_pictures(search_faces(plane, FACE_MIN_SCORE if expected else ACQUIRE_SCORE, before_cut))
         if not candidates and people and (expected is None or expected.kind == "person"):
             candidates = find_people(plane)
         if expected is None:
             if not candidates:
                 return None
-            chosen = main_subject(candidates, plane.shape[1], plane.shape[0])
+            live = [c for c in candidates if not self._still(c)]
+            chosen = main_subject(live or candidates, plane.shape[1], plane.shape[0])
+            self._still_checked = False
             # Faces within the chosen one's reach are not taken for others: one of them may be the
             # chosen person's better box (a second box the CNN put beside a face, 50 px off, was
             # chosen once, and the real face then shut out as "the other person").
@@ -469,6 +504,36 @@ class SubjectTracker:
         candidates = self._not_others(candidates, expected, plane.shape[1])
         alike, unlike = self._followed_among(plane, candidates, expected)
         return alike or self._moved_fast(plane, candidates, expected) or unlike
+
+    def _still(self, face: Subject) -> bool:
+        """Whether `face` (plane coordinates) is a picture: unchanged since the last sample."""
+        if self._now is None or face.kind != "face":
+            return False
+        gray, before, to_gray = self._now
+        return unchanged(gray, before, _scaled(face, to_gray))
+
+    def _not_pictures(self, candidates: list[Subject]) -> list[Subject]:
+        """The candidates that are not a picture given up in this shot (its place and its size)."""
+        return [
+            c for c in candidates if not any(apart(c, p) < p.h / 2 and 0.7 <= c.h / p.h <= 1.4 for p in self._pictures)
+        ]
+
+    def _live_instead(self, plane: np.ndarray, picture: Subject) -> Subject | None:
+        """The main live face elsewhere in the picture, to follow instead of the still `picture`.
+
+        Searched at once the first time, then once a `search_every` while a picture is followed: a
+        photo alone in its shot is followed like a face (there is nothing better), at the cost of a
+        search a second.
+        """
+        if self._still_checked and self._since_search < self.search_every:
+            return None
+        self._since_search, self._still_checked = 0, True
+        live = [
+            c
+            for c in self._not_pictures(search_faces(plane, ACQUIRE_SCORE))
+            if apart(c, picture) > max(c.h, picture.h) / 2 and not self._still(c)
+        ]
+        return main_subject(live, plane.shape[1], plane.shape[0]) if live else None
 
     def _followed_among(
         self, plane: np.ndarray, candidates: list[Subject], expected: Subject

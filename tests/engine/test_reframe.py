@@ -417,3 +417,15 @@ def test_hard_cases_have_their_truth_where_the_subject_is_in_the_picture(tmp_pat
     edge = person_clip(tmp_path / "edge.mp4", HARD_CASES["face at the edge"], (320, 180), seconds=1.0)
     left = edge.boxes[:, 0] - edge.boxes[:, 2] / 2
     assert left.min() >= 0 and np.isclose(left, 0).any()
+
+
+def test_a_person_walking_into_an_empty_picture_is_followed_within_a_second(tmp_path: Path) -> None:
+    """Nobody is there for 3 s, then a face walks in (no cut): the whole picture is searched every
+    second while nobody is followed (`face_search_fps`), so the crop finds it within ~1 s, not 4."""
+    clip = person_clip(tmp_path / "enter.mp4", HARD_CASES["enters at 3 s"], (640, 360), seconds=6.0)
+    source = analyze_source(clip.path)
+    faces = source.frames.with_row_index().filter(pl.col("subject_kind") == "face")["index"]
+    entered = int(np.isfinite(clip.boxes[:, 0]).argmax())
+    assert faces.len() and 0 <= faces.min() - entered <= 1.25 * source.info.fps, (entered, faces.min())
+    scores = crop_scores(plan_crop(source.frames, source.info, source.shots, get_profile("tate")), clip.boxes)
+    assert scores["centre_inside"] >= 0.97, scores

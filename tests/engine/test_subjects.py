@@ -67,6 +67,36 @@ def test_a_larger_face_elsewhere_never_replaces_the_followed_one(film: np.ndarra
         assert located.kind == "face" and abs(located.cx * W / 256 - box[0]) < 8
 
 
+def _with_poster(background: np.ndarray, k: int, live: bool) -> tuple[np.ndarray, tuple, tuple | None]:
+    """A frame of `background` with the same still picture of a face (a fifth of the height) on the
+    right and, if `live`, carphone's face a tenth tall walking on the left (a new frame each sample)."""
+    frame = background.copy()
+    poster = face_at(frame, 0, 480, 170, H / 5)
+    person = face_at(frame, 10 * k + 3, 150 + 6 * k, 180, H / 10) if live else None
+    return frame, poster, person
+
+
+def test_a_still_picture_of_a_face_gives_way_to_the_live_person(film: np.ndarray) -> None:
+    """The larger face is chosen first; one sample later it has not changed at all (a poster), and the
+    live face is followed instead, for good (issue 12's "face beside its poster")."""
+    tracker = SubjectTracker(search_every=2)
+    for k in range(6):
+        frame, poster, person = _with_poster(film[k], k, live=True)
+        located = tracker.locate(small_gray(frame), small_gray(film[k - 1]) if k else None, plane=frame)
+        expected = poster if k == 0 else person
+        assert expected is not None and located.kind == "face", (k, located)
+        assert abs(located.cx * W / 256 - expected[0]) < 8, (k, located, expected)
+
+
+def test_a_still_picture_alone_is_followed(film: np.ndarray) -> None:
+    """A photo with no live face beside it is the subject: there is nothing better to frame."""
+    tracker = SubjectTracker(search_every=2)
+    for k in range(5):
+        frame, poster, _ = _with_poster(film[k], k, live=False)
+        located = tracker.locate(small_gray(frame), small_gray(film[k - 1]) if k else None, plane=frame)
+        assert located.kind == "face" and abs(located.cx * W / 256 - poster[0]) < 8, (k, located)
+
+
 def test_a_covered_face_is_held_then_found_again_and_a_cut_searches_afresh(film: np.ndarray) -> None:
     tracker = SubjectTracker(search_every=2)
     frame, [box] = with_faces(film[0], (400, 200, H / 10))
