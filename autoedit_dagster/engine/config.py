@@ -113,6 +113,23 @@ class SilenceSettings(BaseModel):
     voice_onset_lookback_s: float = Field(
         default=0.3, ge=0, description="With `voice`: how far back a stretch of speech may start earlier (0: off)."
     )
+    # A voice at -30 dBFS over -45 dBFS room tone stands 1.4-2.8 dB over the floor by this measure (frame
+    # RMS, the room's pink noise included), over brown noise 4.5-5.4, over a music bed or street more:
+    # the extra lead lifted the worst quiet case from 0.956 to 0.983 of its speech kept and cost its
+    # pauses 0.738 -> 0.660 removed; louder voices are untouched (bench/RESULTS.md, "quiet speakers").
+    quiet_voice_db: float = Field(
+        default=3.0,
+        ge=0,
+        description="With `voice`: a voice whose speech frames' median level stands less than this many dB "
+        "above the file's noise floor is a quiet voice, and gets `quiet_voice_lead_s` more margin before it.",
+    )
+    quiet_voice_lead_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=2,
+        description="With `voice`: extra sound kept before each stretch of a quiet voice (its soft first "
+        "sounds lie in the room tone, where the model does not hear them); 0: off.",
+    )
     threshold_db: float = Field(
         default=12.0,
         ge=0,

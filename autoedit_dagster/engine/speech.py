@@ -6,7 +6,9 @@ Two detectors (`SilenceSettings.detector`) mark the frames worth keeping:
   `voice_threshold`, stretches shorter than `voice.MIN_RUN_S` dropped as blips of the model, each
   ending `voice.HANGOVER_S` earlier (the model's own lag) and starting earlier over the frames
   just before it at `voice_onset_threshold` or above, up to `voice_onset_lookback_s`: the model is
-  sure of a quiet voice only a syllable or two in, and less sure of its first sounds.
+  sure of a quiet voice only a syllable or two in, and less sure of its first sounds. A voice
+  that barely stands above the room (`quiet_voice_db`) gets `quiet_voice_lead_s` more margin
+  before each stretch: its first sounds lie in the room tone, out of both measures' reach.
   Pauses between sentences go even under a music bed or street noise, and a
   file in which no voice is found keeps everything ("no speech found: nothing cut") instead of
   losing its music or ambience. Tables stored before `speech_prob` existed fall back to loudness,
@@ -86,6 +88,7 @@ def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings
         notes.append(NO_SPEECH_PROB)
     if detector == "voice":
         marked = _voiced(analysis["speech_prob"].fill_null(0.0).to_numpy(), float(fps), settings)
+        settings = _for_a_quiet_voice(marked, levels, settings)
     else:
         marked = _loud(levels, settings)
     rate = float(fps)
@@ -103,14 +106,18 @@ def speech_segments(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSett
     return find_speech(analysis, fps, settings).ranges
 
 
-def _loud(levels: np.ndarray, settings: SilenceSettings) -> np.ndarray:
-    """Frames whose level stands `threshold_db` above the file's noise floor (NaN: no samples)."""
+def _floor(levels: np.ndarray, settings: SilenceSettings) -> float:
+    """The file's noise floor: the `floor_percentile` of its frame levels (NaN: no samples)."""
     measured = levels[np.isfinite(levels)]
     # Frames with no samples or digital zeros sit at SILENT_DB; they would drag the floor far
     # below the room noise and let that noise pass as loud, so the floor comes from the rest.
     heard = measured[measured > SILENT_DB + 1.0]
-    floor = float(np.percentile(heard if len(heard) else measured, settings.floor_percentile))
-    threshold = max(floor + settings.threshold_db, settings.min_threshold_dbfs)
+    return float(np.percentile(heard if len(heard) else measured, settings.floor_percentile))
+
+
+def _loud(levels: np.ndarray, settings: SilenceSettings) -> np.ndarray:
+    """Frames whose level stands `threshold_db` above the file's noise floor (NaN: no samples)."""
+    threshold = max(_floor(levels, settings) + settings.threshold_db, settings.min_threshold_dbfs)
     return np.nan_to_num(levels, nan=SILENT_DB) >= threshold
 
 
@@ -125,6 +132,21 @@ def _voiced(prob: np.ndarray, rate: float, settings: SilenceSettings) -> np.ndar
         onset = onset_starts[np.searchsorted(onset_starts, starts, side="right") - 1]
         starts = np.maximum(onset, starts - round(settings.voice_onset_lookback_s * rate))
     return _release(_mask(starts, ends, len(prob)), round(HANGOVER_S * rate))
+
+
+def _for_a_quiet_voice(marked: np.ndarray, levels: np.ndarray, settings: SilenceSettings) -> SilenceSettings:
+    """`settings` with `quiet_voice_lead_s` more margin before each stretch of speech when the voice
+    barely stands above the room: its marked frames' median level under `quiet_voice_db` over the floor.
+
+    A quiet voice's first sounds sit in the room tone, where the model cannot tell them from it (its
+    probability there is that of the room); nothing in the table marks them, so they are kept by time.
+    """
+    if settings.quiet_voice_lead_s <= 0 or not marked.any():
+        return settings
+    voiced = levels[marked & np.isfinite(levels)]
+    if not len(voiced) or float(np.median(voiced)) - _floor(levels, settings) >= settings.quiet_voice_db:
+        return settings
+    return settings.model_copy(update={"margin_before_s": settings.margin_before_s + settings.quiet_voice_lead_s})
 
 
 def _mask(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:

@@ -254,9 +254,22 @@ def test_analysis_without_the_model_cuts_on_loudness_and_says_so(media: Path) ->
     assert len(result.ranges) == 3  # the two pauses cut, by loudness
 
 
-def _probs(values: list[float]) -> pl.DataFrame:
-    """A table of 25 fps frames with these speech probabilities, all audible."""
-    return pl.DataFrame({"audio_db": [-30.0] * len(values), "speech_prob": values})
+def _probs(values: list[float], voice_db: float = -20.0, room_db: float = -45.0) -> pl.DataFrame:
+    """A table of 25 fps frames with these speech probabilities: a voice at `voice_db` where the
+    model is sure (0.5 and over), room tone at `room_db` elsewhere."""
+    return pl.DataFrame({"audio_db": [voice_db if p >= 0.5 else room_db for p in values], "speech_prob": values})
+
+
+def test_a_voice_that_barely_stands_above_the_room_keeps_more_before_it() -> None:
+    """A quiet voice (its frames 2 dB over the room tone, as -30 dBFS over -45 dBFS pink measures)
+    keeps `quiet_voice_lead_s` more before each stretch: its soft first sounds lie in the room tone,
+    where the model does not hear them. A voice well above the room keeps the usual margin."""
+    values = [0.02] * 50 + [0.9] * 25 + [0.02] * 50
+    bare = SilenceSettings(margin_after_s=0, min_silence_s=0, voice_onset_lookback_s=0)
+    assert find_speech(_probs(values, voice_db=-20.0), FPS, bare).ranges[0].start == 50 - 5  # the 0.2 s margin
+    assert find_speech(_probs(values, voice_db=-43.0), FPS, bare).ranges[0].start == 50 - 5 - 3  # and 0.1 s more
+    off = bare.model_copy(update={"quiet_voice_lead_s": 0})
+    assert find_speech(_probs(values, voice_db=-43.0), FPS, off).ranges[0].start == 50 - 5
 
 
 def test_a_stretch_starts_earlier_over_its_soft_first_frames() -> None:
