@@ -68,6 +68,11 @@ NEW_SHOT_SCORE = ShotSettings().cut_threshold
 # frame is shrunk to analysis size; skipping it makes the one analysis pass as cheap as a plain
 # decode of the file. Other decoders ignore the option.
 ANALYSIS_DECODE_ARGS = ("-skip_loop_filter", "all")
+# The graph's filters run on ffmpeg's main thread, beside the decoder: by default each frame's
+# scaling is also split over a thread per core, and on a machine the pass already keeps busy the
+# hand-offs cost more than they save (the 10-minute film's graph alone: 26.6 s and 27.9 CPU-s
+# threaded, 24.4 s and 24.9 CPU-s on one thread, medians of 2 on the 2-core VM).
+FILTER_THREADS = ("-filter_complex_threads", "1")
 
 
 def decoder_threads() -> int:
@@ -508,7 +513,7 @@ def _command(
             outputs += ["-map", "[voice]", "-f", "s16le", f"pipe:{voice_fd}"]
     decoder = (*ANALYSIS_DECODE_ARGS, "-threads", str(decoder_threads()))
     return [ffmpeg_io.FFMPEG, *ffmpeg_io.LOG_ARGS, *ffmpeg_io.input_args(info.path, decoder),
-            "-filter_complex", graph, *outputs]  # fmt: skip
+            *FILTER_THREADS, "-filter_complex", graph, *outputs]  # fmt: skip
 
 
 def analyze(
