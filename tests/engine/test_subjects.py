@@ -372,3 +372,23 @@ def test_the_face_search_lets_other_threads_run(film: np.ndarray) -> None:
         worker.join()
     assert searches >= 2
     assert turns >= 200  # ~20 with the GIL held through each search
+
+
+def test_across_a_cut_the_followed_face_still_there_is_kept_over_a_larger_one(
+    film: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bench "people" (face 1/10 covered 2 s, 1080p): the footage behind the person cut, and the
+    search after it chose a larger box the CNN put on the cartoon; the face itself, in its place with
+    its look, was then "the other person" and the crop left it."""
+    tracker = SubjectTracker(search_every=4)
+    frame, _ = with_faces(film[0], (340, 180, H / 10))
+    assert tracker.locate(small_gray(frame), None, plane=frame).kind == "face"
+    cut, [box] = with_faces(film[20], (330, 182, H / 10))
+    larger = subjects.Subject(430, 160, 2 * box[2], 2 * box[3], "face", 0.95)
+    search = subjects.search_faces
+    monkeypatch.setattr(subjects, "search_faces", lambda *args, **kwargs: [larger, *search(*args, **kwargs)])
+    located = tracker.locate(small_gray(cut), None, new_shot=True, plane=cut)
+    assert located.kind == "face" and abs(located.cx * W / 256 - box[0]) < 8
+    # Without a face followed before it, the same picture is a new scene: the larger face is chosen.
+    fresh = SubjectTracker(search_every=4).locate(small_gray(cut), None, new_shot=True, plane=cut)
+    assert abs(fresh.cx * W / 256 - larger.cx) < 2
