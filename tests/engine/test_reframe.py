@@ -434,8 +434,8 @@ def test_a_person_walking_into_an_empty_picture_is_followed_within_a_second(tmp_
 
 def test_a_washed_out_face_is_followed(tmp_path: Path) -> None:
     """A face whose contrast is washed out to 0.4 (bench "people, varied", face washed out #0, on its
-    path): the CNN sees the plane with its local contrast levelled, so it finds the face on every
-    sample instead of 10 of 17, and the crop keeps it (centre inside 0.69 before)."""
+    path): faces are proposed on the picture with its local contrast levelled, so the face is found on
+    16 samples of 17 instead of 10, and the crop keeps it (centre inside 0.69 before)."""
     case = dataclasses.replace(HARD_CASES["face washed out"], path=((0.174, 0.608), (0.688, 0.538), (0.485, 0.577)))
     clip = person_clip(tmp_path / "washed.mp4", case, (960, 540), seconds=8.0)
     source = analyze_source(clip.path)
