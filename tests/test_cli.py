@@ -259,13 +259,15 @@ def test_odd_dimensions(tmp_path: Path, capsys) -> None:
         assert (probe(out).width, probe(out).height) == size
 
 
-def test_one_frame_video(tmp_path: Path, capsys) -> None:
-    src = tmp_path / "one.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25", "-frames:v", "1", "-c:v", "libx264", str(src))
+@pytest.mark.parametrize("frames", [1, 3])
+def test_one_frame_and_few_frame_videos(tmp_path: Path, capsys, frames: int) -> None:
+    """A clip of 3 frames (fewer than a cut's neighbourhood) was an internal error in shot detection."""
+    src = tmp_path / "few.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25", "-frames:v", str(frames), "-c:v", "libx264", str(src))
     out = tmp_path / "out.mp4"
     code, _, err = _run(capsys, "edit", str(src), "-o", str(out), "--export", "edl")
     assert code == 0, err
-    assert probe(out).frame_count == 1
+    assert probe(out).frame_count == frames
 
 
 def test_hostile_file_names(tmp_path: Path) -> None:

@@ -168,8 +168,10 @@ def _pattern_distance(a: np.ndarray, b: np.ndarray) -> float:
 def _neighbour_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Mean of the `window` values each side of every frame, the frame itself excluded."""
     kernel = np.ones(2 * window + 1)
-    sums = np.convolve(values, kernel, mode="same") - values
-    counts = np.convolve(np.ones(len(values)), kernel, mode="same") - 1
+    # "full", then centred: `mode="same"` returns the kernel's length for a clip shorter than it.
+    centred = slice(window, window + len(values))
+    sums = np.convolve(values, kernel, mode="full")[centred] - values
+    counts = np.convolve(np.ones(len(values)), kernel, mode="full")[centred] - 1
     return sums / np.maximum(counts, 1)
 
 

@@ -222,6 +222,15 @@ def test_empty_and_single_frame_tables() -> None:
     assert shot_ranges([], 1) == [FrameRange(start=0, end=1)]
 
 
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_clips_shorter_than_a_cuts_neighbourhood(n: int) -> None:
+    """A clip of 2-4 frames (fewer than the 2 x 2 + 1 frames a cut is compared with) is not an error
+    (it was: numpy's "same" convolution answers with the kernel's length), and a cut in it is found."""
+    assert detect_shots(_table(_shot(1, n)), FPS) == []
+    cut = _table(np.concatenate([_shot(1, n // 2), _shot(2, n - n // 2)]))
+    assert [b.frame for b in detect_shots(cut, FPS, ShotSettings(min_shot_frames=1))] == [n // 2]
+
+
 def test_synthetic_cut_and_spacing() -> None:
     table = _table(np.concatenate([_shot(1, 3), _shot(2, 30), _shot(3, 4), _shot(4, 30)]))
     found = detect_shots(table, FPS)
