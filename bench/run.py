@@ -396,8 +396,10 @@ def bench_detectors() -> dict:
 
     return {
         "chosen": "libfacedetection cnn (yuface) for faces, skin-checked (subjects.SKIN_SHARE): the only "
-        "candidate that finds 1/15-height and half-turned faces; hog people (opencv) for bodies without a face: "
-        "the only body detector that finds the walker at all, with no false people on cartoons. The tracker's "
+        "candidate that finds 1/15-height and half-turned faces; hog people (opencv) at scale 1.1 for bodies without "
+        "a face: the body detectors that find the walker with no false people on cartoons are it and the same at "
+        "scale 1.05 (twice the walker recall at twice the cost; Daimler's finds more and fires on cartoons). "
+        "The tracker's "
         "whole-picture search proposes on the plane at half size and confirms each proposal at full size "
         "(subjects.search_faces): compare its row with the whole-plane row for what that costs in recall",
         **face_detectors.main(),
