@@ -27,7 +27,6 @@ import queue
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -56,9 +55,6 @@ PIPE_BYTES = 1 << 20
 # longer bursts of searches.
 FRAMES_QUEUED, FRAME_QUEUE_BYTES = 96, 16 << 20
 PLANES_QUEUED, PLANE_QUEUE_BYTES = 48, 64 << 20
-# Small frames are read and queued this many at a time (at most `READ_BYTES`): a read and a queue
-# hand-off per frame cost the pass's Python ~0.3 CPU-s on the 10-minute film.
-FRAMES_PER_READ, READ_BYTES = 8, 512 << 10
 
 
 def _queue_length(most: int, budget: int, record_bytes: int) -> int:
@@ -175,26 +171,21 @@ class _Records(_Worker):
     niced Python work: a pipe holds under a second of frames and one and a half face planes, and
     the niced readers behind it, starved while the decode keeps both cores busy, made ffmpeg stop
     on its writes (the whole decode with it) whenever a face search ran long. The queue absorbs
-    that instead: `limit` records, then ffmpeg waits (back-pressure, bounded memory). Records are
-    read and queued `batch` at a time (one chunk), handed out one by one. `None` follows the last
-    record. Once `stop` is set, what arrives is read and dropped, so ffmpeg can
+    that instead: `limit` records, then ffmpeg waits (back-pressure, bounded memory). `None`
+    follows the last record. Once `stop` is set, what arrives is read and dropped, so ffmpeg can
     still finish or be killed without blocking.
     """
 
-    def __init__(self, pipe: IO[bytes], size: int, limit: int, batch: int = 1) -> None:
+    def __init__(self, pipe: IO[bytes], size: int, limit: int) -> None:
         super().__init__()
-        self.pipe, self.size, self.batch = pipe, size, max(1, batch)
-        self.records: queue.Queue[bytes | None] = queue.Queue(maxsize=max(2, limit // self.batch))
+        self.pipe, self.size = pipe, size
+        self.records: queue.Queue[bytes | None] = queue.Queue(maxsize=limit)
         self.stop = threading.Event()
-        self._pending: deque[memoryview] = deque()  # the reader's side: the records of the chunk taken last
 
     def work(self) -> None:
         try:
-            # A buffered read returns short only at the end of the stream: a torn last record is dropped.
-            while whole := (len(chunk := self.pipe.read(self.size * self.batch)) // self.size) * self.size:
-                self._offer(chunk if whole == len(chunk) else chunk[:whole])
-                if whole < self.size * self.batch:
-                    break
+            while len(record := self.pipe.read(self.size)) == self.size:
+                self._offer(record)
         finally:
             self._offer(None)
 
@@ -208,15 +199,8 @@ class _Records(_Worker):
                     self.records.get_nowait()
             self.records.put_nowait(None)  # only this thread puts: there is room
 
-    def get(self) -> memoryview | None:
-        """The next record (a view into its chunk), or None after the last one."""
-        if not self._pending:
-            chunk = self.records.get()
-            if chunk is None:
-                return None
-            view = memoryview(chunk)
-            self._pending.extend(view[at : at + self.size] for at in range(0, len(chunk), self.size))
-        return self._pending.popleft()
+    def get(self) -> bytes | None:
+        return self.records.get()
 
 
 def _pcm_chunks(fd: int, dtype: str = "<i2", channels: int = 1, read_bytes: int = 1 << 16) -> Iterator[np.ndarray]:
@@ -603,10 +587,7 @@ def analyze(
         plane_records = _Records(planes, plane_bytes, _queue_length(PLANES_QUEUED, PLANE_QUEUE_BYTES, plane_bytes))
         plane_records.start()
     frame_records = _Records(
-        cast(IO[bytes], proc.stdout),
-        frame_bytes,
-        _queue_length(FRAMES_QUEUED, FRAME_QUEUE_BYTES, frame_bytes),
-        batch=min(FRAMES_PER_READ, READ_BYTES // frame_bytes),
+        cast(IO[bytes], proc.stdout), frame_bytes, _queue_length(FRAMES_QUEUED, FRAME_QUEUE_BYTES, frame_bytes)
     )
     frame_records.start()
     finder = _SubjectFinder(tracker, plane_records, plane_size, settings.nice)
