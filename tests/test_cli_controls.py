@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from autoedit_dagster.cli import main
+from autoedit_dagster.cli import _edit_settings, build_parser, main
 from autoedit_dagster.engine import ffmpeg_io
+from autoedit_dagster.engine.config import SilenceSettings
 from testsupport.media_factory import ffmpeg
 
 # Loud tone, quiet tone (30 dB under), loud, quiet: 1 s each. The quiet seconds are the noise
@@ -232,6 +233,8 @@ def test_paths_a_person_gets_wrong(steps: Path, tmp_path: Path, capsys: pytest.C
         (["--min-silence", "100"], "--min-silence 100.0: input should be less than or equal to 60"),
         (["--no-cut", "--margin", "0.1"], "--no-cut keeps every frame: --margin would do nothing"),
         (["--cut-on", "pitch"], "argument --cut-on: invalid choice"),
+        (["--no-cut", "--keep-background-voices"], "--no-cut keeps every frame: --keep-background-voices would"),
+        (["--cut-on", "loudness", "--keep-background-voices"], "--keep-background-voices is the voice detector's"),
         (["--resolution", "720"], "argument --resolution: expected WIDTHxHEIGHT"),
         (["--resolution", "8x8"], "--resolution 8x8: input should be greater than or equal to 16"),
         (["--resolution", "720x720"], "720x720 is not the tate profile's aspect (9:16)"),
@@ -253,3 +256,13 @@ def test_bad_values_are_refused_before_any_work(
     err = _refused(capsys, str(steps), "-o", str(out), "--timeline-png", str(tmp_path / "t.png"), *flags)
     assert said in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_background_voices_sets_the_voice_detectors_rule() -> None:
+    """`--keep-background-voices` turns the background-voice rule off (`background_voice_db` 0); left
+    out, the default of `SilenceSettings` applies."""
+    parser = build_parser(remote=False)
+    flagged = _edit_settings(parser.parse_args(["edit", "in.mp4", "-o", "out.mp4", "--keep-background-voices"]))
+    assert flagged.silence.background_voice_db == 0
+    default = _edit_settings(parser.parse_args(["edit", "in.mp4", "-o", "out.mp4"]))
+    assert default.silence.background_voice_db == SilenceSettings().background_voice_db > 0

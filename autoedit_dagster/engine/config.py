@@ -131,6 +131,16 @@ class SilenceSettings(BaseModel):
         description="With `voice`: extra sound kept before each stretch of a quiet voice (its soft first "
         "sounds lie in the room tone, where the model does not hear them); 0: off.",
     )
+    # A voice this far under the speaker fills every pause of a vlog in a café or over a song with
+    # lyrics; the model hears it as speech, so nothing was cut (bench/RESULTS.md, "voice detector,
+    # sceptic's cases", voice bed). `speech.py` says when it counts as background.
+    background_voice_db: float = Field(
+        default=12.0,
+        ge=0,
+        description="With `voice`: a voice this many dB or more under the main speaker that talks through "
+        "most of the speaker's pauses is background (chatter, sung lyrics under a vlog): the stretches "
+        "where only it is heard are cut like any pause; 0: every voice counts.",
+    )
     threshold_db: float = Field(
         default=12.0,
         ge=0,

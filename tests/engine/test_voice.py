@@ -25,6 +25,7 @@ from testsupport.media_factory import (
     RATE,
     VOICES,
     at_level,
+    espeak,
     mix_under,
     music,
     noise,
@@ -291,3 +292,70 @@ def test_a_blip_of_the_model_is_not_speech_and_holds_no_pause() -> None:
     first, second = find_speech(_probs(speech + blip + speech), FPS).ranges
     # The speech's own end: 25 frames less the model's hangover (2), plus the 0.2 s margin (5).
     assert (first.end, second.start) == (28, 50)
+
+
+def _levels(parts: list[tuple[int, float, float]]) -> pl.DataFrame:
+    """A 25 fps table from (frames, dBFS, speech probability) stretches, levels jittered by +-1 dB."""
+    jitter = np.random.default_rng(3).uniform(-1, 1, sum(n for n, _, _ in parts))
+    db = np.concatenate([np.full(n, level) for n, level, _ in parts]) + jitter
+    prob = np.concatenate([np.full(n, p) for n, _, p in parts])
+    return pl.DataFrame({"audio_db": db, "speech_prob": prob})
+
+
+def test_a_voice_far_under_the_speaker_in_every_pause_is_background() -> None:
+    """A voice 16 dB under the speaker, heard in every pause (chatter, a song's lyrics): the model
+    calls it speech, but its stretches alone are cut like pauses, and the report says so."""
+    speaker, bed = (50, -20.0, 0.9), (25, -36.0, 0.9)
+    table = _levels([bed, speaker, bed, speaker, bed, speaker, bed])
+    result = find_speech(table, FPS)
+    assert result.notes and result.notes[0].startswith("a voice 16 dB under the speaker")
+    # Each speaker stretch, its 0.2 s margins (5 frames) and what the 0.3 s level average smears (<= 4).
+    speaking = [(25, 75), (100, 150), (175, 225)]
+    assert len(result.ranges) == len(speaking)
+    for kept, (start, end) in zip(result.ranges, speaking, strict=True):
+        assert start - 9 <= kept.start < start and end < kept.end <= end + 9
+    kept = find_speech(table, FPS, SilenceSettings(background_voice_db=0))
+    assert kept.ranges == [FrameRange(start=0, end=table.height)] and kept.notes == []
+
+
+def test_a_quieter_voice_of_its_own_is_not_background() -> None:
+    """A second speaker 16 dB under the first, taking turns over a quiet room (room tone between
+    the turns): every word kept. So is a speaker who is far away for most of the file."""
+    speaker, other, room = (50, -20.0, 0.9), (25, -36.0, 0.9), (10, -60.0, 0.02)
+    turns = _levels([room, speaker, room, other, room, speaker, room, other, room, speaker, room])
+    result = find_speech(turns, FPS)
+    assert result.notes == [] and len(result.ranges) == 1
+    near, far = (30, -20.0, 0.9), (200, -36.0, 0.9)
+    assert find_speech(_levels([near, far]), FPS).notes == []
+
+
+@pytest.mark.parametrize("under", [15, 20])
+def test_a_talking_bed_under_a_real_voice_loses_its_pauses(media: Path, under: int) -> None:
+    """espeak voices: the speaker at -20 dBFS, another talking `under` dB lower throughout. The
+    speaker's every word is kept and most of what is the bed alone is cut."""
+    talk, speech = _talk(VOICES[0])
+    bed = np.resize(espeak("And so the committee met again on Tuesday to discuss the budget for the coming "
+                           "year, which nobody had read.", "en-gb+m2", 150), len(talk))  # fmt: skip
+    audio = talk + at_level(bed, -20.0 - under) + at_level(noise("pink", len(talk) / RATE, 4), -55.0)
+    score = _score(_analysed(media / f"talking_bed_{under}.mp4", audio), speech)
+    assert score["speech_kept"] >= 0.99
+    assert score["non_speech_removed"] >= 0.5
+
+
+def test_an_off_microphone_interviewer_is_kept(media: Path) -> None:
+    """Questions 15 dB under the answers, with room tone between the turns: both voices kept whole."""
+    lines = [("How did you start?", ("en-us+f3", 170), -35.0),
+             ("Well, I started editing videos about ten years ago, mostly for friends.", ("en", 170), -20.0),
+             ("And what changed?", ("en-us+f3", 170), -35.0),
+             ("Now most of that work is done before I even open the project.", ("en", 170), -20.0)]  # fmt: skip
+    pieces, speech, t = [np.zeros(RATE, dtype=np.float32)], [], 1.0
+    for text, speaker, level in lines:
+        said = at_level(espeak(text, *speaker), level)
+        pieces += [said, np.zeros(int(0.7 * RATE), dtype=np.float32)]
+        speech.append((t, t + len(said) / RATE))
+        t += len(said) / RATE + 0.7
+    audio = np.concatenate(pieces)
+    audio = audio + at_level(noise("pink", len(audio) / RATE, 5), -55.0)
+    analysis = _analysed(media / "interview.mp4", audio)
+    assert find_speech(analysis, FPS).notes == []
+    assert _score(analysis, speech)["speech_kept"] == 1.0
