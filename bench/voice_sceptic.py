@@ -236,6 +236,10 @@ ANSWERS = ["Well, I started editing videos about ten years ago, mostly for frien
            "Now most of that work is done before I even open the project.",
            "I still check every cut, but it is much faster than it used to be."]  # fmt: skip
 QUESTIONS = ["How did you start?", "Why was it so slow?", "And what changed?", "Do you trust it?"]
+MORE_SENTENCES = ["The weather was terrible on Saturday, so we stayed at home.",
+                  "My sister called to say that the train was late again.",
+                  "I think we should book the tickets before the end of the month.",
+                  "Honestly, I have no idea where the receipt went."]  # fmt: skip
 
 
 def more_beds() -> dict[str, Case]:
@@ -321,6 +325,55 @@ def quieter_voices() -> dict[str, Case]:
         audio, speech, seconds = _said(lines, [0.4, 0.3, 0.5])
         name = f"quieter voice: {1 - near:.0%} of the sentences 16 dB quieter, short pauses, pink room {room:.0f} dBFS"
         out[name] = (audio + at_level(noise("pink", seconds, 16), room), speech, [])
+    out.update(_quick_turns())
+    return out
+
+
+def _quick_turns() -> dict[str, Case]:
+    """Turns with short gaps (0.3-0.4 s) over noisier rooms, where the model bridges the gaps and the
+    quieter voice fills most of the louder one's silences, as a bed would (a review session's cases)."""
+    long = VOICE_PHRASES + ANSWERS + MORE_SENTENCES
+    out: dict[str, Case] = {}
+    for near_n, gap in ((2, 0.3), (3, 0.3)):
+        lines = []
+        for k in range(5):
+            lines += [(long[(4 * k + j) % len(long)], ("en", 170), -20.0) for j in range(near_n)]
+            lines += [(long[(4 * k + 2 + j) % len(long)], ("en-us+f3", 175), -34.0) for j in range(2)]
+        audio, speech, seconds = _said(lines, [gap])
+        name = f"quieter voice: a call, the far side 14 dB under, {near_n}:2 sentences a turn, {gap} s gaps, brown -44"
+        out[name] = (audio + at_level(noise("brown", seconds, 7), -44.0), merge(speech), [])
+    lines = []
+    for k in range(5):
+        lines.append(
+            ("Could you say more about that, and about how long it took you in the end?", ("en-us+f2", 175), -16.0)
+        )
+        lines += [(long[(3 * k + j) % len(long)], ("en+m1", 160), -31.0) for j in range(2)]
+    audio, speech, seconds = _said(lines, [0.4, 0.35, 0.35])
+    out["quieter voice: a lecture's Q&A, the lecturer 15 dB under the questioner, brown room -43 dBFS"] = (
+        audio + at_level(noise("brown", seconds, 9), -43.0), merge(speech), [])  # fmt: skip
+    gaps = np.random.default_rng(11).choice([0.3, 0.4], 14).tolist()
+    lines = [(long[i], ("en-gb+m2", 175), -20.0 - (16 if i >= 8 else 0)) for i in range(14)]
+    audio, speech, seconds = _said(lines, gaps)
+    out["quieter voice: the last 6 of 14 sentences 16 dB quieter (stepping back), 0.3-0.4 s gaps, pink room -48"] = (
+        audio + at_level(noise("pink", seconds, 6), -48.0), speech, [])  # fmt: skip
+    from bench.quiet_speakers import bed
+
+    gaps = np.random.default_rng(17).choice([0.5, 0.9, 1.5], 10).tolist()
+    lines = [(long[i], ("en-us+f2", 180), -20.0 - (14 if i in (4, 5) else 0)) for i in range(10)]
+    audio, speech, seconds = _said(lines, gaps)
+    out["quieter voice: in a café (chatter 15 dB under), two of ten sentences turned away, 14 dB quieter"] = (
+        audio + at_level(bed("babble", seconds, 3), -35.0), speech, [])  # fmt: skip
+    return out
+
+
+def merge(speech: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping (start, end) intervals joined."""
+    out: list[tuple[float, float]] = []
+    for s, e in sorted(speech):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
     return out
 
 

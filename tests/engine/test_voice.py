@@ -327,6 +327,11 @@ def test_a_quieter_voice_of_its_own_is_not_background() -> None:
     assert result.notes == [] and len(result.ranges) == 1
     near, far = (30, -20.0, 0.9), (200, -36.0, 0.9)
     assert find_speech(_levels([near, far]), FPS).notes == []
+    # Turns with no room tone between them (the model bridges short gaps): the quieter side holds
+    # the floor for whole sentences (4.2 s), which a bed, showing only in the speaker's pauses, never does.
+    speaker, quieter = (110, -20.0, 0.9), (105, -34.0, 0.9)
+    call = _levels([speaker, quieter, speaker, quieter, speaker])
+    assert find_speech(call, FPS).ranges == [FrameRange(start=0, end=call.height)]
 
 
 @pytest.mark.parametrize("under", [15, 20])
