@@ -5,7 +5,7 @@
     autoedit edit IN -o OUT.mp4|.mov|.mkv [--profile tate|square|yoko]
                   [--export fcpxml,fcp7,edl,otio,json] [--timeline-png PATH.png]
         the cut:    [--cut-on voice|loudness] [--margin S | --margin BEFORE,AFTER]
-                    [--threshold DB] [--min-silence S] [--keep-background-voices] [--no-cut]
+                    [--threshold DB] [--min-silence S] [--cut-background-voices] [--no-cut]
         the output: [--resolution WxH | --height N] [--no-upscale] [--fps N] [--crf N] [--preset NAME]
     autoedit submit | status | fetch | backfill ...   (remote, over Dagster's GraphQL API)
     autoedit gateway --upstream URL | autoedit token --role viewer|operator
@@ -179,7 +179,7 @@ _FLAG_OF = {
 }  # fmt: skip
 _CUT_FLAGS = {
     "cut_on": "--cut-on", "threshold": "--threshold", "margin": "--margin", "min_silence": "--min-silence",
-    "keep_background_voices": "--keep-background-voices",
+    "cut_background_voices": "--cut-background-voices",
 }  # fmt: skip
 
 
@@ -194,11 +194,11 @@ def _edit_settings(args: argparse.Namespace) -> "EditSettings":
         raise BadRequest(f"--no-cut keeps every frame: {', '.join(given)} would do nothing")
     if args.threshold is not None and args.cut_on == "voice":
         raise BadRequest("--threshold is the loudness detector's level (dB above the noise floor); drop --cut-on voice")
-    if args.keep_background_voices and (args.cut_on == "loudness" or args.threshold is not None):
-        raise BadRequest("--keep-background-voices is the voice detector's; the loudness detector keeps every voice")
+    if args.cut_background_voices and (args.cut_on == "loudness" or args.threshold is not None):
+        raise BadRequest("--cut-background-voices is the voice detector's; the loudness detector keeps every voice")
     silence: dict[str, Any] = {"cut": False} if args.no_cut else {}
-    if args.keep_background_voices:
-        silence["background_voice_db"] = 0.0
+    if args.cut_background_voices:
+        silence["cut_background_voice"] = True
     if args.cut_on or args.threshold is not None:
         silence["detector"] = args.cut_on or "loudness"
     if args.threshold is not None:
@@ -371,10 +371,10 @@ def build_parser(remote: bool = True, help_defaults: bool = False) -> argparse.A
         "--min-silence", type=float, metavar="S", help="seconds: shorter silences are not cut" + default("min_silence")
     )
     cut.add_argument(
-        "--keep-background-voices",
+        "--cut-background-voices",
         action="store_true",
-        help="a voice far under the speaker that talks through the pauses (chatter, sung lyrics) is speech "
-        "too: its stretches are not cut",
+        help="cut a voice far under the speaker that talks through its pauses (chatter, sung lyrics) like a "
+        "pause; may also cut a quieter partner answering in short turns over a noisy room or chatter",
     )
     cut.add_argument("--no-cut", action="store_true", help="keep every frame: reframe and normalise only")
     out = e.add_argument_group("the output")

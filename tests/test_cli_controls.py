@@ -233,8 +233,8 @@ def test_paths_a_person_gets_wrong(steps: Path, tmp_path: Path, capsys: pytest.C
         (["--min-silence", "100"], "--min-silence 100.0: input should be less than or equal to 60"),
         (["--no-cut", "--margin", "0.1"], "--no-cut keeps every frame: --margin would do nothing"),
         (["--cut-on", "pitch"], "argument --cut-on: invalid choice"),
-        (["--no-cut", "--keep-background-voices"], "--no-cut keeps every frame: --keep-background-voices would"),
-        (["--cut-on", "loudness", "--keep-background-voices"], "--keep-background-voices is the voice detector's"),
+        (["--no-cut", "--cut-background-voices"], "--no-cut keeps every frame: --cut-background-voices would"),
+        (["--cut-on", "loudness", "--cut-background-voices"], "--cut-background-voices is the voice detector's"),
         (["--resolution", "720"], "argument --resolution: expected WIDTHxHEIGHT"),
         (["--resolution", "8x8"], "--resolution 8x8: input should be greater than or equal to 16"),
         (["--resolution", "720x720"], "720x720 is not the tate profile's aspect (9:16)"),
@@ -258,11 +258,10 @@ def test_bad_values_are_refused_before_any_work(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_keep_background_voices_sets_the_voice_detectors_rule() -> None:
-    """`--keep-background-voices` turns the background-voice rule off (`background_voice_db` 0); left
-    out, the default of `SilenceSettings` applies."""
+def test_cut_background_voices_sets_the_voice_detectors_rule() -> None:
+    """`--cut-background-voices` turns the background-voice cut on; left out, it is off (the default)."""
     parser = build_parser(remote=False)
-    flagged = _edit_settings(parser.parse_args(["edit", "in.mp4", "-o", "out.mp4", "--keep-background-voices"]))
-    assert flagged.silence.background_voice_db == 0
+    flagged = _edit_settings(parser.parse_args(["edit", "in.mp4", "-o", "out.mp4", "--cut-background-voices"]))
+    assert flagged.silence.cut_background_voice is True
     default = _edit_settings(parser.parse_args(["edit", "in.mp4", "-o", "out.mp4"]))
-    assert default.silence.background_voice_db == SilenceSettings().background_voice_db > 0
+    assert default.silence.cut_background_voice is SilenceSettings().cut_background_voice is False

@@ -10,7 +10,8 @@ Two detectors (`SilenceSettings.detector`) mark the frames worth keeping:
   that barely stands above the room (`quiet_voice_db`) gets `quiet_voice_lead_s` more margin
   before each stretch: its first sounds lie in the room tone, out of both measures' reach. A
   voice far under the speaker that talks through most of its pauses (chatter, a song's lyrics:
-  `background_voice_db`) is background, and its stretches alone are cut like pauses.
+  `background_voice_db`) is background: named in the report, and its stretches alone cut like
+  pauses when asked (`cut_background_voice`).
   Pauses between sentences go even under a music bed or street noise, and a
   file in which no voice is found keeps everything ("no speech found: nothing cut") instead of
   losing its music or ambience. Tables stored before `speech_prob` existed fall back to loudness,
@@ -48,9 +49,10 @@ NO_SPEECH = "no speech found: nothing cut"
 NOTHING_LOUD = "nothing louder than the noise floor: nothing cut"
 NO_AUDIO = "no audio: nothing cut"
 NOT_CUT = "cutting is off: every frame kept"
-BACKGROUND_VOICE = (
-    "a voice {:.0f} dB under the speaker talks through its pauses: cut there as background "
-    "(kept with --keep-background-voices, background_voice_db 0)"
+BACKGROUND_VOICE_CUT = "a voice {:.0f} dB under the speaker talks through its pauses: cut there as background"
+BACKGROUND_VOICE_KEPT = (
+    "a voice {:.0f} dB under the speaker talks through its pauses: kept as speech, so those pauses stay "
+    "(--cut-background-voices, cut_background_voice, cuts them)"
 )
 NO_SPEECH_PROB = "analysis has no speech_prob (stored before the voice detector, or run without it): cut on loudness"
 
@@ -107,9 +109,11 @@ def find_speech(analysis: pl.DataFrame, fps: Fraction, settings: SilenceSettings
         notes.append(NO_SPEECH_PROB)
     if detector == "voice":
         marked = _voiced(analysis["speech_prob"].fill_null(0.0).to_numpy(), float(fps), settings)
-        marked, under_db = _without_background_voice(marked, levels, float(fps), settings)
+        without, under_db = _without_background_voice(marked, levels, float(fps), settings)
         if under_db is not None:
-            notes.append(BACKGROUND_VOICE.format(under_db))
+            cut = settings.cut_background_voice
+            marked = without if cut else marked
+            notes.append((BACKGROUND_VOICE_CUT if cut else BACKGROUND_VOICE_KEPT).format(under_db))
         settings = _for_a_quiet_voice(marked, levels, settings)
     else:
         marked = _loud(levels, settings)
@@ -176,7 +180,7 @@ def _without_background_voice(
     speaker stepping back), where a bed only shows in the speaker's pauses. Of the rest, its stretches
     of at least `BACKGROUND_RUN_S` are unmarked; shorter ones are the speaker's own soft syllables.
     """
-    if settings.background_voice_db <= 0 or not marked.any():
+    if not marked.any():
         return marked, None
     heard = np.nan_to_num(levels, nan=SILENT_DB)
     window = max(1, round(BACKGROUND_WINDOW_S * rate))

@@ -302,20 +302,25 @@ def _levels(parts: list[tuple[int, float, float]]) -> pl.DataFrame:
     return pl.DataFrame({"audio_db": db, "speech_prob": prob})
 
 
+CUT_BACKGROUND = SilenceSettings(cut_background_voice=True)
+
+
 def test_a_voice_far_under_the_speaker_in_every_pause_is_background() -> None:
     """A voice 16 dB under the speaker, heard in every pause (chatter, a song's lyrics): the model
-    calls it speech, but its stretches alone are cut like pauses, and the report says so."""
+    calls it speech. Asked to, its stretches alone are cut like pauses; by default it is kept; the
+    report names it either way."""
     speaker, bed = (50, -20.0, 0.9), (25, -36.0, 0.9)
     table = _levels([bed, speaker, bed, speaker, bed, speaker, bed])
-    result = find_speech(table, FPS)
-    assert result.notes and result.notes[0].startswith("a voice 16 dB under the speaker")
+    result = find_speech(table, FPS, CUT_BACKGROUND)
+    assert result.notes == ["a voice 16 dB under the speaker talks through its pauses: cut there as background"]
     # Each speaker stretch, its 0.2 s margins (5 frames) and what the 0.3 s level average smears (<= 4).
     speaking = [(25, 75), (100, 150), (175, 225)]
     assert len(result.ranges) == len(speaking)
     for kept, (start, end) in zip(result.ranges, speaking, strict=True):
         assert start - 9 <= kept.start < start and end < kept.end <= end + 9
-    kept = find_speech(table, FPS, SilenceSettings(background_voice_db=0))
-    assert kept.ranges == [FrameRange(start=0, end=table.height)] and kept.notes == []
+    kept = find_speech(table, FPS)
+    assert kept.ranges == [FrameRange(start=0, end=table.height)]
+    assert kept.notes[0].startswith("a voice 16 dB under the speaker talks through its pauses: kept as speech")
 
 
 def test_a_quieter_voice_of_its_own_is_not_background() -> None:
@@ -323,28 +328,32 @@ def test_a_quieter_voice_of_its_own_is_not_background() -> None:
     the turns): every word kept. So is a speaker who is far away for most of the file."""
     speaker, other, room = (50, -20.0, 0.9), (25, -36.0, 0.9), (10, -60.0, 0.02)
     turns = _levels([room, speaker, room, other, room, speaker, room, other, room, speaker, room])
-    result = find_speech(turns, FPS)
+    result = find_speech(turns, FPS, CUT_BACKGROUND)
     assert result.notes == [] and len(result.ranges) == 1
     near, far = (30, -20.0, 0.9), (200, -36.0, 0.9)
-    assert find_speech(_levels([near, far]), FPS).notes == []
+    assert find_speech(_levels([near, far]), FPS, CUT_BACKGROUND).notes == []
     # Turns with no room tone between them (the model bridges short gaps): the quieter side holds
     # the floor for whole sentences (4.2 s), which a bed, showing only in the speaker's pauses, never does.
     speaker, quieter = (110, -20.0, 0.9), (105, -34.0, 0.9)
     call = _levels([speaker, quieter, speaker, quieter, speaker])
-    assert find_speech(call, FPS).ranges == [FrameRange(start=0, end=call.height)]
+    assert find_speech(call, FPS, CUT_BACKGROUND).ranges == [FrameRange(start=0, end=call.height)]
 
 
 @pytest.mark.parametrize("under", [15, 20])
 def test_a_talking_bed_under_a_real_voice_loses_its_pauses(media: Path, under: int) -> None:
     """espeak voices: the speaker at -20 dBFS, another talking `under` dB lower throughout. The
-    speaker's every word is kept and most of what is the bed alone is cut."""
+    speaker's every word is kept and, asked to, most of what is the bed alone is cut; by default
+    the bed is kept and named."""
     talk, speech = _talk(VOICES[0])
     bed = np.resize(espeak("And so the committee met again on Tuesday to discuss the budget for the coming "
                            "year, which nobody had read.", "en-gb+m2", 150), len(talk))  # fmt: skip
     audio = talk + at_level(bed, -20.0 - under) + at_level(noise("pink", len(talk) / RATE, 4), -55.0)
-    score = _score(_analysed(media / f"talking_bed_{under}.mp4", audio), speech)
+    analysis = _analysed(media / f"talking_bed_{under}.mp4", audio)
+    score = _score(analysis, speech, CUT_BACKGROUND)
     assert score["speech_kept"] >= 0.99
     assert score["non_speech_removed"] >= 0.5
+    assert _score(analysis, speech)["non_speech_removed"] < 0.2
+    assert "kept as speech" in find_speech(analysis, FPS).notes[0]
 
 
 def test_an_off_microphone_interviewer_is_kept(media: Path) -> None:
@@ -362,5 +371,5 @@ def test_an_off_microphone_interviewer_is_kept(media: Path) -> None:
     audio = np.concatenate(pieces)
     audio = audio + at_level(noise("pink", len(audio) / RATE, 5), -55.0)
     analysis = _analysed(media / "interview.mp4", audio)
-    assert find_speech(analysis, FPS).notes == []
-    assert _score(analysis, speech)["speech_kept"] == 1.0
+    assert find_speech(analysis, FPS, CUT_BACKGROUND).notes == []
+    assert _score(analysis, speech, CUT_BACKGROUND)["speech_kept"] == 1.0
