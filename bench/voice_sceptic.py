@@ -41,6 +41,7 @@ from autoedit_dagster.engine import analysis
 from autoedit_dagster.engine.config import SilenceSettings
 from autoedit_dagster.engine.media_info import probe
 from autoedit_dagster.engine.speech import find_speech
+from bench.quiet_speakers import bed
 from bench.run import VOICE_PAUSES, VOICE_PHRASES, overlap, write_results
 from testsupport.media_factory import (
     RATE,
@@ -61,6 +62,15 @@ OTHER_TEXT = (
 )
 TEST_PHRASES = ["We will now look at the numbers.", "Editing by hand takes a long time.", "Thank you for watching."]
 SPEECH = [(-20.0, "en", 170), (-20.0, "en-us+f3", 150), (-20.0, "en+m7", 210)]
+ANSWERS = ["Well, I started editing videos about ten years ago, mostly for friends.",
+           "It took a long time, because every pause had to be found by hand.",
+           "Now most of that work is done before I even open the project.",
+           "I still check every cut, but it is much faster than it used to be."]  # fmt: skip
+QUESTIONS = ["How did you start?", "Why was it so slow?", "And what changed?", "Do you trust it?"]
+MORE_SENTENCES = ["The weather was terrible on Saturday, so we stayed at home.",
+                  "My sister called to say that the train was late again.",
+                  "I think we should book the tickets before the end of the month.",
+                  "Honestly, I have no idea where the receipt went."]  # fmt: skip
 
 
 def band(audio: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -200,13 +210,8 @@ def cases() -> dict[str, Case]:
             t += len(said) / RATE + (gaps[i] if i < len(gaps) else 0)
         seconds = t + 1.0
         audio = place(seconds, parts) + at_level(noise("pink", seconds, k), -55.0)
-        merged = []
-        for s, e in sorted(speech):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
-        out[f"two speakers: {a[0]} and {b[0]} (4 dB quieter), gaps 0.15-0.5 s, one 0.6 s overlap"] = (audio, merged, [])
+        name = f"two speakers: {a[0]} and {b[0]} (4 dB quieter), gaps 0.15-0.5 s, one 0.6 s overlap"
+        out[name] = (audio, merge(speech), [])
     # Long: 630 s, a sentence every 15-60 s.
     rng = np.random.default_rng(4)
     parts, speech, t = [], [], 2.0
@@ -231,22 +236,9 @@ def cases() -> dict[str, Case]:
     return out
 
 
-ANSWERS = ["Well, I started editing videos about ten years ago, mostly for friends.",
-           "It took a long time, because every pause had to be found by hand.",
-           "Now most of that work is done before I even open the project.",
-           "I still check every cut, but it is much faster than it used to be."]  # fmt: skip
-QUESTIONS = ["How did you start?", "Why was it so slow?", "And what changed?", "Do you trust it?"]
-MORE_SENTENCES = ["The weather was terrible on Saturday, so we stayed at home.",
-                  "My sister called to say that the train was late again.",
-                  "I think we should book the tickets before the end of the month.",
-                  "Honestly, I have no idea where the receipt went."]  # fmt: skip
-
-
 def more_beds() -> dict[str, Case]:
     """Voice beds with other voices, levels and rooms than the first twelve: a talker 12-25 dB under,
     chatter (four voices), a café (chatter and street), lyrics over a band; the truth is the speaker."""
-    from bench.quiet_speakers import bed
-
     out: dict[str, Case] = {}
     talk, speech = main_voice("en-us+m3", 190)
     seconds = len(talk) / RATE
@@ -292,9 +284,8 @@ def quieter_voices() -> dict[str, Case]:
     out: dict[str, Case] = {}
     for under, room, kind in ((6, -55.0, "pink"), (10, -55.0, "pink"), (15, -55.0, "pink"), (20, -55.0, "pink"),
                               (15, -45.0, "brown")):  # fmt: skip
-        lines = [(text, voice, -20.0 - (under if voice[0] != "en" else 0))
-                 for pair in zip(QUESTIONS, ANSWERS, strict=True)
-                 for text, voice in zip(pair, (("en-us+f3", 170), ("en", 170)), strict=True)]  # fmt: skip
+        lines = [line for question, answer in zip(QUESTIONS, ANSWERS, strict=True)
+                 for line in ((question, ("en-us+f3", 170), -20.0 - under), (answer, ("en", 170), -20.0))]  # fmt: skip
         audio, speech, seconds = _said(lines, [0.7])
         out[f"quieter voice: interview, questions {under} dB under the answers, {kind} room {room:.0f} dBFS"] = (
             audio + at_level(noise(kind, seconds, 8), room), speech, [])  # fmt: skip
@@ -356,8 +347,6 @@ def _quick_turns() -> dict[str, Case]:
     audio, speech, seconds = _said(lines, gaps)
     out["quieter voice: the last 6 of 14 sentences 16 dB quieter (stepping back), 0.3-0.4 s gaps, pink room -48"] = (
         audio + at_level(noise("pink", seconds, 6), -48.0), speech, [])  # fmt: skip
-    from bench.quiet_speakers import bed
-
     gaps = np.random.default_rng(17).choice([0.5, 0.9, 1.5], 10).tolist()
     lines = [(long[i], ("en-us+f2", 180), -20.0 - (14 if i in (4, 5) else 0)) for i in range(10)]
     audio, speech, seconds = _said(lines, gaps)

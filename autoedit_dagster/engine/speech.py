@@ -189,9 +189,9 @@ def _without_background_voice(
     level = 10 * np.log10(np.convolve(10 ** (heard / 10), np.ones(window) / window, mode="same") + 1e-12)
     speaker = float(np.percentile(level[marked], 75))
     low = marked & (level < speaker - settings.background_voice_db)
-    # Without this, calls and Q&As with 0.3 s turns over a -44 dBFS room lost 17-46 % of their speech
-    # (bench/voice_sceptic.py, "quieter voice": the model bridges such gaps, so the quieter side
-    # fills the louder one's silences as a bed would).
+    # The model bridges 0.3 s gaps between turns, so over a noisy room a partner's or a stepped-back
+    # speaker's whole sentences fill the silences as a bed would: the calls, Q&A and stepping-back
+    # cases of bench/voice_sceptic.py ("quieter voice") are what this guard keeps.
     starts, ends = _runs(level < speaker - BACKGROUND_AWAY_DB)
     away = ends - starts >= round(BACKGROUND_AWAY_S * rate)
     low &= ~_mask(starts[away], ends[away], len(marked))
