@@ -162,6 +162,14 @@ def test_the_decoder_leaves_a_core_to_the_python_work(
     assert given < command.index("-i")  # an option of the decoder, not of an output
 
 
+def test_the_raw_frame_outputs_are_copied_on_ffmpegs_own_thread(bunny: Path) -> None:
+    """The rawvideo encoder is frame-threaded by default; for a copy the hand-offs cost more (bench)."""
+    command = analysis._command(probe(bunny), AnalysisSettings(), None, 3, 6)
+    raw = [i for i, arg in enumerate(command) if arg == "rawvideo"]
+    assert len(raw) == 2  # the small frames and the face planes
+    assert all(command[i + 1 : i + 3] == ["-threads", "1"] for i in raw)
+
+
 def test_a_failing_progress_callback_stops_the_pass(bunny: Path) -> None:
     def progress(_fraction: float) -> None:
         raise RuntimeError("cancelled by the caller")
