@@ -73,10 +73,12 @@ ANALYSIS_DECODE_ARGS = ("-skip_loop_filter", "all")
 # hand-offs cost more than they save (the 10-minute film's graph alone: 26.6 s and 27.9 CPU-s
 # threaded, 24.4 s and 24.9 CPU-s on one thread, medians of 2 on the 2-core VM).
 FILTER_THREADS = ("-filter_complex_threads", "1")
-# ffmpeg's rawvideo encoder is frame-threaded by default: every frame is handed to a thread that
-# copies it into a packet and handed back. For the pass's small frames and face planes that
-# costs more than the copy (the film's pass alone: 14.0 -> 13.0 CPU-s and 13.8 -> 13.0 s with one
-# thread per raw output), all of it on the main thread the decode runs on.
+# ffmpeg's rawvideo encoder is frame-threaded by default: every frame goes to a worker thread for
+# a copy into a packet and back, and the hand-offs cost more than the copy. With one thread per raw
+# output, the film's pass command alone (outputs to /dev/null) took 13.0 s and 13.0 CPU-s instead
+# of 13.8 s and 14.0; in the whole pass, where Python shares the cores, 14.9 s instead of 15.1
+# (bench/RESULTS.md). The table is the same either way (checked on 90 s of the film, a 1080p
+# excerpt, a 1.2 s file and the 30 s talk).
 RAW_OUTPUT = ("-f", "rawvideo", "-threads", "1")
 
 
