@@ -77,12 +77,17 @@ def scenes() -> dict[str, list[tuple[np.ndarray, Box | None]]]:
             box = face_at(frame, k * 5, cx, cy, height * h, squeeze)
             items.append((_jpeg(frame), box))
         sets[label] = items
-    walkers = []
-    for k in range(24):
-        frame = film[(k * 5) % len(film)].copy()
-        box = _walker(frame, k / 7, rng.uniform(0.15, 0.85) * w, 0.55 * h, 0.5 * h)
-        walkers.append((_jpeg(frame), box))
-    sets["walker 1/2 (no face)"] = walkers
+    for label, height in (
+        ("walker 1/2 (no face)", 1 / 2),
+        ("walker 1/3 (no face)", 1 / 3),
+        ("walker 0.7 (no face)", 0.7),
+    ):
+        walkers = []
+        for k in range(24):
+            frame = film[(k * 5) % len(film)].copy()
+            box = _walker(frame, k / 7, rng.uniform(0.15, 0.85) * w, 0.55 * h, height * h)
+            walkers.append((_jpeg(frame), box))
+        sets[label] = walkers
     sets["cartoon only (negatives)"] = [(_jpeg(f.copy()), None) for f in (*film[::6], *flipped[3::6])]
     return sets
 
@@ -98,8 +103,9 @@ def _cascade(name: str, scale: float = 1.1, neighbours: int = 3, min_side: int =
     return detect
 
 
-def _hog_people(scale: float = 1.1, daimler: bool = False, hit_threshold: float = 0.0) -> Detector:
-    """OpenCV's HOG people detector: the default 64x128 one, or Daimler's 48x96 (smaller people)."""
+def _hog_people(scale: float = 1.1, daimler: bool = False, hit_threshold: float = 0.0, shrink: float = 1.0) -> Detector:
+    """OpenCV's HOG people detector: the default 64x128 one, or Daimler's 48x96 (smaller people);
+    `shrink` < 1 runs it on the picture made that much smaller (boxes given back at full size)."""
     if daimler:
         hog = cv2.HOGDescriptor((48, 96), (16, 16), (8, 8), (8, 8), 9)
         hog.setSVMDetector(cv2.HOGDescriptor.getDaimlerPeopleDetector())
@@ -108,8 +114,11 @@ def _hog_people(scale: float = 1.1, daimler: bool = False, hit_threshold: float 
         hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
 
     def detect(bgr: np.ndarray) -> list[Box]:
+        if shrink != 1.0:
+            size = (round(bgr.shape[1] * shrink), round(bgr.shape[0] * shrink))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         found, _ = hog.detectMultiScale(bgr, hitThreshold=hit_threshold, winStride=(8, 8), padding=(8, 8), scale=scale)
-        return [(x + bw / 2, y + bh / 2, bw, bh) for x, y, bw, bh in found]
+        return [((x + bw / 2) / shrink, (y + bh / 2) / shrink, bw / shrink, bh / shrink) for x, y, bw, bh in found]
 
     return detect
 
@@ -153,6 +162,7 @@ def candidates() -> dict[str, Detector]:
         "haar full body (opencv)": _cascade("haarcascade_fullbody.xml", 1.1, 3, 40),
         "hog people (opencv)": _hog_people(),
         "hog people, scale 1.05 (opencv)": _hog_people(1.05),
+        "hog people at 0.8 of the plane, scale 1.05 (opencv)": _hog_people(1.05, shrink=0.8),
         "hog daimler people (opencv)": _hog_people(daimler=True),
         "hog daimler people, hit threshold 0.5 (opencv)": _hog_people(daimler=True, hit_threshold=0.5),
         "libfacedetection cnn (yuface), confidence 0.5": _yuface("raw"),
