@@ -249,10 +249,10 @@ def person_clip(
                               (70, 110, 150), -1)  # fmt: skip
         if "blob front" in case.distractors:
             # A bright disc crossing in front of the face halfway through, at a fixed pace relative to
-            # the face (0.6 of the width per clip): the face is wholly hidden for ~20 % of the clip
-            # whatever its path. Placed on the path's midpoint instead, a random path could run with
-            # the disc and stay under it from the first frame (5 s of 8 on one path): nothing in the
-            # picture then says where the face is.
+            # the face (0.6 of the width per clip), so the face is wholly hidden for ~20 % of the clip
+            # whatever its path. Relative to the face, not to a fixed place: a disc a random path runs
+            # along with could hide the face from the first frame, and then nothing in the picture
+            # says where it is.
             bx = fx * w + w * 0.6 * (0.5 - i / max(1, n - 1))
             cv2.circle(frame, (int(bx), int(fy * h)), int(h / 6), (120, 235, 255), -1, cv2.LINE_AA)
         if np.isfinite(box[0]):  # partly out of the picture: the part in it is what can be kept in view
