@@ -194,11 +194,18 @@ def measure_ui(url: str, video: str) -> dict:
     return out
 
 
-def make_burst(store: Path, count: int) -> float:
+def make_burst(store: Path, count: int, age: float = 0.0) -> float:
+    """`count` one-byte uploads under uploads/burst/, their mtime `age` seconds ago (settled when it
+    is more than the sensor's settle time); returns that mtime."""
     folder = store / "uploads" / "burst"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         (folder / f"tape-{i:05d}.mp4").write_bytes(b"x")
+    if age:
+        mtime = time.time() - age
+        for path in folder.iterdir():
+            os.utime(path, (mtime, mtime))
+        return mtime
     return time.time()
 
 
