@@ -20,7 +20,10 @@ Variants (the choices issue 17 lists):
 - `job`: a job backfill of `video_job` (its partition set): one run per partition by construction,
   the job's tags (the render limit's) on every run;
 - `job-threads`: the same with the instance's `backfills: num_submit_workers` (deploy/*.yaml: 4;
-  runs created by that many threads, as the daemon does); `job-threads-N`: with N threads.
+  runs created by that many threads, as the daemon does); `job-threads-N`: with N threads;
+- any variant with the suffix `-unpooled` (PostgreSQL only): the same on dagster-postgres' storage as
+  shipped (`storage: postgres:`, a new connection for each group of statements) instead of
+  deploy/dagster.yaml's, which keeps its connections open (autoedit_dagster/pg_storage.py).
 
 Measured from the run storage: runs created, their create timestamps (rate = runs after the first /
 seconds between the first and the last), the delay from adding the backfill to the first run, the
@@ -42,12 +45,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench.celery_throughput import PGHOST, PGPORT, PGUSER, postgres_databases
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "bench" / "BACKFILL_RATE.md"
 VARIANTS = ("asset", "asset-chunk", "job", "job-threads")
 BIG_CHUNK = 1000
+UNPOOLED = "-unpooled"
 
 # Runs in a fresh interpreter (DAGSTER_HOME set): one backfill, the daemon's iteration, the figures.
 MEASURE = r"""
@@ -155,10 +161,23 @@ def _instance_home(backend: str, root: Path, stack: contextlib.ExitStack) -> tup
     return home, extra
 
 
+def unpooled_home(home: Path) -> Path:
+    """A DAGSTER_HOME beside `home` whose instance is `home`'s on dagster-postgres' storage as shipped."""
+    other = home.parent / f"{home.name}{UNPOOLED}"
+    if not other.exists():
+        other.mkdir()
+        config = yaml.safe_load((home / "dagster.yaml").read_text())
+        config["storage"] = {"postgres": config["storage"]["custom"]["config"]}
+        (other / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return other
+
+
 def _env(home: Path, extra: dict[str, str], variant: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOEDIT_", "DAGSTER_"))}
+    if variant.endswith(UNPOOLED):  # the same database and store, the other storage class
+        home = unpooled_home(home)
     env.update(PYTHONPATH=str(ROOT), DAGSTER_HOME=str(home), AUTOEDIT_STORAGE=str(home.parent / "storage"), **extra)
-    if variant == "asset-chunk":
+    if variant.removesuffix(UNPOOLED) == "asset-chunk":
         env["DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE"] = str(BIG_CHUNK)
     return env
 
@@ -187,8 +206,10 @@ def run_backend(backend: str, videos: int, runs: int, seconds: float, variants: 
         subprocess.run([sys.executable, "-c", SEED, str(videos)], env=env, cwd=ROOT, check=True)
         for _ in range(rounds):
             for variant in variants:  # alternate the variants round by round
+                if variant.endswith(UNPOOLED) and backend != "postgres":
+                    continue
                 subprocess.run([sys.executable, "-c", CLEAR], env=env, cwd=ROOT, check=True)
-                command = [sys.executable, "-c", MEASURE, variant, str(runs), str(seconds)]
+                command = [sys.executable, "-c", MEASURE, variant.removesuffix(UNPOOLED), str(runs), str(seconds)]
                 done = subprocess.run(command, env=_env(home, extra, variant), cwd=ROOT, capture_output=True, text=True)
                 if done.returncode != 0:
                     result = {"variant": variant, "error": done.stderr.strip()[-800:]}
@@ -196,7 +217,7 @@ def run_backend(backend: str, videos: int, runs: int, seconds: float, variants: 
                     result = json.loads(
                         next(x for x in reversed(done.stdout.splitlines()) if x.startswith("RESULT "))[7:]
                     )
-                result["backend"] = backend
+                result["backend"], result["variant"] = backend, variant
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 out.append(result)
     return out

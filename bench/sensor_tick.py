@@ -13,7 +13,10 @@ burst from the start.
 
 Variants: `serial`, the daemon creating a tick's runs one after another (no `sensors:` settings);
 `threads`, as with the instance setting `sensors: num_submit_workers` (its value, else 4), the runs
-created by that many threads. With `PGOPTIONS` in the environment (e.g. `-c synchronous_commit=off`)
+created by that many threads; `unpooled` (PostgreSQL only), `serial` on dagster-postgres' storage as
+shipped (`storage: postgres:`, a new connection for each group of statements) instead of
+deploy/dagster.yaml's, which keeps its connections open (autoedit_dagster/pg_storage.py).
+With `PGOPTIONS` in the environment (e.g. `-c synchronous_commit=off`)
 PostgreSQL's sessions take those settings. Issue 17 asks for a tick (its 20 runs created) in <= 5 s,
 and 10,000 uploads turned into runs in <= 30 minutes. Writes bench/SENSOR_TICK.md.
 """
@@ -34,10 +37,10 @@ from pathlib import Path
 
 from bench.archive_scale import make_burst
 from bench.backfill_rate import CLEAR as CLEAR_RUNS
-from bench.backfill_rate import ROOT, _env, _instance_home
+from bench.backfill_rate import ROOT, UNPOOLED, _env, _instance_home
 
 REPORT = ROOT / "bench" / "SENSOR_TICK.md"
-VARIANTS = ("serial", "threads")
+VARIANTS = ("serial", "threads", "unpooled")
 
 CLEAR = (
     CLEAR_RUNS
@@ -89,10 +92,13 @@ def run_backend(backend: str, burst: int, ticks: int, rounds: int, work: Path) -
         env = _env(home, extra, "")
         for _ in range(rounds):
             for variant in VARIANTS:  # alternated round by round
+                if variant == "unpooled" and backend != "postgres":
+                    continue
                 subprocess.run([sys.executable, "-c", CLEAR], env=env, cwd=ROOT, check=True)
                 done = subprocess.run(
                     [sys.executable, "-c", MEASURE, variant, str(ticks)],
-                    env=env, cwd=ROOT, capture_output=True, text=True,
+                    env=_env(home, extra, UNPOOLED) if variant == "unpooled" else env,
+                    cwd=ROOT, capture_output=True, text=True,
                 )  # fmt: skip
                 if done.returncode != 0:
                     result: dict = {"variant": variant, "error": done.stderr.strip()[-800:]}

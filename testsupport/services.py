@@ -8,10 +8,12 @@ AUTOEDIT_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
 import contextlib
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +99,21 @@ def redis_url() -> str:
     url = f"{REDIS_URL.rstrip('/')}/7"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+@contextlib.contextmanager
+def instance_on(database: PostgresDatabase, config: Path, home: Path) -> Iterator:
+    """`DagsterInstance.get()` from `config` copied into `home`, with only DAGSTER_HOME and the libpq
+    variables set (as an operator runs deploy/dagster.yaml); disposed on exit."""
+    import dagster as dg
+
+    shutil.copy(config, home / "dagster.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DAGSTER_HOME", str(home))
+        for name, value in database.env().items():
+            mp.setenv(name, value)
+        instance = dg.DagsterInstance.get()
+        try:
+            yield instance
+        finally:
+            instance.dispose()

@@ -446,7 +446,7 @@ def test_helm_postgres_matches_the_instance_yaml(helm: dict) -> None:
     assert {"postgresqlHost", "postgresqlUsername", "postgresqlPassword", "postgresqlDatabase", "service"} <= set(
         postgres
     )  # fmt: skip
-    production = load("dagster.yaml")["storage"]["postgres"]["postgres_db"]
+    production = load("dagster.yaml")["storage"]["custom"]["config"]["postgres_db"]
     assert postgres["postgresqlScheme"] == production["scheme"] == "postgresql+psycopg2"
     assert helm["generatePostgresqlPasswordSecret"] is False and helm["global"]["postgresqlSecretName"]
 

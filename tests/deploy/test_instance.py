@@ -29,7 +29,7 @@ from autoedit_dagster.jobs import RENDER_RUN_TAGS
 from autoedit_dagster.partitions import video_id_for_upload
 from autoedit_dagster.resources import LocalMediaStore
 from testsupport.media_factory import ffmpeg
-from testsupport.services import PostgresDatabase
+from testsupport.services import PostgresDatabase, instance_on
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PRODUCTION_YAML = DEPLOY / "dagster.yaml"
@@ -54,15 +54,8 @@ def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pg_instance(dagster_home: Path, postgres_database: PostgresDatabase) -> Iterator[dg.DagsterInstance]:
     """`DagsterInstance.get()` with only DAGSTER_HOME and the libpq variables set."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DAGSTER_HOME", str(dagster_home))
-        for name, value in postgres_database.env().items():
-            mp.setenv(name, value)
-        instance = dg.DagsterInstance.get()
-        try:
-            yield instance
-        finally:
-            instance.dispose()
+    with instance_on(postgres_database, PRODUCTION_YAML, dagster_home) as instance:
+        yield instance
 
 
 @dataclass
@@ -202,7 +195,8 @@ def test_local_and_production_instances_have_the_same_shape(tmp_path: Path, monk
     local = yaml.safe_load(LOCAL_YAML.read_text())
     production = production_config()
     assert set(local) - {"storage"} <= set(production)
-    assert set(local["storage"]) == {"sqlite"} and set(production["storage"]) == {"postgres"}
+    assert set(local["storage"]) == {"sqlite"}
+    assert production["storage"]["custom"]["class"] == "PooledPostgresStorage"  # postgres, connections kept
     assert local["concurrency"]["pools"]["granularity"] == production["concurrency"]["pools"]["granularity"]
     assert set(local["run_monitoring"]) <= set(production["run_monitoring"])
     assert local["telemetry"] == production["telemetry"] == {"enabled": False}
