@@ -12,6 +12,8 @@ Each of the three storages keeps one connection idle; threads that write at the 
 extra ones that close after use. A kept connection is checked before use (`pool_pre_ping`), so a
 database restart costs a reconnect instead of a failed write, and one older than
 `POOL_RECYCLE_S` is replaced. A forked child never uses its parent's connections.
+`DagsterInstance.dispose` closes the run and event log storages' connections; it leaves the
+schedule storage alone, whose connection closes when the instance is collected.
 """
 
 from __future__ import annotations

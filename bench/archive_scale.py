@@ -1,6 +1,6 @@
 """Archive scale: `autoedit status`, the upload sensor's tick and its cursor, before and after.
 
-    PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N]
+    PYTHONPATH=$PWD python -m bench.archive_scale [--videos N] [--sqlite-videos N] [--burst N] [--no-before]
                                                   [--measure ui,status,all,sensor] [--report PATH] [--figures PATH]
 
 For each backend (SQLite: deploy/dagster.local.yaml; PostgreSQL: deploy/dagster.yaml on a fresh
@@ -9,7 +9,8 @@ database, as testsupport/services.py makes them) an instance is filled without r
 planned and stored materializations of video_job's 10 assets and 5 passed render-check
 evaluations (unpartitioned, as the checks record them); a few more videos get a QUEUED run never executed. Then
 dagster-webserver serves it and, alternating the code of main at BASE (a `git archive` in a temp
-folder) and of this checkout, each measurement is repeated and its median reported:
+folder) and of this checkout, each measurement is repeated and its median reported (`--no-before`:
+this checkout's code only, the "before" column left empty):
 
 - the UI's asset graph (`AssetGraphLiveQuery` for every asset) and the oldest video's partition
   page, as the installed UI writes them (bench/ui_queries.py), on this checkout's code location;
@@ -50,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = "3bb6f27"
 REPEATS = 5
 QUEUED = 20
+# The "before" column when only this checkout is measured (`--no-before`).
+EMPTY_STATUS: dict[str, list] = {"whole": [float("nan")], "api": [float("nan")], "requests": ["-"], "bytes": [0]}
 
 # Runs inside a fresh interpreter with PYTHONPATH set to one of the two checkouts.
 API_SCRIPT = r"""
@@ -254,10 +257,14 @@ def _row(label: str, before: str, after: str) -> str:
 
 
 def _fmt_all(x: dict) -> str:
+    if not x:
+        return "-"
     return f"{x['seconds']:.1f} s, {x['requests']} requests, {x['bytes']:,} bytes" if "seconds" in x else x["error"]
 
 
 def _fmt_tick(x: dict) -> str:
+    if not x:
+        return "-"
     if "error" in x:
         return x["error"]
     return f"{_median(x['tick_seconds']):.2f} s (worst {max(x['tick_seconds']):.2f})"
@@ -276,8 +283,13 @@ def write_report(results: dict[str, dict], burst: int) -> str:
         "",
         f"Written by `bench/archive_scale.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{platform.node()}, {os.cpu_count()} cores, shared with other engineers' test runs (load averages "
-        "given per backend): absolute times move with the load; before and after were measured "
-        f"alternately, {REPEATS} times each, medians shown. Before: main at {BASE}. After: this branch.",
+        "given per backend): absolute times move with the load; "
+        + (
+            f"before and after were measured alternately, {REPEATS} times each, medians shown. Before: main at "
+            f"{BASE}. After: this branch."
+            if any("before" in r.get("status", {"before": 1}) for r in results.values())
+            else f"this branch only (`--no-before`), {REPEATS} times each, medians shown."
+        ),
         "",
     ]
     for backend, r in results.items():
@@ -305,7 +317,7 @@ def write_report(results: dict[str, dict], burst: int) -> str:
             ]
         if "status" not in r:
             continue
-        before, after = r["status"]["before"], r["status"]["after"]
+        before, after = r["status"].get("before", EMPTY_STATUS), r["status"]["after"]
         lines += [
             "| measure | before | after |",
             "| --- | --- | --- |",
@@ -323,12 +335,12 @@ def write_report(results: dict[str, dict], burst: int) -> str:
             ),
         ]
         if "status_all" in r:
-            lines.append(_row("`autoedit status --limit 0` (API part)", _fmt_all(r["status_all"]["before"]),
+            lines.append(_row("`autoedit status --limit 0` (API part)", _fmt_all(r["status_all"].get("before", {})),
                               _fmt_all(r["status_all"]["after"])))  # fmt: skip
         if "sensor" not in r:
             lines.append("")
             continue
-        sb, sa = r["sensor"]["before"], r["sensor"]["after"]
+        sb, sa = r["sensor"].get("before", {}), r["sensor"]["after"]
         lines.append(_row(f"upload-sensor evaluation, 20-run tick, {burst:,} files in uploads/", _fmt_tick(sb),
                           _fmt_tick(sa)))  # fmt: skip
         lines.append(_row("sensor cursor after those ticks (largest)", _fmt_cursor(sb, "cursor_bytes"),
@@ -346,6 +358,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000, help="files in uploads/ for the sensor tick")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--measure", default="ui,status,all,sensor", help="which parts (comma-separated)")
+    parser.add_argument("--no-before", action="store_true", help=f"measure this checkout only, not main at {BASE}")
     parser.add_argument("--report", type=Path, default=ROOT / "bench" / "ARCHIVE.md", help="the report to write")
     parser.add_argument("--figures", type=Path, default=ROOT / "bench" / "archive_scale.json", help="its figures")
     args = parser.parse_args()
@@ -353,7 +366,7 @@ def main() -> None:
     # Instances on tmpfs when there is one: SQLite commits there cost no fsync, so seeding is ~10x faster.
     scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with base_checkout() as base, tempfile.TemporaryDirectory(prefix="autoedit-archive-", dir=scratch) as work:
-        codes = {"before": base, "after": ROOT}
+        codes = {"after": ROOT} if args.no_before else {"before": base, "after": ROOT}
         for backend in args.backends.split(","):
             count = args.sqlite_videos if backend == "sqlite" and args.sqlite_videos else args.videos
             print(f"{backend}: seeding {count} videos", file=sys.stderr, flush=True)

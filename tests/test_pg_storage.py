@@ -8,6 +8,7 @@ production file. Connections opened are counted on the storages' own engines (SQ
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,17 @@ def test_a_forked_child_leaves_the_parents_connections_alone(instance: dg.Dagste
 
 def test_dispose_closes_the_kept_connections(instance: dg.DagsterInstance, database: PostgresDatabase) -> None:
     create_runs(instance, range(2))
-    assert backends(database)
+    assert len(backends(database)) == 2  # the run and event log storages'
     instance.dispose()
+    assert backends(database) == []
+
+
+def test_the_schedule_storages_connection_closes_with_the_instance(database: PostgresDatabase, tmp_path: Path) -> None:
+    """`DagsterInstance.dispose` leaves the schedule storage alone: its connection goes with the instance."""
+    with instance_on(database, PRODUCTION_YAML, tmp_path) as instance:
+        instance.all_instigator_state()
+        assert len(backends(database)) == 1
+    assert len(backends(database)) == 1  # disposed, but the schedule storage's is still open
+    del instance
+    gc.collect()
     assert backends(database) == []
