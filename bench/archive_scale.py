@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import ui_queries
@@ -52,7 +52,7 @@ BASE = "3bb6f27"
 REPEATS = 5
 QUEUED = 20
 # The "before" column when only this checkout is measured (`--no-before`).
-EMPTY_STATUS: dict[str, list] = {"whole": [float("nan")], "api": [float("nan")], "requests": ["-"], "bytes": [0]}
+EMPTY_STATUS: dict[str, list] = {"whole": [], "api": [], "requests": [], "bytes": []}
 
 # Runs inside a fresh interpreter with PYTHONPATH set to one of the two checkouts.
 API_SCRIPT = r"""
@@ -256,6 +256,10 @@ def _row(label: str, before: str, after: str) -> str:
     return f"| {label} | {before} | {after} |"
 
 
+def _stat(values: list, pick: Callable[[list], float], spec: str) -> str:
+    return format(pick(values), spec) if values else "-"
+
+
 def _fmt_all(x: dict) -> str:
     if not x:
         return "-"
@@ -323,14 +327,14 @@ def write_report(results: dict[str, dict], burst: int) -> str:
             "| --- | --- | --- |",
             _row(
                 "`autoedit status VIDEO`, whole command (median s)",
-                f"{_median(before['whole']):.2f}",
-                f"{_median(after['whole']):.2f}",
+                _stat(before["whole"], _median, ".2f"),
+                _stat(after["whole"], _median, ".2f"),
             ),
-            _row("... worst of the runs (s)", f"{max(before['whole']):.2f}", f"{max(after['whole']):.2f}"),
-            _row("its API part (median s)", f"{_median(before['api']):.3f}", f"{_median(after['api']):.3f}"),
+            _row("... worst of the runs (s)", _stat(before["whole"], max, ".2f"), _stat(after["whole"], max, ".2f")),
+            _row("its API part (median s)", _stat(before["api"], _median, ".3f"), _stat(after["api"], _median, ".3f")),
             _row(
                 "... requests / bytes received",
-                f"{before['requests'][0]} / {before['bytes'][0]:,}",
+                f"{before['requests'][0]} / {before['bytes'][0]:,}" if before["requests"] else "-",
                 f"{after['requests'][0]} / {after['bytes'][0]:,}",
             ),
         ]
