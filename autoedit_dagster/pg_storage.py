@@ -8,18 +8,19 @@ backfill's submission (bench/SENSOR_TICK.md, bench/BACKFILL_RATE.md). Dagster's 
 one connection open per storage (`optimize_for_webserver`); this storage does the same in every
 process that loads the instance: the daemon, the run workers and the Celery tasks.
 
-Each of the three storages keeps one connection idle; threads that write at the same time get
-extra ones that close after use. A kept connection is checked before use (`pool_pre_ping`), so a
-database restart costs a reconnect instead of a failed write, and one older than
-`POOL_RECYCLE_S` is replaced. A forked child never uses its parent's connections.
-`DagsterInstance.dispose` closes the run and event log storages' connections; it leaves the
-schedule storage alone, whose connection closes when the instance is collected.
+The connections belong to the process, not to an instance: every storage of every instance the
+process loads for the same database shares one engine, which keeps at most `POOL_SIZE` connections
+idle, and more while threads write at once (those close after use). A process that builds an
+instance per task and never disposes it (a Celery worker runs each step that way) therefore holds
+no more connections than one that builds a single instance. A kept connection is checked before
+use (`pool_pre_ping`), so a database restart costs a reconnect instead of a failed write, and one
+older than `POOL_RECYCLE_S` is replaced. A forked child never uses its parent's connections.
 """
 
 from __future__ import annotations
 
 import os
-import weakref
+import threading
 from typing import TYPE_CHECKING, Any
 
 from dagster._core.storage.base_storage import DagsterStorage
@@ -37,27 +38,30 @@ if TYPE_CHECKING:
     from dagster_postgres.auth import PgTokenProvider
     from sqlalchemy.engine import Engine
 
-# Connections kept idle per storage, and extra ones threads may open at once (closed after use).
-POOL_SIZE = 1
+# Connections a process keeps idle per database (one for each of the three storages), and extra
+# ones its threads may open at once (closed after use).
+POOL_SIZE = 3
 MAX_OVERFLOW = 10
 # A kept connection is replaced after this long (a proxy or load balancer may cut idle ones).
 POOL_RECYCLE_S = 3600
 
-_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+# The process's engines by database URL (an engine is thread-safe; its pool is the process's).
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
 
 
 def _forget_parents_connections() -> None:
     # SQLAlchemy's advice for a fork: the child drops the pool without closing the parent's sockets.
-    for engine in list(_engines):
+    for engine in _engines.values():
         engine.dispose(close=False)
+    _engines.clear()
 
 
 os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
-def pooled_engine(postgres_url: str, token_provider: PgTokenProvider | None = None) -> Engine:
-    """An engine that keeps `POOL_SIZE` connections open, as dagster-postgres' storages use them."""
-    engine = create_pg_engine(
+def _new_engine(postgres_url: str, token_provider: PgTokenProvider | None) -> Engine:
+    return create_pg_engine(
         postgres_url,
         token_provider,
         isolation_level="AUTOCOMMIT",
@@ -66,12 +70,24 @@ def pooled_engine(postgres_url: str, token_provider: PgTokenProvider | None = No
         pool_recycle=POOL_RECYCLE_S,
         pool_pre_ping=True,
     )
-    _engines.add(engine)
-    return engine
+
+
+def pooled_engine(postgres_url: str, token_provider: PgTokenProvider | None = None) -> Engine:
+    """The process's engine for `postgres_url`, which keeps up to `POOL_SIZE` connections open.
+
+    With a token provider (cloud IAM authentication: one per instance loaded) the engine is the
+    storage's own, closed on its `dispose`.
+    """
+    if token_provider is not None:
+        return _new_engine(postgres_url, token_provider)
+    with _engines_lock:
+        if postgres_url not in _engines:
+            _engines[postgres_url] = _new_engine(postgres_url, None)
+        return _engines[postgres_url]
 
 
 class _KeptConnections:
-    """Mixed into a dagster-postgres storage: its engine keeps connections, closed on `dispose`."""
+    """Mixed into a dagster-postgres storage: it uses the process's engine (`pooled_engine`)."""
 
     _engine: Engine
 
@@ -81,7 +97,8 @@ class _KeptConnections:
 
     def dispose(self) -> None:
         super().dispose()  # type: ignore[misc]
-        self._engine.dispose()
+        if self._engine not in _engines.values():  # its own (a token provider's, the webserver's)
+            self._engine.dispose()
 
 
 class KeptRunStorage(_KeptConnections, PostgresRunStorage):
