@@ -154,7 +154,7 @@ def test_instances_never_disposed_share_the_processs_connections(
     assert 1 <= len(backends(database)) <= POOL_SIZE
 
 
-def test_a_disposed_instance_leaves_the_others_connected(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+def test_a_disposed_instance_leaves_the_others_connected(instance: dg.DagsterInstance) -> None:
     create_runs(instance, range(1))
     other = dg.DagsterInstance.get()
     opened = count_connects(instance)
