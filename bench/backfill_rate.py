@@ -161,6 +161,11 @@ def _instance_home(backend: str, root: Path, stack: contextlib.ExitStack) -> tup
     return home, extra
 
 
+def runs_on(backend: str, variant: str) -> bool:
+    """An `-unpooled` variant (sensor_tick's `unpooled` too) compares PostgreSQL storages: not on SQLite."""
+    return backend == "postgres" or not variant.endswith(UNPOOLED.lstrip("-"))
+
+
 def unpooled_home(home: Path) -> Path:
     """A DAGSTER_HOME beside `home` whose instance is `home`'s on dagster-postgres' storage as shipped."""
     other = home.parent / f"{home.name}{UNPOOLED}"
@@ -206,7 +211,7 @@ def run_backend(backend: str, videos: int, runs: int, seconds: float, variants: 
         subprocess.run([sys.executable, "-c", SEED, str(videos)], env=env, cwd=ROOT, check=True)
         for _ in range(rounds):
             for variant in variants:  # alternate the variants round by round
-                if variant.endswith(UNPOOLED) and backend != "postgres":
+                if not runs_on(backend, variant):
                     continue
                 subprocess.run([sys.executable, "-c", CLEAR], env=env, cwd=ROOT, check=True)
                 command = [sys.executable, "-c", MEASURE, variant.removesuffix(UNPOOLED), str(runs), str(seconds)]

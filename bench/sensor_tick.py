@@ -37,7 +37,7 @@ from pathlib import Path
 
 from bench.archive_scale import make_burst
 from bench.backfill_rate import CLEAR as CLEAR_RUNS
-from bench.backfill_rate import ROOT, UNPOOLED, _env, _instance_home
+from bench.backfill_rate import ROOT, UNPOOLED, _env, _instance_home, runs_on
 
 REPORT = ROOT / "bench" / "SENSOR_TICK.md"
 VARIANTS = ("serial", "threads", "unpooled")
@@ -92,7 +92,7 @@ def run_backend(backend: str, burst: int, ticks: int, rounds: int, work: Path) -
         env = _env(home, extra, "")
         for _ in range(rounds):
             for variant in VARIANTS:  # alternated round by round
-                if variant == "unpooled" and backend != "postgres":
+                if not runs_on(backend, variant):
                     continue
                 subprocess.run([sys.executable, "-c", CLEAR], env=env, cwd=ROOT, check=True)
                 done = subprocess.run(
